@@ -1,0 +1,104 @@
+//! Taking the bearer token out of a request (RFC 6750 §2.1).
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::Refusal;
+
+use super::AuthFailure;
+
+/// Tokens larger than this are refused before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The request's bearer token. `Ok(None)` when there is no `Authorization`
+/// header or it uses another scheme: RFC 6750 §3.1 treats both as "no
+/// credentials". Duplicate headers and malformed values are `invalid_request`.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(Refusal::InvalidRequest("more than one Authorization header"));
+    }
+    let value = value.as_bytes();
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, &value[value.len()..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    let token = trim_spaces(rest);
+    if token.is_empty() {
+        return Err(Refusal::InvalidRequest("the Bearer credentials are empty"));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Refusal::InvalidToken(AuthFailure::TooLarge));
+    }
+    if !is_b64token(token) {
+        return Err(Refusal::InvalidRequest("the Bearer token has characters RFC 6750 does not allow"));
+    }
+    // is_b64token admits ASCII only, so this cannot fail.
+    std::str::from_utf8(token).map(Some).map_err(|_| Refusal::InvalidRequest("the Bearer token is not ASCII"))
+}
+
+fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&b| b != b' ').map_or(start, |i| i + 1);
+    &bytes[start..end.max(start)]
+}
+
+/// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &[u8]) -> bool {
+    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    body_end > 0
+        && token[..body_end]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn extract(values: &[&[u8]]) -> Result<Option<String>, Refusal> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        bearer_token(&headers).map(|t| t.map(str::to_owned))
+    }
+
+    #[test]
+    fn takes_the_token_whatever_the_scheme_case() {
+        for value in [&b"Bearer abc.def.ghi"[..], b"bearer abc.def.ghi", b"BEARER   abc.def.ghi"] {
+            assert_eq!(extract(&[value]).unwrap().as_deref(), Some("abc.def.ghi"));
+        }
+        assert_eq!(extract(&[b"Bearer a-b_c~d+e/f=="]).unwrap().as_deref(), Some("a-b_c~d+e/f=="));
+    }
+
+    #[test]
+    fn no_header_or_other_scheme_is_no_token() {
+        assert_eq!(extract(&[]).unwrap(), None);
+        assert_eq!(extract(&[b"Basic dXNlcjpwYXNz"]).unwrap(), None);
+        assert_eq!(extract(&[b"Bearerx abc"]).unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_values_are_invalid_requests() {
+        for value in [&b"Bearer"[..], b"Bearer ", b"Bearer a b", b"Bearer a,b", b"Bearer =abc", b"Bearer a\"b"] {
+            assert!(
+                matches!(extract(&[value]), Err(Refusal::InvalidRequest(_))),
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        assert!(matches!(extract(&[b"Bearer a", b"Bearer b"]), Err(Refusal::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_unread() {
+        let big = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        assert!(matches!(extract(&[big.as_bytes()]), Err(Refusal::InvalidToken(AuthFailure::TooLarge))));
+    }
+}

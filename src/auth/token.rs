@@ -1,0 +1,104 @@
+//! Structural parsing of a compact JWS before any cryptography: three
+//! base64url segments, a JOSE header naming an algorithm, a JSON object payload.
+//! Everything refused here costs no signature check.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::AuthFailure;
+
+pub type Claims = Map<String, Value>;
+
+/// The JOSE header fields jwtgate acts on. `jku`, `x5u`, `jwk` and `x5c` are
+/// deliberately not read: keys come only from the issuer's configured JWKS.
+#[derive(Debug, Deserialize)]
+pub struct JoseHeader {
+    pub alg: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    #[serde(default)]
+    pub crit: Option<Value>,
+}
+
+/// A token split and decoded, signature not yet checked.
+#[derive(Debug)]
+pub struct Unverified<'a> {
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'a str,
+    pub signature: &'a str,
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub claims: Claims,
+}
+
+pub fn parse(token: &str) -> Result<Unverified<'_>, AuthFailure> {
+    let mut parts = token.splitn(3, '.');
+    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthFailure::NotJwt);
+    };
+    if signature.contains('.') || signature.is_empty() {
+        return Err(AuthFailure::NotJwt);
+    }
+    let signing_input = &token[..header.len() + 1 + payload.len()];
+    let header: JoseHeader = decode_json(header).ok_or(AuthFailure::BadHeader)?;
+    // RFC 7515 §4.1.11: a recipient must refuse critical extensions it does not
+    // understand, and jwtgate understands none.
+    if header.crit.is_some() {
+        return Err(AuthFailure::UnsupportedCritical);
+    }
+    let alg = header.alg.parse::<Algorithm>().map_err(|_| AuthFailure::AlgorithmNotAllowed)?;
+    let claims: Claims = decode_json(payload).ok_or(AuthFailure::BadPayload)?;
+    Ok(Unverified { signing_input, signature, alg, kid: header.kid, claims })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    #[test]
+    fn parses_a_well_formed_token() {
+        let t = token(r#"{"alg":"RS256","kid":"k1","jku":"https://evil"}"#, r#"{"iss":"x"}"#);
+        let parsed = parse(&t).unwrap();
+        assert_eq!(parsed.alg, Algorithm::RS256);
+        assert_eq!(parsed.kid.as_deref(), Some("k1"));
+        assert_eq!(parsed.claims["iss"], "x");
+        assert_eq!(parsed.signature, "c2ln");
+        assert!(t.starts_with(parsed.signing_input));
+    }
+
+    #[test]
+    fn refuses_structural_problems() {
+        let cases = [
+            ("abc", AuthFailure::NotJwt),
+            ("a.b", AuthFailure::NotJwt),
+            ("a.b.c.d.e", AuthFailure::NotJwt),
+            (&*format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64("{}")), AuthFailure::NotJwt),
+            (&*token("not json", "{}"), AuthFailure::BadHeader),
+            (&*token(r#"{"kid":"k"}"#, "{}"), AuthFailure::BadHeader),
+            (&*token(r#"{"alg":"none"}"#, "{}"), AuthFailure::AlgorithmNotAllowed),
+            (&*token(r#"{"alg":"NONE"}"#, "{}"), AuthFailure::AlgorithmNotAllowed),
+            (&*token(r#"{"alg":"RS256","crit":["exp"]}"#, "{}"), AuthFailure::UnsupportedCritical),
+            (&*token(r#"{"alg":"RS256"}"#, "[1]"), AuthFailure::BadPayload),
+            ("e30=.e30.c2ln", AuthFailure::BadHeader),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse(input).unwrap_err(), expected, "{input}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `jwtgate check`: a summary of a valid configuration and, with
+//! `--online`, the keys each issuer currently publishes.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::config::{Config, JwksSource};
+use crate::keys::{Fetcher, IssuerKeys};
+
+/// A human summary of what the configuration does.
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let up = &config.upstream;
+    let _ = writeln!(out, "listen      {} (HTTP/1.1 and h2c)", config.server.listen);
+    let _ = writeln!(out, "upstream    {}{}", up.origin.to_string().trim_end_matches('/'), up.base_path);
+    for issuer in &config.issuers {
+        let source = match &issuer.jwks {
+            JwksSource::Discovery { discovery_url } => format!("discovery {discovery_url}"),
+            JwksSource::Url(url) => format!("jwks_url {url}"),
+            JwksSource::File(path) => format!("jwks_file {}", path.display()),
+        };
+        let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        let _ = writeln!(out, "issuer      {}", issuer.issuer);
+        let _ = writeln!(out, "  audiences {}", issuer.audiences.join(", "));
+        let _ = writeln!(out, "  alg       {}", algorithms.join(", "));
+        let _ = writeln!(out, "  keys      {source}");
+    }
+    let _ = writeln!(out, "routes      none: every request needs a valid token");
+    out
+}
+
+/// Fetches every issuer's keys once. Returns the listing and whether all
+/// issuers answered.
+pub async fn online(config: &Config) -> (String, bool) {
+    let mut out = String::new();
+    let fetcher = match Fetcher::new() {
+        Ok(f) => f,
+        Err(e) => return (format!("cannot build an HTTP client: {e}\n"), false),
+    };
+    let mut all_ok = true;
+    for issuer in &config.issuers {
+        let keys = Arc::new(IssuerKeys::new(issuer, fetcher.clone()));
+        match keys.fetch().await {
+            Ok(_) => {
+                let _ = writeln!(out, "{}: keys", issuer.issuer);
+                if let Some(snapshot) = keys.load().as_ref() {
+                    for key in snapshot.keys.keys() {
+                        let alg = key.alg.map_or_else(|| "any".to_string(), |a| format!("{a:?}"));
+                        let kid = key.kid.as_deref().unwrap_or("(no kid)");
+                        let _ = writeln!(out, "  kid {kid}  type {:?}  alg {alg}", key.kind);
+                    }
+                }
+            }
+            Err(error) => {
+                all_ok = false;
+                let _ = writeln!(out, "{}: cannot fetch keys: {error}", issuer.issuer);
+            }
+        }
+    }
+    (out, all_ok)
+}

@@ -1,0 +1,289 @@
+//! Configuration: the TOML file is read into raw serde structs
+//! ([`raw`]), `${NAME}` references are resolved ([`interpolate`]), and one
+//! validation step ([`validate`]) turns them into the typed [`Config`] the
+//! rest of the gateway uses, reporting every problem at once.
+
+mod interpolate;
+mod raw;
+mod validate;
+
+pub use validate::is_loopback;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use jsonwebtoken::Algorithm;
+
+/// The validated configuration of one gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub issuers: Vec<IssuerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Whole request, from the client's head to the upstream's response head.
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub realm: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Scheme and authority of the upstream.
+    pub origin: Uri,
+    /// Path prefix prepended to every forwarded path ("" when the URL has none).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    /// Until the upstream's response head arrives.
+    pub timeout: Duration,
+    pub forward_authorization: bool,
+    pub preserve_host: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Compared exactly with a token's `iss`.
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks: JwksSource,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub refresh_interval: Duration,
+    pub min_refresh_interval: Duration,
+    pub scope_claims: Vec<String>,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
+    Discovery {
+        discovery_url: String,
+    },
+    Url(String),
+    File(PathBuf),
+}
+
+/// One thing wrong with the configuration, named by its key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+/// Why a configuration could not be loaded. Its `Display` is the message an
+/// operator sees: the file, then each key and problem on its own line.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if problem.key.is_empty() {
+                write!(f, "{}: {}", self.file, problem.message)?;
+            } else {
+                write!(f, "{}: {}: {}", self.file, problem.key, problem.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates the file at `path`. Relative `jwks_file` paths are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![Problem::new("", format!("cannot read the file: {e}"))],
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &file, &base_dir, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text. `file` names it in errors; `lookup`
+    /// resolves `${NAME}` references.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError { file: file.to_string(), problems };
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| fail(vec![Problem::new("", syntax_message(&e, text))]))?;
+        let mut problems = Vec::new();
+        interpolate::interpolate_table(&mut table, "", lookup, &mut problems);
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            fail(vec![Problem::new(key, e.into_inner().message().to_string())])
+        })?;
+        validate::validate(raw, base_dir).map_err(fail)
+    }
+}
+
+/// toml's own message spans several lines with a source excerpt; keep the
+/// first line and add the line number.
+fn syntax_message(error: &toml::de::Error, text: &str) -> String {
+    let detail = error.message().trim().to_string();
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: invalid TOML: {detail}")
+        }
+        None => format!("invalid TOML: {detail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| (name == "AUD").then(|| "https://api.example.com".to_string());
+        Config::parse(text, "test.toml", Path::new("/etc/jwtgate"), &env)
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        parse(text).unwrap_err().to_string().lines().map(str::to_owned).collect()
+    }
+
+    const MINIMAL: &str = r#"
+        [upstream]
+        url = "http://127.0.0.1:9000"
+        [[issuers]]
+        issuer = "https://tenant.auth0.com/"
+        audiences = ["${AUD}"]
+    "#;
+
+    #[test]
+    fn the_repository_template_is_valid() {
+        let text = include_str!("../../config.toml");
+        let config = parse(text).unwrap();
+        assert_eq!(config.issuers[0].issuer, "https://YOUR_TENANT.auth0.com/");
+    }
+
+    #[test]
+    fn defaults_and_interpolation() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.server.max_header_bytes, 16384);
+        assert_eq!(config.server.realm, "jwtgate");
+        assert!(!config.upstream.forward_authorization && !config.upstream.preserve_host);
+        let issuer = &config.issuers[0];
+        assert_eq!(issuer.audiences, ["https://api.example.com"]);
+        assert_eq!(issuer.algorithms, [Algorithm::RS256]);
+        assert_eq!(issuer.leeway, Duration::from_secs(30));
+        assert_eq!(issuer.refresh_interval, Duration::from_secs(600));
+        assert_eq!(issuer.min_refresh_interval, Duration::from_secs(30));
+        assert_eq!(
+            issuer.jwks,
+            JwksSource::Discovery { discovery_url: "https://tenant.auth0.com/.well-known/openid-configuration".into() }
+        );
+    }
+
+    #[test]
+    fn sources_and_paths() {
+        let config = parse(&MINIMAL.replace("audiences", "jwks_file = \"keys.json\"\naudiences")).unwrap();
+        assert_eq!(config.issuers[0].jwks, JwksSource::File("/etc/jwtgate/keys.json".into()));
+        let config = parse(&MINIMAL.replace("9000\"", "9000/api/\"")).unwrap();
+        assert_eq!(config.upstream.base_path, "/api");
+        let loopback = MINIMAL.replace("audiences", "jwks_url = \"http://127.0.0.1:1/jwks\"\naudiences");
+        assert!(parse(&loopback).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let errors = problems(&MINIMAL.replace("[upstream]", "[upstream]\ntimout = \"1s\""));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("test.toml: upstream"), "{errors:?}");
+        assert!(errors[0].contains("unknown field `timout`"), "{errors:?}");
+    }
+
+    #[test]
+    fn http_jwks_urls_are_refused_unless_loopback() {
+        let text = MINIMAL.replace("audiences", "jwks_url = \"http://idp.example/keys\"\naudiences");
+        assert_eq!(
+            problems(&text),
+            [
+                "test.toml: issuers[0].jwks_url: must be https (got http://idp.example/keys); http:// is allowed only for loopback hosts"
+            ]
+        );
+        let text = MINIMAL.replace("https://tenant", "http://tenant");
+        assert!(problems(&text)[0].starts_with("test.toml: issuers[0].issuer: must be https"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+            [server]
+            listen = "nowhere"
+            request_timeout = "soon"
+            max_header_bytes = 10
+            [[issuers]]
+            algorithms = ["HS256", "XY1"]
+            jwks_url = "https://a/"
+            jwks_file = "b"
+        "#;
+        let errors = problems(text);
+        let expected_keys = [
+            "server.listen",
+            "server.request_timeout",
+            "server.max_header_bytes",
+            "upstream: required",
+            "issuers[0].algorithms: HS256 is symmetric",
+            "issuers[0].algorithms: unknown algorithm",
+            "issuers[0].audiences: required",
+            "issuers[0].issuer: required",
+            "issuers[0].jwks_file: set either",
+        ];
+        for key in expected_keys {
+            assert!(errors.iter().any(|e| e.contains(key)), "missing {key:?} in {errors:#?}");
+        }
+        assert_eq!(errors.len(), expected_keys.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn syntax_errors_and_missing_variables() {
+        let errors = problems("[server\nlisten = 1");
+        assert!(errors[0].starts_with("test.toml: line 1: invalid TOML"), "{errors:?}");
+        let errors = problems(&MINIMAL.replace("${AUD}", "${MISSING}"));
+        assert_eq!(errors, ["test.toml: issuers[0].audiences[0]: environment variable MISSING is not set"]);
+        let errors = problems(&MINIMAL.replace("[upstream]", "[upstream]\nforward_authorization = \"yes\""));
+        assert!(errors[0].starts_with("test.toml: upstream.forward_authorization: invalid type"), "{errors:?}");
+    }
+
+    #[test]
+    fn unreadable_file() {
+        let error = Config::load(Path::new("/nonexistent/jwtgate.toml")).unwrap_err().to_string();
+        assert!(error.starts_with("/nonexistent/jwtgate.toml: cannot read the file"), "{error}");
+    }
+}

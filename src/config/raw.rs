@@ -1,0 +1,50 @@
+//! The configuration file as written: serde structs that mirror the TOML
+//! one-to-one. Every field is optional here so that validation can report
+//! all missing keys at once instead of stopping at the first.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub upstream: Option<RawUpstream>,
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub request_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub max_header_bytes: Option<i64>,
+    pub shutdown_grace: Option<String>,
+    pub realm: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub timeout: Option<String>,
+    pub forward_authorization: Option<bool>,
+    pub preserve_host: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<String>,
+    pub refresh_interval: Option<String>,
+    pub min_refresh_interval: Option<String>,
+    pub scope_claims: Option<Vec<String>>,
+}

@@ -1,0 +1,250 @@
+//! Raw → typed configuration. Every problem is collected, so one run of
+//! `jwtgate check` shows everything that needs fixing.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use http::Uri;
+use jsonwebtoken::Algorithm;
+use reqwest::Url;
+
+use super::raw::{RawConfig, RawIssuer, RawServer, RawUpstream};
+use super::{Config, IssuerConfig, JwksSource, Problem, ServerConfig, UpstreamConfig};
+
+/// hyper refuses a read buffer below 8 KiB.
+const MIN_HEADER_BYTES: i64 = 8 * 1024;
+const MAX_HEADER_BYTES: i64 = 1024 * 1024;
+
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(Problem::new(key, message));
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.add(key, format!("not a duration ({e}); write e.g. \"500ms\", \"30s\", \"10m\" (got {text:?})"));
+                default
+            }
+        }
+    }
+
+    fn required<'a, T>(&mut self, key: &str, value: Option<&'a T>) -> Option<&'a T> {
+        if value.is_none() {
+            self.add(key, "required key is missing");
+        }
+        value
+    }
+}
+
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems::default();
+    let server = server(&raw.server, &mut p);
+    let upstream = match p.required("upstream", raw.upstream.as_ref()) {
+        Some(u) => upstream(u, &mut p),
+        None => None,
+    };
+    if raw.issuers.is_empty() {
+        p.add("issuers", "at least one [[issuers]] table is required");
+    }
+    let issuers: Vec<IssuerConfig> = raw
+        .issuers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| issuer(&format!("issuers[{i}]"), r, base_dir, &mut p))
+        .collect();
+    for (i, a) in issuers.iter().enumerate() {
+        if issuers[..i].iter().any(|b| b.issuer == a.issuer) {
+            p.add(&format!("issuers[{i}].issuer"), format!("{:?} is configured twice", a.issuer));
+        }
+    }
+    match (upstream, p.0.is_empty()) {
+        (Some(upstream), true) => Ok(Config { server, upstream, issuers }),
+        _ => Err(p.0),
+    }
+}
+
+fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
+    let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
+    let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        p.add("server.listen", format!("not an IP:port address (got {listen:?})"));
+        SocketAddr::from(([0, 0, 0, 0], 8080))
+    });
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(16384);
+    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&max_header_bytes) {
+        p.add(
+            "server.max_header_bytes",
+            format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} (got {max_header_bytes})"),
+        );
+    }
+    let realm = raw.realm.clone().unwrap_or_else(|| "jwtgate".to_string());
+    // The realm is written inside a quoted-string of WWW-Authenticate.
+    if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c)) {
+        p.add("server.realm", format!("must be non-empty printable ASCII without '\"' or '\\' (got {realm:?})"));
+    }
+    ServerConfig {
+        listen,
+        request_timeout: p.duration("server.request_timeout", raw.request_timeout.as_deref(), secs(30)),
+        header_read_timeout: p.duration("server.header_read_timeout", raw.header_read_timeout.as_deref(), secs(10)),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),
+        shutdown_grace: p.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), secs(10)),
+        realm,
+    }
+}
+
+fn upstream(raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
+    let connect_timeout = p.duration("upstream.connect_timeout", raw.connect_timeout.as_deref(), secs(2));
+    let timeout = p.duration("upstream.timeout", raw.timeout.as_deref(), secs(30));
+    let url = p.required("upstream.url", raw.url.as_ref())?;
+    let bad = |p: &mut Problems, why: &str| {
+        p.add("upstream.url", format!("{why} (got {url:?})"));
+        None
+    };
+    let Ok(uri) = url.parse::<Uri>() else {
+        return bad(p, "not a URL; write e.g. \"http://127.0.0.1:9000\"");
+    };
+    if uri.scheme_str() != Some("http") {
+        return bad(p, "must start with http:// (TLS to the upstream is not supported yet)");
+    }
+    let Some(authority) = uri.authority().cloned() else {
+        return bad(p, "has no host");
+    };
+    if uri.query().is_some() {
+        return bad(p, "must not have a query");
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    let origin = Uri::builder().scheme("http").authority(authority).path_and_query("/").build().ok()?;
+    Some(UpstreamConfig {
+        origin,
+        base_path,
+        connect_timeout,
+        timeout,
+        forward_authorization: raw.forward_authorization.unwrap_or(false),
+        preserve_host: raw.preserve_host.unwrap_or(false),
+    })
+}
+
+fn issuer(key: &str, raw: &RawIssuer, base_dir: &Path, p: &mut Problems) -> Option<IssuerConfig> {
+    let leeway = p.duration(&format!("{key}.leeway"), raw.leeway.as_deref(), secs(30));
+    let refresh_interval = p.duration(&format!("{key}.refresh_interval"), raw.refresh_interval.as_deref(), secs(600));
+    let min_refresh_interval =
+        p.duration(&format!("{key}.min_refresh_interval"), raw.min_refresh_interval.as_deref(), secs(30));
+    if refresh_interval.is_zero() {
+        p.add(&format!("{key}.refresh_interval"), "must be longer than 0s");
+    }
+    if min_refresh_interval > refresh_interval {
+        p.add(&format!("{key}.min_refresh_interval"), "must not be longer than refresh_interval");
+    }
+    let algorithms = algorithms(&format!("{key}.algorithms"), raw.algorithms.as_deref(), p);
+    let scope_claims =
+        raw.scope_claims.clone().unwrap_or_else(|| vec!["scope".into(), "scp".into(), "permissions".into()]);
+
+    let audiences = p.required(&format!("{key}.audiences"), raw.audiences.as_ref());
+    if audiences.is_some_and(|a| a.is_empty() || a.iter().any(String::is_empty)) {
+        p.add(&format!("{key}.audiences"), "must list at least one non-empty audience");
+    }
+    let issuer = p.required(&format!("{key}.issuer"), raw.issuer.as_ref());
+    if issuer.is_some_and(String::is_empty) {
+        p.add(&format!("{key}.issuer"), "must not be empty");
+    }
+    let jwks = jwks_source(key, raw, issuer.map(String::as_str), base_dir, p);
+    Some(IssuerConfig {
+        issuer: issuer?.clone(),
+        audiences: audiences?.clone(),
+        jwks: jwks?,
+        algorithms,
+        leeway,
+        refresh_interval,
+        min_refresh_interval,
+        scope_claims,
+    })
+}
+
+fn algorithms(key: &str, raw: Option<&[String]>, p: &mut Problems) -> Vec<Algorithm> {
+    let Some(names) = raw else { return vec![Algorithm::RS256] };
+    if names.is_empty() {
+        p.add(key, "must list at least one algorithm");
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match name.parse::<Algorithm>() {
+            Ok(alg) if SUPPORTED_ALGORITHMS.contains(&alg) => out.push(alg),
+            Ok(_) => p.add(key, format!("{name} is symmetric: a JWKS is public, so HMAC keys are never accepted")),
+            Err(_) => {
+                p.add(key, format!("unknown algorithm {name:?}; use RS256/384/512, PS256/384/512, ES256/384 or EdDSA"))
+            }
+        }
+    }
+    out
+}
+
+fn jwks_source(
+    key: &str,
+    raw: &RawIssuer,
+    issuer: Option<&str>,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<JwksSource> {
+    match (&raw.jwks_url, &raw.jwks_file) {
+        (Some(_), Some(_)) => {
+            p.add(&format!("{key}.jwks_file"), "set either jwks_url or jwks_file, not both");
+            None
+        }
+        (Some(url), None) => check_fetch_url(&format!("{key}.jwks_url"), url, p).then(|| JwksSource::Url(url.clone())),
+        (None, Some(file)) => Some(JwksSource::File(base_dir.join(file))),
+        (None, None) => {
+            let issuer = issuer?;
+            let discovery_url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+            check_fetch_url(&format!("{key}.issuer"), &discovery_url, p)
+                .then_some(JwksSource::Discovery { discovery_url })
+        }
+    }
+}
+
+/// Keys fetched over plain HTTP could be swapped by anyone on the path, so
+/// only loopback may use it (local development issuers).
+fn check_fetch_url(key: &str, url: &str, p: &mut Problems) -> bool {
+    match Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "https" => true,
+        Ok(parsed) if parsed.scheme() == "http" && is_loopback(&parsed) => true,
+        Ok(parsed) if parsed.scheme() == "http" => {
+            p.add(key, format!("must be https (got {url}); http:// is allowed only for loopback hosts"));
+            false
+        }
+        _ => {
+            p.add(key, format!("not an https URL (got {url:?})"));
+            false
+        }
+    }
+}
+
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}

@@ -1,0 +1,143 @@
+//! Every refusal the gateway can give, and the one place that turns it into
+//! an HTTP response: status, `WWW-Authenticate` (RFC 6750 §3) and the JSON
+//! body `{"error", "error_description"}`.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::auth::AuthFailure;
+
+/// Seconds a client is told to wait while an issuer's keys are loading.
+const KEYS_RETRY_AFTER: &str = "5";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials on a route that needs them.
+    MissingToken,
+    /// The request itself is malformed (RFC 6750 `invalid_request`).
+    InvalidRequest(&'static str),
+    InvalidToken(AuthFailure),
+    BadPath(&'static str),
+    KeysUnavailable,
+    BadGateway(&'static str),
+    GatewayTimeout(&'static str),
+}
+
+impl From<AuthFailure> for Refusal {
+    fn from(failure: AuthFailure) -> Self {
+        match failure {
+            AuthFailure::KeysUnavailable => Refusal::KeysUnavailable,
+            other => Refusal::InvalidToken(other),
+        }
+    }
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The body's `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidRequest(_) | Self::BadPath(_) => "invalid_request",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::KeysUnavailable => "temporarily_unavailable",
+            Self::BadGateway(_) => "bad_gateway",
+            Self::GatewayTimeout(_) => "gateway_timeout",
+        }
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "this route needs a bearer token in the Authorization header",
+            Self::InvalidRequest(why) | Self::BadPath(why) => why,
+            Self::InvalidToken(failure) => failure.description(),
+            Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
+            Self::BadGateway(why) | Self::GatewayTimeout(why) => why,
+        }
+    }
+
+    /// A label for logs and metrics: the auth failure reason where there is one.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidToken(failure) => failure.reason(),
+            Self::KeysUnavailable => AuthFailure::KeysUnavailable.reason(),
+            Self::BadPath(_) => "bad_path",
+            other => other.code(),
+        }
+    }
+
+    /// Whether the refusal is the upstream's doing rather than the client's.
+    pub fn is_upstream_error(&self) -> bool {
+        matches!(self, Self::BadGateway(_) | Self::GatewayTimeout(_))
+    }
+
+    fn www_authenticate(&self, realm: &str) -> Option<String> {
+        let error = match self {
+            // RFC 6750 §3.1: no error code when the request had no credentials.
+            Self::MissingToken => return Some(format!("Bearer realm=\"{realm}\"")),
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidToken(_) => "invalid_token",
+            _ => return None,
+        };
+        // Descriptions are our own constants: printable ASCII without quotes.
+        Some(format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", self.description()))
+    }
+
+    pub fn to_response(&self, realm: &str) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({"error": self.code(), "error_description": self.description()});
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(value) = self.www_authenticate(realm).and_then(|v| HeaderValue::try_from(v).ok()) {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if *self == Self::KeysUnavailable {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(KEYS_RETRY_AFTER));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn www(r: &Refusal) -> Option<String> {
+        r.to_response("jwtgate").headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn follows_rfc_6750() {
+        assert_eq!(www(&Refusal::MissingToken).as_deref(), Some("Bearer realm=\"jwtgate\""));
+        assert_eq!(
+            www(&Refusal::InvalidToken(AuthFailure::Expired)).as_deref(),
+            Some("Bearer realm=\"jwtgate\", error=\"invalid_token\", error_description=\"token expired\"")
+        );
+        assert!(www(&Refusal::InvalidRequest("x")).unwrap().contains("error=\"invalid_request\""));
+        assert_eq!(www(&Refusal::BadGateway("x")), None);
+        let r = Refusal::KeysUnavailable.to_response("jwtgate");
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn descriptions_fit_in_a_quoted_string() {
+        for failure in
+            [AuthFailure::TooLarge, AuthFailure::NotJwt, AuthFailure::BadTimeClaim, AuthFailure::KeysUnavailable]
+        {
+            assert!(failure.description().chars().all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\'));
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Getting JWKS documents: OIDC discovery, HTTP(S) with a size cap and
+//! conditional requests, or a local file.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+/// A JWKS (or discovery document) larger than this is refused.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a fetch brought back.
+pub enum Fetched {
+    /// A new document, with the validators to send next time.
+    Document { body: Bytes, etag: Option<String>, max_age: Option<Duration> },
+    /// The server (or the file's timestamp) says nothing changed.
+    NotModified { max_age: Option<Duration> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("GET {url} failed: {source}")]
+    Request {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url} answered {status}")]
+    Status { url: String, status: StatusCode },
+    #[error("GET {url}: document is larger than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge { url: String },
+    #[error("discovery at {url}: {problem}")]
+    Discovery { url: String, problem: String },
+    #[error("reading {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Jwks(String),
+}
+
+/// Fetches documents over HTTP(S). Cheap to clone; shares one connection pool.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+impl Fetcher {
+    pub fn new() -> Result<Fetcher, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A redirect could lead from https to plain http; keys are only
+            // taken from the URL that was configured or discovered.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("jwtgate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Fetcher { client })
+    }
+
+    /// GET with `If-None-Match` when an ETag is known; the body is capped.
+    pub async fn get(&self, url: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+        let err = |source| FetchError::Request { url: url.to_string(), source };
+        let mut request = self.client.get(url);
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let mut response = request.send().await.map_err(err)?;
+        let max_age = response.headers().get(CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(max_age);
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED && etag.is_some() {
+            return Ok(Fetched::NotModified { max_age });
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status { url: url.to_string(), status });
+        }
+        let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let too_large = || FetchError::TooLarge { url: url.to_string() };
+        if response.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(err)? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched::Document { body: body.freeze(), etag, max_age })
+    }
+
+    /// Reads the OIDC discovery document and returns its `jwks_uri`, after
+    /// checking that it speaks for `issuer` and points at a safe URL.
+    pub async fn discover(&self, discovery_url: &str, issuer: &str) -> Result<String, FetchError> {
+        let problem = |problem: String| FetchError::Discovery { url: discovery_url.to_string(), problem };
+        let Fetched::Document { body, .. } = self.get(discovery_url, None).await? else {
+            return Err(problem("unexpected 304".into()));
+        };
+        let doc: Discovery =
+            serde_json::from_slice(&body).map_err(|e| problem(format!("not an OpenID configuration: {e}")))?;
+        if doc.issuer != issuer {
+            return Err(problem(format!("its issuer is {:?}, not the configured {issuer:?}", doc.issuer)));
+        }
+        match Url::parse(&doc.jwks_uri) {
+            Ok(u) if u.scheme() == "https" => {}
+            Ok(u) if u.scheme() == "http" && crate::config::is_loopback(&u) => {}
+            _ => return Err(problem(format!("jwks_uri {:?} is not https", doc.jwks_uri))),
+        }
+        Ok(doc.jwks_uri)
+    }
+}
+
+/// Identifies one version of a file without reading it.
+pub type FileStamp = (SystemTime, u64);
+
+/// Reads a JWKS file unless its modification time and size still match `seen`.
+pub async fn read_file(path: &Path, seen: Option<FileStamp>) -> Result<(Option<Bytes>, FileStamp), FetchError> {
+    let err = |source| FetchError::File { path: path.display().to_string(), source };
+    let meta = tokio::fs::metadata(path).await.map_err(err)?;
+    let stamp = (meta.modified().map_err(err)?, meta.len());
+    if seen == Some(stamp) {
+        return Ok((None, stamp));
+    }
+    if meta.len() > MAX_DOCUMENT_BYTES as u64 {
+        return Err(FetchError::Jwks(format!("{}: larger than {MAX_DOCUMENT_BYTES} bytes", path.display())));
+    }
+    let body = tokio::fs::read(path).await.map_err(err)?;
+    Ok((Some(Bytes::from(body)), stamp))
+}
+
+/// `max-age` from a Cache-Control value; `no-cache`/`no-store` give none.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut age = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        if directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store") {
+            return None;
+        }
+        if let Some((name, value)) = directive.split_once('=')
+            && name.trim().eq_ignore_ascii_case("max-age")
+        {
+            age = value.trim().trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_max_age() {
+        assert_eq!(max_age("public, max-age=3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(max_age("Max-Age = 60"), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("max-age=60, no-cache"), None);
+        assert_eq!(max_age("private"), None);
+        assert_eq!(max_age("max-age=abc"), None);
+    }
+}

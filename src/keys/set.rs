@@ -1,0 +1,213 @@
+//! An immutable set of verification keys built once from a JWK Set document.
+//! Every key is parsed here, off the request path; lookups allocate nothing.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+
+/// Tokens without `kid` are tried against at most this many keys.
+pub const MAX_KEYS_WITHOUT_KID: usize = 4;
+
+/// The kind of public key, which decides the algorithms it can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl KeyKind {
+    /// The key kind an algorithm needs.
+    pub fn for_algorithm(alg: Algorithm) -> Option<KeyKind> {
+        match alg {
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => Some(KeyKind::Rsa),
+            Algorithm::ES256 => Some(KeyKind::P256),
+            Algorithm::ES384 => Some(KeyKind::P384),
+            Algorithm::EdDSA => Some(KeyKind::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+/// One usable public key with everything needed to verify with it.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    pub kid: Option<String>,
+    pub kind: KeyKind,
+    /// The JWK's own `alg`, which pins the only algorithm it may verify.
+    pub alg: Option<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl VerifyingKey {
+    /// Whether a token signed with `alg` may be verified by this key.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        KeyKind::for_algorithm(alg) == Some(self.kind) && self.alg.is_none_or(|pinned| pinned == alg)
+    }
+}
+
+/// The keys of one issuer at one point in time.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: Vec<VerifyingKey>,
+}
+
+/// Why the document as a whole is unusable (single bad keys are only skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("not a JWK Set: {0}")]
+    NotJson(#[from] serde_json::Error),
+}
+
+#[derive(Deserialize)]
+struct RawSet {
+    keys: Vec<serde_json::Value>,
+}
+
+impl KeySet {
+    /// Builds a set from a JWKS document. Keys that cannot be used (encryption
+    /// keys, symmetric keys, unsupported types, bad parameters) are skipped
+    /// and described in the returned list; the rest of the set still works.
+    pub fn from_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), JwksError> {
+        let raw: RawSet = serde_json::from_slice(body)?;
+        let mut keys = Vec::with_capacity(raw.keys.len());
+        let mut skipped = Vec::new();
+        for (i, value) in raw.keys.into_iter().enumerate() {
+            let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+            let name = kid.as_deref().map_or_else(|| format!("keys[{i}]"), |k| format!("kid {k:?}"));
+            match parse_key(value) {
+                Ok(key) => keys.push(key),
+                Err(why) => skipped.push(format!("{name}: {why}")),
+            }
+        }
+        Ok((KeySet { keys }, skipped))
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// The key with this `kid`, if present (whatever its type).
+    pub fn by_kid(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// For a token without `kid`: the keys that could verify `alg`, at most
+    /// [`MAX_KEYS_WITHOUT_KID`] of them.
+    pub fn candidates(&self, alg: Algorithm) -> impl Iterator<Item = &VerifyingKey> {
+        self.keys.iter().filter(move |k| k.accepts(alg)).take(MAX_KEYS_WITHOUT_KID)
+    }
+}
+
+fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
+    let kty = value.get("kty").and_then(|k| k.as_str()).unwrap_or("").to_owned();
+    if kty == "oct" {
+        return Err("symmetric (oct) keys are never used".into());
+    }
+    let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("bad JWK: {e}"))?;
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(other) => return Err(format!("use is {other:?}, not sig")),
+    }
+    let kind = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => KeyKind::Rsa,
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => KeyKind::P256,
+            EllipticCurve::P384 => KeyKind::P384,
+            ref other => return Err(format!("unsupported curve {other:?}")),
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => KeyKind::Ed25519,
+            ref other => return Err(format!("unsupported curve {other:?}")),
+        },
+        _ => return Err(format!("unsupported key type {kty:?}")),
+    };
+    let alg = match jwk.common.key_algorithm {
+        None => None,
+        Some(declared) => {
+            let alg =
+                signing_algorithm(declared).ok_or_else(|| format!("alg {declared:?} is not a signing algorithm"))?;
+            if KeyKind::for_algorithm(alg) != Some(kind) {
+                return Err(format!("alg {alg:?} does not fit a {kind:?} key"));
+            }
+            Some(alg)
+        }
+    };
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("bad key parameters: {e}"))?;
+    Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, key })
+}
+
+fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // A real 2048-bit modulus is not needed to parse; any base64url works.
+    fn rsa(kid: &str) -> serde_json::Value {
+        json!({"kty": "RSA", "kid": kid, "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB"})
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_not_fatal() {
+        let body = json!({"keys": [
+            rsa("good"),
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"},
+            {"kty": "EC", "kid": "secp256k1", "crv": "secp256k1", "x": "AA", "y": "AA"},
+            {"kty": "XYZ", "kid": "weird"},
+            {"kty": "RSA", "kid": "pinned-wrong", "alg": "ES256", "n": "AQAB", "e": "AQAB"},
+        ]});
+        let (set, skipped) = KeySet::from_jwks(body.to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), 1);
+        assert!(set.by_kid("good").is_some());
+        assert_eq!(skipped.len(), 5, "{skipped:?}");
+    }
+
+    #[test]
+    fn key_accepts_only_matching_algorithms() {
+        let mut with_alg = rsa("p");
+        with_alg["alg"] = json!("RS256");
+        let body = json!({"keys": [rsa("any"), with_alg]});
+        let (set, _) = KeySet::from_jwks(body.to_string().as_bytes()).unwrap();
+        let any = set.by_kid("any").unwrap();
+        assert!(any.accepts(Algorithm::RS256) && any.accepts(Algorithm::PS512));
+        assert!(!any.accepts(Algorithm::ES256) && !any.accepts(Algorithm::HS256));
+        let pinned = set.by_kid("p").unwrap();
+        assert!(pinned.accepts(Algorithm::RS256) && !pinned.accepts(Algorithm::RS512));
+    }
+
+    #[test]
+    fn not_a_jwks_is_an_error() {
+        assert!(KeySet::from_jwks(b"{\"no\": 1}").is_err());
+        assert!(KeySet::from_jwks(b"<html>").is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! The key store of one issuer: the current [`KeySet`] snapshot behind an
+//! `ArcSwap` (read lock-free on every request), the background refresher
+//! that replaces it, and the rate-limited refetch for an unknown `kid`.
+//!
+//! Writers — the refresher and unknown-`kid` refetches — serialise on an
+//! async mutex that is never touched by requests whose key is known.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwapOption, Guard};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::fetch::{FetchError, Fetched, Fetcher, FileStamp, read_file};
+use super::set::KeySet;
+use crate::config::{IssuerConfig, JwksSource};
+
+/// How often a `jwks_file` is checked for changes.
+const FILE_POLL: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const NEVER: u64 = u64::MAX;
+
+/// The keys of one issuer, as served to requests.
+pub struct Snapshot {
+    pub keys: KeySet,
+    /// Bumped whenever a new document replaces the keys.
+    pub generation: u64,
+}
+
+/// What one fetch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchOutcome {
+    Replaced { keys: usize },
+    NotModified,
+}
+
+/// State only writers touch, under `fetch_lock`.
+#[derive(Default)]
+struct FetchState {
+    jwks_uri: Option<String>,
+    etag: Option<String>,
+    file_stamp: Option<FileStamp>,
+    max_age: Option<Duration>,
+}
+
+pub struct IssuerKeys {
+    issuer: String,
+    source: JwksSource,
+    refresh_interval: Duration,
+    min_refresh_interval: Duration,
+    fetcher: Fetcher,
+    snapshot: ArcSwapOption<Snapshot>,
+    fetch_lock: Mutex<FetchState>,
+    /// A fetch is under way: unknown-`kid` requests wait for it.
+    fetching: AtomicBool,
+    /// Start of the last fetch attempt, in ms since `epoch` (`NEVER` if none).
+    last_attempt_ms: AtomicU64,
+    /// Wall-clock seconds of the last successful fetch (0 if none).
+    last_success_unix: AtomicU64,
+    epoch: Instant,
+}
+
+impl IssuerKeys {
+    pub fn new(config: &IssuerConfig, fetcher: Fetcher) -> IssuerKeys {
+        IssuerKeys {
+            issuer: config.issuer.clone(),
+            source: config.jwks.clone(),
+            refresh_interval: config.refresh_interval,
+            min_refresh_interval: config.min_refresh_interval,
+            fetcher,
+            snapshot: ArcSwapOption::empty(),
+            fetch_lock: Mutex::new(FetchState::default()),
+            fetching: AtomicBool::new(false),
+            last_attempt_ms: AtomicU64::new(NEVER),
+            last_success_unix: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The current snapshot; hold the guard only briefly and never across `.await`.
+    pub fn load(&self) -> Guard<Option<Arc<Snapshot>>> {
+        self.snapshot.load()
+    }
+
+    pub fn has_keys(&self) -> bool {
+        self.snapshot.load().is_some()
+    }
+
+    /// Wall-clock time of the last successful fetch (or unchanged check).
+    pub fn last_success(&self) -> Option<SystemTime> {
+        match self.last_success_unix.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.snapshot.load().as_ref().map_or(0, |s| s.generation)
+    }
+
+    fn attempted_recently(&self) -> bool {
+        let last = self.last_attempt_ms.load(Ordering::Acquire);
+        last != NEVER && self.now_ms().saturating_sub(last) < self.min_refresh_interval.as_millis() as u64
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Called when a token names a `kid` missing from the snapshot of
+    /// `seen_generation`. Joins a fetch under way or starts one, at most once
+    /// per `min_refresh_interval`. True when newer keys are there to look at.
+    pub async fn refetch_for_unknown_kid(&self, seen_generation: u64) -> bool {
+        if self.generation() != seen_generation {
+            return true;
+        }
+        if !self.fetching.load(Ordering::Acquire) && self.attempted_recently() {
+            return false;
+        }
+        let mut state = self.fetch_lock.lock().await;
+        if self.generation() != seen_generation {
+            return true;
+        }
+        if self.attempted_recently() {
+            return false;
+        }
+        info!(issuer = %self.issuer, "unknown kid: refetching keys");
+        let _ = self.fetch_locked(&mut state).await;
+        self.generation() != seen_generation
+    }
+
+    /// Fetches now and swaps in the new keys if they changed.
+    pub async fn fetch(&self) -> Result<FetchOutcome, FetchError> {
+        let mut state = self.fetch_lock.lock().await;
+        self.fetch_locked(&mut state).await
+    }
+
+    async fn fetch_locked(&self, state: &mut FetchState) -> Result<FetchOutcome, FetchError> {
+        self.fetching.store(true, Ordering::Release);
+        self.last_attempt_ms.store(self.now_ms(), Ordering::Release);
+        let result = self.fetch_document(state).await;
+        self.fetching.store(false, Ordering::Release);
+        let outcome = match result {
+            Ok(None) => FetchOutcome::NotModified,
+            Ok(Some(body)) => {
+                let (keys, skipped) = KeySet::from_jwks(&body).map_err(|e| FetchError::Jwks(e.to_string()))?;
+                for why in &skipped {
+                    warn!(issuer = %self.issuer, "skipping key {why}");
+                }
+                if keys.is_empty() {
+                    return Err(FetchError::Jwks("the key set has no usable signing keys".into()));
+                }
+                let count = keys.len();
+                let generation = self.generation() + 1;
+                self.snapshot.store(Some(Arc::new(Snapshot { keys, generation })));
+                FetchOutcome::Replaced { keys: count }
+            }
+            Err(e) => return Err(e),
+        };
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_secs().max(1));
+        self.last_success_unix.store(now, Ordering::Relaxed);
+        Ok(outcome)
+    }
+
+    /// The document body if it changed, `None` if not.
+    async fn fetch_document(&self, state: &mut FetchState) -> Result<Option<bytes::Bytes>, FetchError> {
+        let url = match &self.source {
+            JwksSource::File(path) => {
+                let (body, stamp) = read_file(path, state.file_stamp).await?;
+                if body.is_some() {
+                    // An unchanged file is not parsed again, even if it was bad.
+                    state.file_stamp = Some(stamp);
+                }
+                return Ok(body);
+            }
+            JwksSource::Url(url) => url.clone(),
+            JwksSource::Discovery { discovery_url } => match &state.jwks_uri {
+                Some(uri) => uri.clone(),
+                None => {
+                    let uri = self.fetcher.discover(discovery_url, &self.issuer).await?;
+                    state.jwks_uri = Some(uri.clone());
+                    uri
+                }
+            },
+        };
+        // With no keys loaded, a 304 would leave us with nothing: ask unconditionally.
+        let etag = if self.has_keys() { state.etag.as_deref() } else { None };
+        match self.fetcher.get(&url, etag).await? {
+            Fetched::NotModified { max_age } => {
+                state.max_age = max_age;
+                Ok(None)
+            }
+            Fetched::Document { body, etag, max_age } => {
+                state.etag = etag;
+                state.max_age = max_age;
+                Ok(Some(body))
+            }
+        }
+    }
+
+    /// When the next scheduled refresh is due after a successful fetch.
+    async fn next_refresh(&self) -> Duration {
+        if matches!(self.source, JwksSource::File(_)) {
+            return FILE_POLL.min(self.refresh_interval);
+        }
+        let max_age = self.fetch_lock.lock().await.max_age;
+        match max_age {
+            Some(age) => age.min(self.refresh_interval).max(self.min_refresh_interval),
+            None => self.refresh_interval,
+        }
+    }
+
+    /// Keeps the keys fresh until the task is aborted: refreshes on schedule,
+    /// and after a failure keeps the last good set and retries with backoff.
+    pub async fn run_refresher(self: Arc<Self>) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let delay = match self.fetch().await {
+                Ok(outcome) => {
+                    if let FetchOutcome::Replaced { keys } = outcome {
+                        info!(issuer = %self.issuer, keys, "loaded signing keys");
+                    }
+                    backoff = FIRST_BACKOFF;
+                    self.next_refresh().await
+                }
+                Err(error) => {
+                    let delay = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF).min(self.refresh_interval.max(FIRST_BACKOFF));
+                    if self.has_keys() {
+                        warn!(issuer = %self.issuer, %error, retry_in = ?delay, "key refresh failed; keeping the last good keys");
+                    } else {
+                        warn!(issuer = %self.issuer, %error, retry_in = ?delay, "cannot load signing keys yet");
+                    }
+                    delay
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! jwtgate: a reverse proxy that lets through only requests carrying a
+//! valid OAuth2/OIDC bearer JWT.
+//!
+//! The request path, in one direction:
+//!
+//! ```text
+//! server   accept (HTTP/1.1, h2c)
+//! gateway  ├─ path::normalize          decode, resolve dot segments, refuse tricks
+//!          ├─ auth::bearer             one Authorization: Bearer <b64token>
+//!          ├─ auth::Authenticator      iss → issuer → keys::Snapshot → signature → exp/nbf/aud
+//!          ├─ proxy::Upstream::prepare hop-by-hop, Authorization, Host, X-Forwarded-*
+//!          └─ proxy::Upstream::send    pooled client, streamed bodies, 502 / 504
+//! error    any refusal → status, WWW-Authenticate, JSON body
+//! ```
+//!
+//! Keys live in `keys`: per issuer an immutable snapshot swapped by a
+//! background refresher; `config` turns the TOML file into typed values.
+
+pub mod auth;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod headers;
+pub mod keys;
+pub mod logging;
+pub mod path;
+pub mod proxy;
+pub mod server;
+
+pub use config::Config;
+pub use gateway::Gateway;

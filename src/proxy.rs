@@ -1,0 +1,130 @@
+//! The upstream: turning an accepted request into the upstream's request,
+//! sending it over a pooled keep-alive client, and telling a refused or
+//! reset connection (502) from one that did not answer in time (504).
+//! Bodies are passed through as streams in both directions.
+
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, HOST, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version, request};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::UpstreamConfig;
+use crate::error::Refusal;
+use crate::headers;
+
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    authority: Authority,
+    base_path: String,
+    timeout: Duration,
+    forward_authorization: bool,
+    preserve_host: bool,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
+        let authority = config.origin.authority().cloned().unwrap_or_else(|| Authority::from_static("localhost"));
+        Upstream {
+            client,
+            authority,
+            base_path: config.base_path.clone(),
+            timeout: config.timeout,
+            forward_authorization: config.forward_authorization,
+            preserve_host: config.preserve_host,
+        }
+    }
+
+    /// The request the upstream receives: normalised `path` with the original
+    /// query, hop-by-hop headers and (by default) `Authorization` removed,
+    /// `Host` and `X-Forwarded-*` set.
+    pub fn prepare(
+        &self,
+        mut parts: request::Parts,
+        body: Incoming,
+        path: &str,
+        client: SocketAddr,
+    ) -> Result<Request<Incoming>, Refusal> {
+        let original_host = parts
+            .headers
+            .get(HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let mut target = String::with_capacity(self.base_path.len() + path.len() + 64);
+        target.push_str(&self.base_path);
+        target.push_str(path);
+        if let Some(query) = parts.uri.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        let path_and_query =
+            PathAndQuery::try_from(target).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?;
+        parts.uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?;
+        // The client speaks HTTP/1.1 to the upstream whatever the client used.
+        parts.version = Version::HTTP_11;
+
+        let headers = &mut parts.headers;
+        headers::remove_hop_by_hop(headers);
+        if !self.forward_authorization {
+            headers.remove(AUTHORIZATION);
+        }
+        match (&original_host, self.preserve_host) {
+            (Some(host), true) => {
+                headers.insert(HOST, host.clone());
+            }
+            // The client then sets Host from the upstream URI.
+            _ => {
+                headers.remove(HOST);
+            }
+        }
+        headers::set_forwarded(headers, client.ip(), "http", original_host);
+        Ok(Request::from_parts(parts, body))
+    }
+
+    pub async fn send(&self, request: Request<Incoming>) -> Result<Response<Incoming>, Refusal> {
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_) => Err(Refusal::GatewayTimeout("upstream did not answer in time")),
+            Ok(Err(error)) if is_timeout(&error) => {
+                Err(Refusal::GatewayTimeout("connecting to the upstream timed out"))
+            }
+            Ok(Err(error)) if error.is_connect() => {
+                tracing::warn!(%error, "upstream connection failed");
+                Err(Refusal::BadGateway("upstream refused the connection"))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, source = ?error.source(), "upstream request failed");
+                Err(Refusal::BadGateway("upstream closed the connection without a complete answer"))
+            }
+            Ok(Ok(mut response)) => {
+                headers::remove_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+        }
+    }
+}
+
+fn is_timeout(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = error.source();
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
