@@ -195,7 +195,11 @@ impl IssuerKeys {
         let etag = if self.has_keys() { state.etag.as_deref() } else { None };
         match self.fetcher.get(&url, etag).await? {
             Fetched::NotModified { max_age } => {
-                state.max_age = max_age;
+                // RFC 9111 §4.3.4: a 304 freshens the stored response; what it
+                // does not restate (often Cache-Control) stays as it was.
+                if max_age.is_some() {
+                    state.max_age = max_age;
+                }
                 Ok(None)
             }
             Fetched::Document { body, etag, max_age } => {

@@ -1,0 +1,281 @@
+//! What crosses the gateway: streamed bodies, header hygiene, paths,
+//! upstream failures, HTTP/2 cleartext.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct World {
+    key: SigningKey,
+    idp: TestIdp,
+    upstream: TestUpstream,
+    gateway: TestGateway,
+}
+
+async fn world(issuer_extra: &str, upstream_extra: &str) -> World {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\ntimeout = \"1s\"\n{upstream_extra}\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n{issuer_extra}\n",
+        upstream.url(),
+        idp.issuer
+    );
+    let gateway = TestGateway::start(&toml).await;
+    gateway.wait_for_keys().await;
+    World { key, idp, upstream, gateway }
+}
+
+impl World {
+    fn token(&self) -> String {
+        self.key.mint(&claims(&self.idp.issuer, "api"))
+    }
+}
+
+/// Sends raw bytes and returns the whole answer as text (connection: close).
+async fn raw(gateway: &TestGateway, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn large_bodies_stream_intact_both_ways() {
+    let w = world("", "").await;
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let response =
+        client().post(w.gateway.url("/echo")).bearer_auth(w.token()).body(body.clone()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!response.headers().contains_key("x-upstream-hop"), "Connection-named response header was stripped");
+    let echoed = response.bytes().await.unwrap();
+    assert_eq!(echoed.len(), body.len());
+    assert!(echoed == body, "the 8 MiB body came back unchanged");
+
+    let response = client().get(w.gateway.url("/bytes/20971520")).bearer_auth(w.token()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().len(), 20 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_credentials_are_not_forwarded() {
+    let w = world("", "").await;
+    let response = client()
+        .get(w.gateway.url("/orders?limit=5"))
+        .bearer_auth(w.token())
+        .header("connection", "x-hop")
+        .header("x-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic abc")
+        .header("te", "gzip")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-kept", "yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = w.upstream.last();
+    for name in ["authorization", "x-hop", "keep-alive", "proxy-authorization", "te"] {
+        assert!(!seen.headers.contains_key(name), "{name} reached the upstream");
+    }
+    assert_eq!(seen.headers["x-kept"], "yes");
+    assert_eq!(seen.headers["host"], w.upstream.addr.to_string());
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-host"], w.gateway.addr.to_string());
+    assert_eq!(seen.uri, "/orders?limit=5");
+}
+
+#[tokio::test]
+async fn authorization_and_host_can_be_kept() {
+    let w = world("", "forward_authorization = true\npreserve_host = true").await;
+    let token = w.token();
+    let response = client().get(w.gateway.url("/")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = w.upstream.last();
+    assert_eq!(seen.headers["authorization"], format!("Bearer {token}"));
+    assert_eq!(seen.headers["host"], w.gateway.addr.to_string());
+}
+
+#[tokio::test]
+async fn the_upstream_receives_the_normalised_path() {
+    let w = world("", "").await;
+    let token = w.token();
+    let request = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+    };
+    let answer = raw(&w.gateway, &request("/a/./b/..//c/%7Euser?x=%2F")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(w.upstream.last().uri, "/a/c/~user?x=%2F");
+
+    for path in ["/a/%2e%2e/%2e%2e/etc", "/a%2Fb", "/a%5cb", "/..;/admin", "/a%00"] {
+        let answer = raw(&w.gateway, &request(path)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("\"error\":\"invalid_request\""), "{path}: {answer}");
+    }
+    assert_eq!(w.upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn a_path_in_the_upstream_url_is_a_prefix() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let toml = format!(
+        "[upstream]\nurl = \"{}/api/\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
+        upstream.url(),
+        idp.issuer
+    );
+    let gateway = TestGateway::start(&toml).await;
+    gateway.wait_for_keys().await;
+    let (status, _, _) = get(&gateway.url("/orders/7?x=1"), Some(&key.mint(&claims(&idp.issuer, "api")))).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.last().uri, "/api/orders/7?x=1");
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let w = world("", "").await;
+    let answer = get(&w.gateway.url("/slow"), Some(&w.token())).await;
+    assert_refused(&answer, 504, "gateway_timeout", "upstream did not answer in time");
+
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let toml = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:{port}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
+        w.idp.issuer
+    );
+    let gateway = TestGateway::start(&toml).await;
+    gateway.wait_for_keys().await;
+    let answer = get(&gateway.url("/"), Some(&w.token())).await;
+    assert_refused(&answer, 502, "bad_gateway", "upstream refused the connection");
+}
+
+#[tokio::test]
+async fn an_upstream_that_hangs_up_is_502() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    // Reads the request, then closes without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rude = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    let toml = format!(
+        "[upstream]\nurl = \"http://{addr}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
+        idp.issuer
+    );
+    let gateway = TestGateway::start(&toml).await;
+    gateway.wait_for_keys().await;
+    let answer = get(&gateway.url("/"), Some(&key.mint(&claims(&idp.issuer, "api")))).await;
+    assert_refused(&answer, 502, "bad_gateway", "upstream closed the connection without a complete answer");
+    rude.abort();
+}
+
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let w = world("", "").await;
+    let stream = tokio::net::TcpStream::connect(w.gateway.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .uri(format!("http://{}/h2?q=1", w.gateway.addr))
+        .header("authorization", format!("Bearer {}", w.token()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("hello from upstream"));
+    let seen = w.upstream.last();
+    assert_eq!(seen.uri, "/h2?q=1");
+    assert_eq!(seen.headers["x-forwarded-host"], w.gateway.addr.to_string());
+
+    let refused =
+        hyper::Request::builder().uri(format!("http://{}/", w.gateway.addr)).body(Full::new(Bytes::new())).unwrap();
+    let response = sender.send_request(refused).await.unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_an_in_flight_request_finish() {
+    let w = world("", "").await;
+    let token = w.token();
+    // The upstream takes 3 s but the timeout here is 1 s: use a longer one.
+    let toml = format!(
+        "[server]\nshutdown_grace = \"5s\"\n[upstream]\nurl = \"{}\"\ntimeout = \"5s\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
+        w.upstream.url(),
+        w.idp.issuer
+    );
+    let gateway = TestGateway::start(&toml).await;
+    gateway.wait_for_keys().await;
+    let url = gateway.url("/slow");
+    let in_flight = tokio::spawn(async move { get(&url, Some(&token)).await.0 });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = gateway.addr;
+    gateway.stop().await;
+    assert_eq!(in_flight.await.unwrap(), 200, "the in-flight request completed during the drain");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+}
+
+#[tokio::test]
+async fn response_bodies_are_streamed_not_buffered() {
+    let w = world("", "").await;
+    let mut response = client().get(w.gateway.url("/gated")).bearer_auth(w.token()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    // The upstream holds its second chunk until the first has reached us:
+    // a gateway that buffered the body would never deliver the first.
+    let first = tokio::time::timeout(Duration::from_secs(5), response.chunk()).await.expect("first chunk").unwrap();
+    assert_eq!(first.as_deref(), Some(&b"first;"[..]));
+    w.upstream.gate.notify_one();
+    let rest = response.bytes().await.unwrap();
+    assert_eq!(&rest[..], b"second");
+}
+
+#[tokio::test]
+async fn request_bodies_are_streamed_not_buffered() {
+    let w = world("", "").await;
+    let stream = tokio::net::TcpStream::connect(w.gateway.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
+    let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let request = hyper::Request::post(format!("http://{}/upload", w.gateway.addr))
+        .header("authorization", format!("Bearer {}", w.token()))
+        .body(body)
+        .unwrap();
+    let response = tokio::spawn(sender.send_request(request));
+    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"first;")))).await.unwrap();
+    // Only once the upstream has the first chunk do we send the rest.
+    tokio::time::timeout(Duration::from_secs(5), w.upstream.got_first.notified())
+        .await
+        .expect("upstream got the first chunk");
+    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"second")))).await.unwrap();
+    drop(tx);
+    let response = response.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"first;second");
+}
+
+fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,358 @@
+//! Fixtures for the integration tests: a JWKS/discovery issuer, an upstream
+//! that reports what it received, and a gateway started from TOML text —
+//! all real servers on 127.0.0.1:0 inside the test process.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod http;
+pub mod keys;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{Request, Response};
+use jwtgate::{Config, Gateway};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+pub use self::http::{TestBody, full, json_response};
+pub use self::keys::{SigningKey, b64, claims, hs256, now};
+
+/// A development issuer: OIDC discovery and a JWKS endpoint that counts fetches.
+pub struct TestIdp {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT/`, as the tokens' `iss`.
+    pub issuer: String,
+    pub state: Arc<IdpState>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+pub struct IdpState {
+    pub jwks: Mutex<Value>,
+    pub jwks_fetches: AtomicUsize,
+    pub not_modified: AtomicUsize,
+    /// Answer 503 to every request.
+    pub down: AtomicBool,
+    pub cache_control: Mutex<Option<String>>,
+    pub etags: AtomicBool,
+}
+
+impl TestIdp {
+    pub async fn start(keys: &[&SigningKey]) -> TestIdp {
+        let state = Arc::new(IdpState::default());
+        *state.jwks.lock().unwrap() = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
+        let issuer_cell: Arc<Mutex<String>> = Arc::default();
+        let (addr, task) = {
+            let state = Arc::clone(&state);
+            let issuer_cell = Arc::clone(&issuer_cell);
+            http::serve(move |req: Request<hyper::body::Incoming>| {
+                let state = Arc::clone(&state);
+                let issuer = issuer_cell.lock().unwrap().clone();
+                async move { idp_answer(&state, &issuer, &req) }
+            })
+            .await
+        };
+        let issuer = format!("http://{addr}/");
+        *issuer_cell.lock().unwrap() = issuer.clone();
+        TestIdp { addr, issuer, state, task }
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}jwks.json", self.issuer)
+    }
+
+    pub fn set_keys(&self, keys: &[&SigningKey]) {
+        *self.state.jwks.lock().unwrap() = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TestIdp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn idp_answer(state: &IdpState, issuer: &str, req: &Request<hyper::body::Incoming>) -> Response<TestBody> {
+    if state.down.load(Ordering::SeqCst) {
+        return json_response(503, &json!({"error": "down"}));
+    }
+    match req.uri().path() {
+        "/.well-known/openid-configuration" => {
+            json_response(200, &json!({"issuer": issuer, "jwks_uri": format!("{issuer}jwks.json")}))
+        }
+        "/jwks.json" => {
+            state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+            let body = state.jwks.lock().unwrap().to_string();
+            let etag = format!("\"{:x}\"", fxhash(&body));
+            if state.etags.load(Ordering::SeqCst)
+                && req.headers().get("if-none-match").is_some_and(|v| v.as_bytes() == etag.as_bytes())
+            {
+                state.not_modified.fetch_add(1, Ordering::SeqCst);
+                return Response::builder().status(304).body(full("")).unwrap();
+            }
+            let mut response = Response::builder().header("content-type", "application/json");
+            if state.etags.load(Ordering::SeqCst) {
+                response = response.header("etag", etag);
+            }
+            if let Some(cc) = state.cache_control.lock().unwrap().clone() {
+                response = response.header("cache-control", cc);
+            }
+            response.body(full(body)).unwrap()
+        }
+        _ => json_response(404, &json!({"error": "not found"})),
+    }
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: hyper::HeaderMap,
+}
+
+/// An upstream that records requests. Paths:
+/// `/slow` waits 3 s; `/echo` streams the request body back;
+/// `/bytes/N` streams N bytes; `/gated` and `/upload` prove streaming (see
+/// the fields); anything else answers JSON describing the request.
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// `/gated` sends its second chunk only after this is notified.
+    pub gate: Arc<Notify>,
+    /// Notified when `/upload` has received its first body chunk.
+    pub got_first: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl TestUpstream {
+    pub async fn start() -> TestUpstream {
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let (gate, got_first): (Arc<Notify>, Arc<Notify>) = Default::default();
+        let (addr, task) = {
+            let (seen, gate, got_first) = (Arc::clone(&seen), Arc::clone(&gate), Arc::clone(&got_first));
+            http::serve(move |req: Request<hyper::body::Incoming>| {
+                let (seen, gate, got_first) = (Arc::clone(&seen), Arc::clone(&gate), Arc::clone(&got_first));
+                async move { upstream_answer(&seen, &gate, &got_first, req).await }
+            })
+            .await
+        };
+        TestUpstream { addr, seen, gate, got_first, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn upstream_answer(
+    seen: &Mutex<Vec<Seen>>,
+    gate: &Arc<Notify>,
+    got_first: &Notify,
+    req: Request<hyper::body::Incoming>,
+) -> Response<TestBody> {
+    let record = Seen { method: req.method().to_string(), uri: req.uri().to_string(), headers: req.headers().clone() };
+    seen.lock().unwrap().push(record);
+    let path = req.uri().path().to_string();
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        return json_response(200, &json!({"slow": true}));
+    }
+    if path == "/gated" {
+        let gate = Arc::clone(gate);
+        let frames = futures_util::stream::unfold(0, move |step| {
+            let gate = Arc::clone(&gate);
+            async move {
+                let chunk: &'static [u8] = match step {
+                    0 => b"first;",
+                    1 => {
+                        gate.notified().await;
+                        b"second"
+                    }
+                    _ => return None,
+                };
+                Some((
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from_static(chunk))),
+                    step + 1,
+                ))
+            }
+        });
+        return Response::new(StreamBody::new(frames).boxed());
+    }
+    if path == "/upload" {
+        let mut body = req.into_body();
+        let mut received = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                if received.is_empty() {
+                    got_first.notify_one();
+                }
+                received.extend_from_slice(&data);
+            }
+        }
+        return Response::new(full(received));
+    }
+    if path == "/echo" {
+        let body = req.into_body().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed();
+        return Response::builder()
+            .header("connection", "x-upstream-hop")
+            .header("x-upstream-hop", "1")
+            .body(body)
+            .unwrap();
+    }
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let total: usize = n.parse().unwrap();
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let frames = (0..total.div_ceil(chunk.len())).map(move |i| {
+            let len = (total - i * chunk.len()).min(chunk.len());
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(chunk.slice(..len)))
+        });
+        return Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+    }
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .keys()
+        .map(|name| {
+            let values: Vec<Value> =
+                req.headers().get_all(name).iter().map(|v| Value::from(v.to_str().unwrap_or("?"))).collect();
+            (name.to_string(), Value::Array(values))
+        })
+        .collect();
+    json_response(200, &json!({"message": "hello from upstream", "path": req.uri().to_string(), "headers": headers}))
+}
+
+/// A gateway started from TOML text on a fresh loopback port.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestGateway {
+    pub async fn start(toml: &str) -> TestGateway {
+        let config = Config::parse(toml, "test.toml", Path::new("."), &|name| std::env::var(name).ok())
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gateway = Arc::new(Gateway::new(&config).unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = {
+            let gateway = Arc::clone(&gateway);
+            tokio::spawn(async move {
+                jwtgate::server::run(gateway, &config.server, listener, async {
+                    let _ = rx.await;
+                })
+                .await;
+            })
+        };
+        TestGateway { addr, gateway, shutdown: Some(tx), task }
+    }
+
+    /// A gateway for one issuer served by `idp` in front of `upstream`, with
+    /// extra TOML lines for the issuer table; waits until its keys are loaded.
+    pub async fn for_idp(idp: &TestIdp, upstream: &TestUpstream, issuer_extra: &str) -> TestGateway {
+        let toml = format!(
+            "[upstream]\nurl = \"{}\"\ntimeout = \"1s\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n\
+             algorithms = [\"RS256\", \"ES256\", \"EdDSA\"]\n{issuer_extra}\n",
+            upstream.url(),
+            idp.issuer
+        );
+        let gateway = TestGateway::start(&toml).await;
+        gateway.wait_for_keys().await;
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn wait_for_keys(&self) {
+        for _ in 0..500 {
+            if self.gateway.issuer_keys().iter().all(|k| k.has_keys()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the gateway did not load its keys within 5 s");
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+thread_local! {
+    // One client per test thread (each #[tokio::test] has its own thread and
+    // runtime): building a client per request is slow enough to skew timings.
+    static CLIENT: reqwest::Client = reqwest::Client::builder().no_proxy().build().unwrap();
+}
+
+pub fn client() -> reqwest::Client {
+    CLIENT.with(Clone::clone)
+}
+
+/// GET `url` with `Authorization: Bearer token` (when given); status and JSON body.
+pub async fn get(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = client().get(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, headers, json)
+}
+
+/// Asserts a refusal's status, `error` code and `error_description`.
+pub fn assert_refused(answer: &(u16, reqwest::header::HeaderMap, Value), status: u16, error: &str, description: &str) {
+    let (got_status, headers, body) = answer;
+    assert_eq!(*got_status, status, "status; body {body}");
+    assert_eq!(body["error"], error, "error code; body {body}");
+    assert_eq!(body["error_description"], description, "description; body {body}");
+    assert_eq!(headers["content-type"], "application/json");
+}
