@@ -279,3 +279,30 @@ async fn request_bodies_are_streamed_not_buffered() {
 fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_is_a_connect_timeout_504() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    // A listener that never accepts, its backlog filled: further SYNs are dropped.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let toml = format!(
+        "[upstream]\nurl = \"http://{addr}\"\nconnect_timeout = \"300ms\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
+        idp.issuer
+    );
+    let gateway = TestGateway::start(&toml).await;
+    gateway.wait_for_keys().await;
+    let answer = get(&gateway.url("/"), Some(&key.mint(&claims(&idp.issuer, "api")))).await;
+    assert_refused(&answer, 504, "gateway_timeout", "connecting to the upstream timed out");
+    drop((listener, fillers));
+}

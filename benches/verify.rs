@@ -1,0 +1,61 @@
+//! The verification path, one token at a time on one core: the whole of
+//! `Authenticator::verify` (parse, issuer, key lookup, signature, claims)
+//! per algorithm, and `jsonwebtoken::decode` with the same key for reference.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/keys.rs"]
+mod keys;
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jwtgate::auth::Authenticator;
+use jwtgate::keys::{Fetcher, IssuerKeys};
+use keys::{SigningKey, claims};
+use serde_json::json;
+
+const ISSUER: &str = "https://issuer.example/";
+
+fn verification(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (rsa, ec, ed) = (SigningKey::rsa("rsa"), SigningKey::p256("ec"), SigningKey::ed25519("ed"));
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [rsa.jwk(), ec.jwk(), ed.jwk()]}).to_string()).unwrap();
+    let toml = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"api\"]\n\
+         jwks_file = \"{}\"\nalgorithms = [\"RS256\", \"ES256\", \"EdDSA\"]\n",
+        jwks.display()
+    );
+    let config = jwtgate::Config::parse(&toml, "bench.toml", Path::new("."), &|_| None).unwrap();
+    let store = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
+    runtime.block_on(store.fetch()).unwrap();
+    let auth = Authenticator::new(&config.issuers, &[store]);
+
+    let mut group = c.benchmark_group("verify");
+    group.throughput(Throughput::Elements(1));
+    for key in [&rsa, &ec, &ed] {
+        let token = key.mint(&claims(ISSUER, "api"));
+        runtime.block_on(auth.verify(&token)).unwrap();
+        group.bench_function(key.alg(), |b| b.iter(|| runtime.block_on(auth.verify(black_box(&token))).unwrap()));
+    }
+
+    // Reference: jsonwebtoken::decode with a key built once.
+    let token = rsa.mint(&claims(ISSUER, "api"));
+    let jwk: Jwk = serde_json::from_value(rsa.jwk()).unwrap();
+    let key = DecodingKey::from_jwk(&jwk).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&["api"]);
+    validation.set_issuer(&[ISSUER]);
+    group.bench_function("RS256 jsonwebtoken::decode", |b| {
+        b.iter(|| jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, verification);
+criterion_main!(benches);
