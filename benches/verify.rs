@@ -3,6 +3,7 @@
 //! per algorithm, and `jsonwebtoken::decode` with the same key for reference.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)]
 #[path = "../tests/support/keys.rs"]
 mod keys;
 
