@@ -1,8 +1,11 @@
 //! The command line (clap). `main.rs` dispatches on [`Command`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::token::{AuthMethod, Format};
 
 #[derive(Debug, Parser)]
 #[command(name = "jwtgate", version, about = "A reverse proxy that admits only requests with a valid bearer JWT")]
@@ -37,5 +40,35 @@ pub enum Command {
         /// Also fetch each issuer's keys and list them.
         #[arg(long)]
         online: bool,
+    },
+    /// Run a development issuer, a private backend and the gateway in front of it, all on loopback.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = crate::demo::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Get an access token with the client-credentials grant (cached until shortly before it expires).
+    ///
+    /// The client secret comes from $JWTGATE_CLIENT_SECRET or --client-secret-file, never from an argument.
+    Token {
+        /// The token endpoint, e.g. https://YOUR_TENANT.auth0.com/oauth/token
+        #[arg(long)]
+        token_url: String,
+        #[arg(long)]
+        client_id: String,
+        /// The API the token is for (its aud)
+        #[arg(long)]
+        audience: String,
+        /// Space-separated scopes to ask for
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Raw)]
+        format: Format,
+        /// How the client authenticates to the token endpoint
+        #[arg(long, value_enum, default_value_t = AuthMethod::Post)]
+        auth: AuthMethod,
+        /// Read the client secret from this file instead of $JWTGATE_CLIENT_SECRET
+        #[arg(long)]
+        client_secret_file: Option<PathBuf>,
     },
 }

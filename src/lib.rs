@@ -20,6 +20,7 @@ pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod headers;
@@ -28,6 +29,7 @@ pub mod logging;
 pub mod path;
 pub mod proxy;
 pub mod server;
+pub mod token;
 
 pub use config::Config;
 pub use gateway::Gateway;

@@ -1,12 +1,17 @@
-//! The proxy listener: accepts connections, serves HTTP/1.1 and h2c on each
-//! (hyper-util's auto builder), and drains them within the grace period
-//! when `shutdown` resolves.
+//! Listeners: accept connections, serve HTTP/1.1 and h2c on each
+//! (hyper-util's auto builder), and drain them within a grace period when
+//! `shutdown` resolves. [`run`] serves the gateway; [`serve`] serves any
+//! handler (the demo's issuer and backend use it too).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,6 +22,34 @@ use tracing::{debug, info, warn};
 use crate::config::ServerConfig;
 use crate::gateway::Gateway;
 
+/// Connection-level limits of a listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl From<&ServerConfig> for Limits {
+    fn from(server: &ServerConfig) -> Self {
+        Limits {
+            header_read_timeout: server.header_read_timeout,
+            max_header_bytes: server.max_header_bytes,
+            shutdown_grace: server.shutdown_grace,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serves `gateway` on `listener` until `shutdown` resolves, then stops
 /// accepting and waits up to `shutdown_grace` for open connections.
 pub async fn run(
@@ -25,16 +58,31 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
+    let handler = move |request, client| {
+        let gateway = Arc::clone(&gateway);
+        async move { gateway.handle(request, client).await }
+    };
+    serve(listener, &Limits::from(server), handler, shutdown).await;
+}
+
+/// Serves `handler` (called with each request and the client's address).
+pub async fn serve<H, F, B>(listener: TcpListener, limits: &Limits, handler: H, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(server.max_header_bytes);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -50,10 +98,10 @@ pub async fn run(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let gateway = Arc::clone(&gateway);
+                let handler = handler.clone();
                 let service = service_fn(move |request| {
-                    let gateway = Arc::clone(&gateway);
-                    async move { Ok::<_, Infallible>(gateway.handle(request, client).await) }
+                    let response = handler(request, client);
+                    async move { Ok::<_, Infallible>(response.await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -67,9 +115,9 @@ pub async fn run(
         }
     }
     drop(listener);
-    info!(grace = ?server.shutdown_grace, "shutting down: draining open connections");
+    info!(grace = ?limits.shutdown_grace, "shutting down: draining open connections");
     tokio::select! {
         () = graceful.shutdown() => info!("all connections drained"),
-        () = tokio::time::sleep(server.shutdown_grace) => warn!("grace period over; closing the remaining connections"),
+        () = tokio::time::sleep(limits.shutdown_grace) => warn!("grace period over; closing the remaining connections"),
     }
 }
