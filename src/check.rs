@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::config::{Config, JwksSource};
+use crate::config::{AuthMode, Config, JwksSource};
 use crate::keys::{Fetcher, IssuerKeys};
 
 /// A human summary of what the configuration does.
@@ -25,7 +25,41 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "  alg       {}", algorithms.join(", "));
         let _ = writeln!(out, "  keys      {source}");
     }
-    let _ = writeln!(out, "routes      none: every request needs a valid token");
+    for route in &config.routes {
+        let auth = match route.auth {
+            AuthMode::Required => "required",
+            AuthMode::Optional => "optional",
+            AuthMode::Public => "public",
+        };
+        let methods = route
+            .methods
+            .as_ref()
+            .map_or_else(|| "any method".to_string(), |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","));
+        let mut line = format!("route       {}  {methods}  auth {auth}", route.path);
+        if !route.scopes.is_empty() {
+            let _ = write!(line, "  scopes {}", route.scopes.join(" "));
+        }
+        if !route.any_scopes.is_empty() {
+            let _ = write!(line, "  any_scopes {}", route.any_scopes.join(" "));
+        }
+        for (claim, value) in &route.claims {
+            let _ = write!(line, "  claim {}={value}", claim.name());
+        }
+        if let Some(issuers) = &route.issuers {
+            let _ = write!(line, "  issuers {}", issuers.join(" "));
+        }
+        if route.public_preflight {
+            line.push_str("  cors_preflight public");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(out, "otherwise   a valid token from any issuer, no scopes");
+    for (claim, header) in &config.headers.claims {
+        let _ = writeln!(out, "header      {header} <- claim {}", claim.name());
+    }
+    if let Some(header) = &config.headers.payload {
+        let _ = writeln!(out, "header      {header} <- the verified payload (base64url JSON)");
+    }
     out
 }
 

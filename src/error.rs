@@ -12,6 +12,34 @@ use crate::auth::AuthFailure;
 /// Seconds a client is told to wait while an issuer's keys are loading.
 const KEYS_RETRY_AFTER: &str = "5";
 
+/// Which of a route's demands a valid token did not meet (403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeFailure {
+    Issuer,
+    Scopes,
+    AnyScopes,
+    Claims,
+}
+
+impl ScopeFailure {
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Issuer => "token issuer is not accepted on this route",
+            Self::Scopes => "token lacks a scope this route requires",
+            Self::AnyScopes => "token has none of the scopes this route accepts",
+            Self::Claims => "token claims do not meet this route's requirements",
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Issuer => "issuer_not_allowed",
+            Self::Scopes | Self::AnyScopes => "insufficient_scope",
+            Self::Claims => "claims_mismatch",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No credentials on a route that needs them.
@@ -19,6 +47,11 @@ pub enum Refusal {
     /// The request itself is malformed (RFC 6750 `invalid_request`).
     InvalidRequest(&'static str),
     InvalidToken(AuthFailure),
+    /// A valid token without what the route demands; `scope` is what it asks for.
+    InsufficientScope {
+        failure: ScopeFailure,
+        scope: String,
+    },
     BadPath(&'static str),
     KeysUnavailable,
     BadGateway(&'static str),
@@ -38,6 +71,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -51,6 +85,7 @@ impl Refusal {
             Self::MissingToken => "missing_token",
             Self::InvalidRequest(_) | Self::BadPath(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
+            Self::InsufficientScope { .. } => "insufficient_scope",
             Self::KeysUnavailable => "temporarily_unavailable",
             Self::BadGateway(_) => "bad_gateway",
             Self::GatewayTimeout(_) => "gateway_timeout",
@@ -62,6 +97,7 @@ impl Refusal {
             Self::MissingToken => "this route needs a bearer token in the Authorization header",
             Self::InvalidRequest(why) | Self::BadPath(why) => why,
             Self::InvalidToken(failure) => failure.description(),
+            Self::InsufficientScope { failure, .. } => failure.description(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
             Self::BadGateway(why) | Self::GatewayTimeout(why) => why,
         }
@@ -71,6 +107,7 @@ impl Refusal {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidToken(failure) => failure.reason(),
+            Self::InsufficientScope { failure, .. } => failure.reason(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.reason(),
             Self::BadPath(_) => "bad_path",
             other => other.code(),
@@ -88,10 +125,19 @@ impl Refusal {
             Self::MissingToken => return Some(format!("Bearer realm=\"{realm}\"")),
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
+            Self::InsufficientScope { .. } => "insufficient_scope",
             _ => return None,
         };
-        // Descriptions are our own constants: printable ASCII without quotes.
-        Some(format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", self.description()))
+        // Descriptions are our own constants and scopes are checked at load:
+        // printable ASCII without quotes or backslashes.
+        let mut value =
+            format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", self.description());
+        if let Self::InsufficientScope { scope, .. } = self
+            && !scope.is_empty()
+        {
+            value.push_str(&format!(", scope=\"{scope}\""));
+        }
+        Some(value)
     }
 
     pub fn to_response(&self, realm: &str) -> Response<Full<Bytes>> {

@@ -12,12 +12,14 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::info;
 
+use crate::auth::identity::IdentityHeaders;
 use crate::auth::{Authenticator, bearer};
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::error::Refusal;
 use crate::keys::{Fetcher, IssuerKeys, Refreshers};
 use crate::path;
 use crate::proxy::Upstream;
+use crate::routes::RouteTable;
 
 /// What the gateway answers with: the upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -32,6 +34,8 @@ pub struct Gateway {
     realm: String,
     request_timeout: Duration,
     auth: Authenticator,
+    routes: RouteTable,
+    identity: IdentityHeaders,
     upstream: Upstream,
     keys: Vec<Arc<IssuerKeys>>,
     _refreshers: Refreshers,
@@ -40,7 +44,10 @@ pub struct Gateway {
 /// What the access log says of a request beyond its status.
 #[derive(Default)]
 struct Outcome {
+    route: Option<String>,
     subject: Option<String>,
+    /// Forwarded without a verified token (public route, or optional without one).
+    anonymous: bool,
 }
 
 impl Gateway {
@@ -54,6 +61,8 @@ impl Gateway {
             realm: config.server.realm.clone(),
             request_timeout: config.server.request_timeout,
             auth: Authenticator::new(&config.issuers, &keys),
+            routes: RouteTable::new(&config.routes),
+            identity: IdentityHeaders::new(&config.headers),
             upstream: Upstream::new(&config.upstream),
             _refreshers: Refreshers::spawn(&keys),
             keys,
@@ -76,14 +85,16 @@ impl Gateway {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(response) => {
-                info!(%method, path = %uri_path, status = response.status().as_u16(), outcome = "allowed",
-                      latency_ms, sub = outcome.subject.as_deref(), "request");
+                let kind = if outcome.anonymous { "public" } else { "allowed" };
+                info!(%method, path = %uri_path, status = response.status().as_u16(), outcome = kind,
+                      route = outcome.route.as_deref(), latency_ms, sub = outcome.subject.as_deref(), "request");
                 response.map(Either::Left)
             }
             Err(refusal) => {
                 let kind = if refusal.is_upstream_error() { "upstream_error" } else { "refused" };
                 info!(%method, path = %uri_path, status = refusal.status().as_u16(), outcome = kind,
-                      reason = refusal.reason(), latency_ms, sub = outcome.subject.as_deref(), "request");
+                      reason = refusal.reason(), route = outcome.route.as_deref(), latency_ms,
+                      sub = outcome.subject.as_deref(), "request");
                 refusal.to_response(&self.realm).map(Either::Right)
             }
         }
@@ -95,16 +106,36 @@ impl Gateway {
         client: SocketAddr,
         outcome: &mut Outcome,
     ) -> Result<Response<Incoming>, Refusal> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         // 1. Normalise the path: routes and the upstream both see this one.
         let path = path::normalize(parts.uri.path()).map_err(Refusal::BadPath)?.into_owned();
-        // 2. Take the bearer token.
-        let token = bearer::bearer_token(&parts.headers)?.ok_or(Refusal::MissingToken)?;
-        // 3. Verify it against its issuer's keys.
-        let verified = self.auth.verify(token).await?;
-        outcome.subject = verified.subject().map(str::to_owned);
-        // 4. Prepare the upstream request and stream it through.
-        let upstream_request = self.upstream.prepare(parts, body, &path, client)?;
+        // 2. Match a route.
+        let route = self.routes.find(&parts.method, &path);
+        outcome.route = Some(route.name().to_owned());
+        // 3. Identity headers come only from us, on every route.
+        self.identity.strip(&mut parts.headers);
+        // 4. Authenticate and authorise as the route says.
+        let mode = route.auth_for(&parts.method, &parts.headers);
+        let token = match mode {
+            AuthMode::Public => None,
+            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(&parts.headers)?,
+        };
+        let identity = match (token, mode) {
+            (Some(token), _) => {
+                let verified = self.auth.verify(token).await?;
+                outcome.subject = verified.subject().map(str::to_owned);
+                route.authorize(&verified)?;
+                self.identity.values(&verified, token)
+            }
+            (None, AuthMode::Required) => return Err(Refusal::MissingToken),
+            (None, _) => {
+                outcome.anonymous = true;
+                Vec::new()
+            }
+        };
+        // 5. Prepare the upstream request and stream it through.
+        let mut upstream_request = self.upstream.prepare(parts, body, &path, client)?;
+        upstream_request.headers_mut().extend(identity);
         self.upstream.send(upstream_request).await
     }
 }

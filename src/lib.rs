@@ -6,9 +6,12 @@
 //! ```text
 //! server   accept (HTTP/1.1, h2c)
 //! gateway  ├─ path::normalize          decode, resolve dot segments, refuse tricks
+//!          ├─ routes::RouteTable::find first matching route (default: token required)
+//!          ├─ auth::identity::strip    client-sent identity headers removed
 //!          ├─ auth::bearer             one Authorization: Bearer <b64token>
 //!          ├─ auth::Authenticator      iss → issuer → keys::Snapshot → signature → exp/nbf/aud
-//!          ├─ proxy::Upstream::prepare hop-by-hop, Authorization, Host, X-Forwarded-*
+//!          ├─ routes::Route::authorize issuers, scopes, claims (403)
+//!          ├─ proxy::Upstream::prepare hop-by-hop, Authorization, Host, X-Forwarded-*, identity headers
 //!          └─ proxy::Upstream::send    pooled client, streamed bodies, 502 / 504
 //! error    any refusal → status, WWW-Authenticate, JSON body
 //! ```
@@ -28,6 +31,7 @@ pub mod keys;
 pub mod logging;
 pub mod path;
 pub mod proxy;
+pub mod routes;
 pub mod server;
 pub mod token;
 

@@ -6,9 +6,13 @@
 //!   other escapes are kept, with upper-case hex (§6.2.2.1).
 //! - `.` and `..` segments are resolved (§5.2.4) and repeated `/` merged.
 //! - Refused: `%2F`/`%5C` (an encoded separator means something different to
-//!   different servers), raw `\`, NUL (raw or `%00`), malformed escapes,
-//!   a `..` that would climb above the root, and `.`/`..` carrying a `;`
-//!   parameter (`/..;/`, which some Java servers treat as `..`).
+//!   different servers), raw `\`, NUL (raw or `%00`) and other encoded
+//!   control characters (`%0D%0A`), malformed escapes,
+//!   a `..` that would climb above the root, `.`/`..` carrying a `;`
+//!   parameter (`/..;/`, which some Java servers treat as `..`), a
+//!   double-encoded dot or separator (`%252e`, `%252f`, `%255c`) for servers
+//!   that decode twice, and escapes that are not valid UTF-8 once decoded
+//!   (overlong forms such as `%C0%AE`).
 
 use std::borrow::Cow;
 
@@ -73,6 +77,8 @@ fn is_normal(path: &str) -> bool {
 fn decode_unreserved(path: &str) -> Result<String, PathError> {
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
+    // The path as a server that decodes every escape would see it.
+    let mut fully_decoded: Vec<u8> = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -85,9 +91,19 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     .zip(hex_value(hex[1]))
                     .map(|(h, l)| h << 4 | l)
                     .ok_or("request path has a malformed percent-escape")?;
+                fully_decoded.push(value);
+                if value == b'%'
+                    && bytes
+                        .get(i + 3..i + 5)
+                        .and_then(|h| hex_value(h[0]).zip(hex_value(h[1])))
+                        .is_some_and(|(h, l)| matches!(h << 4 | l, b'.' | b'/' | b'\\'))
+                {
+                    return Err("request path has a double-encoded dot, slash or backslash");
+                }
                 match value {
                     b'/' | b'\\' => return Err("request path contains an encoded slash or backslash"),
                     0 => return Err("request path contains a NUL byte"),
+                    v if v.is_ascii_control() => return Err("request path contains an encoded control character"),
                     v if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => out.push(v as char),
                     v => {
                         out.push('%');
@@ -102,10 +118,16 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                 // Copy the run up to the next special byte as-is (it is valid UTF-8).
                 let end = bytes[i..].iter().position(|&c| matches!(c, b'%' | b'\\' | 0)).map_or(bytes.len(), |p| i + p);
                 out.push_str(&path[i..end]);
+                fully_decoded.extend_from_slice(&bytes[i..end]);
                 i = end;
                 continue;
             }
         }
+    }
+    // Overlong or broken UTF-8 in escapes (`%C0%AE` for ".") is how some
+    // decoders were talked into a dot or a slash.
+    if std::str::from_utf8(&fully_decoded).is_err() {
+        return Err("request path is not valid UTF-8 once decoded");
     }
     // A dot segment carrying a parameter is refused rather than guessed at.
     if out.split('/').any(|s| matches!(s.split_once(';'), Some((".", _)) | Some(("..", _)))) {
@@ -149,7 +171,8 @@ mod tests {
             ("/public/%2e%2e/admin", "/admin"),
             ("/a%20b", "/a%20b"),
             ("/a%3fb", "/a%3Fb"),
-            ("/%252e%252e/admin", "/%252e%252e/admin"),
+            ("/100%25/x", "/100%25/x"),
+            ("/%E2%82%AC", "/%E2%82%AC"),
             ("/x/%7e", "/x/~"),
             ("/é", "/é"),
         ];
@@ -165,6 +188,38 @@ mod tests {
             "/a/.;x/b", "*", "", "a/b",
         ] {
             assert!(normalize(path).is_err(), "{path:?} should be refused");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Paths built from the characters that matter to normalisation.
+        fn tricky_path() -> impl Strategy<Value = String> {
+            let piece = prop::sample::select(vec![
+                "/", "//", ".", "..", "%2e", "%2E", "%2f", "%5c", "%25", "%41", "%7e", "%20", "%c0%ae", ";", "a", "b",
+                "\\", "%", "%0", "%0a", "%7f", "é", "~", "-",
+            ]);
+            prop::collection::vec(piece, 0..12).prop_map(|pieces| format!("/{}", pieces.concat()))
+        }
+
+        proptest! {
+            #[test]
+            fn normalisation_is_idempotent_and_leaves_no_tricks(path in tricky_path()) {
+                if let Ok(normal) = normalize(&path) {
+                    prop_assert!(normal.starts_with('/'));
+                    let again = normalize(&normal);
+                    prop_assert!(matches!(&again, Ok(p) if *p == normal), "{path:?} -> {normal:?} -> {again:?}");
+                    for segment in normal.split('/') {
+                        let name = segment.split(';').next().unwrap_or(segment);
+                        prop_assert!(name != "." && name != "..", "{path:?} -> {normal:?}");
+                    }
+                    let upper = normal.to_ascii_uppercase();
+                    prop_assert!(!upper.contains("%2F") && !upper.contains("%5C") && !upper.contains("%00"), "{normal:?}");
+                    prop_assert!(!normal.contains('\\') && !normal.contains("//"), "{normal:?}");
+                }
+            }
         }
     }
 }

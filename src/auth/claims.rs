@@ -1,9 +1,89 @@
-//! The registered-claim checks (RFC 7519 §4.1) made after the signature holds.
+//! Claims: the registered-claim checks (RFC 7519 §4.1) made after the
+//! signature holds, and [`ClaimPath`], how configuration names a claim.
 
 use serde_json::Value;
 
 use super::AuthFailure;
 use super::token::Claims;
+
+/// A claim named in the configuration: a top-level claim as written
+/// (Auth0's `https://example.com/roles` works as-is), or, when the name
+/// starts with `/`, an RFC 6901 JSON Pointer into nested claims
+/// (Keycloak's `/realm_access/roles`). Parsed once; lookups allocate nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    name: String,
+    tokens: Vec<String>,
+}
+
+impl ClaimPath {
+    pub fn parse(name: &str) -> Result<ClaimPath, String> {
+        if name.is_empty() {
+            return Err("a claim name must not be empty".into());
+        }
+        let Some(pointer) = name.strip_prefix('/') else {
+            return Ok(ClaimPath { name: name.into(), tokens: vec![name.into()] });
+        };
+        let tokens = pointer
+            .split('/')
+            .map(|token| {
+                // RFC 6901 §4: "~1" is "/", "~0" is "~", any other "~" is an error.
+                let mut out = String::with_capacity(token.len());
+                let mut chars = token.chars();
+                while let Some(c) = chars.next() {
+                    if c != '~' {
+                        out.push(c);
+                        continue;
+                    }
+                    match chars.next() {
+                        Some('0') => out.push('~'),
+                        Some('1') => out.push('/'),
+                        _ => return Err(format!("{name:?} is not a JSON Pointer: '~' must be followed by 0 or 1")),
+                    }
+                }
+                Ok(out)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ClaimPath { name: name.into(), tokens })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn lookup<'a>(&self, claims: &'a Claims) -> Option<&'a Value> {
+        let (first, rest) = self.tokens.split_first()?;
+        let mut value = claims.get(first)?;
+        for token in rest {
+            value = match value {
+                Value::Object(map) => map.get(token)?,
+                Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+}
+
+/// Whether `scope` is among the token's scopes: the union of the scope
+/// claims, each a space-delimited string (`scope`, RFC 8693) or an array
+/// of strings (`scp`, Auth0's `permissions`).
+pub fn has_scope(claims: &Claims, scope_claims: &[ClaimPath], scope: &str) -> bool {
+    scope_claims.iter().filter_map(|path| path.lookup(claims)).any(|value| match value {
+        Value::String(s) => s.split_whitespace().any(|x| x == scope),
+        Value::Array(items) => items.iter().any(|x| x.as_str() == Some(scope)),
+        _ => false,
+    })
+}
+
+/// A route's claim rule: the claim equals `expected`, or is an array containing it.
+pub fn claim_matches(claims: &Claims, path: &ClaimPath, expected: &Value) -> bool {
+    match path.lookup(claims) {
+        Some(Value::Array(items)) => items.contains(expected),
+        Some(value) => value == expected,
+        None => false,
+    }
+}
 
 /// `exp` is required and `nbf` honoured, each with `leeway` seconds of skew.
 pub fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<(), AuthFailure> {
@@ -64,6 +144,51 @@ mod tests {
         assert_eq!(ok(json!({"exp": now + 600, "nbf": now + 60})), Err(AuthFailure::NotYetValid));
         assert_eq!(ok(json!({"exp": now + 60, "nbf": null})), Err(AuthFailure::BadTimeClaim));
         assert_eq!(ok(json!({"exp": 1e300})), Ok(()));
+    }
+
+    #[test]
+    fn claim_paths() {
+        let c = claims(json!({
+            "https://example.com/roles": ["admin"],
+            "realm_access": {"roles": ["user", "ops"]},
+            "a/b": {"~x": 1},
+            "list": [{"id": 7}],
+        }));
+        let get = |name: &str| ClaimPath::parse(name).unwrap().lookup(&c).cloned();
+        assert_eq!(get("https://example.com/roles"), Some(json!(["admin"])));
+        assert_eq!(get("/realm_access/roles"), Some(json!(["user", "ops"])));
+        assert_eq!(get("/a~1b/~0x"), Some(json!(1)));
+        assert_eq!(get("/list/0/id"), Some(json!(7)));
+        assert_eq!(get("/list/x"), None);
+        assert_eq!(get("/realm_access/missing"), None);
+        assert!(ClaimPath::parse("/bad~2").is_err());
+        assert!(ClaimPath::parse("").is_err());
+    }
+
+    #[test]
+    fn scopes_from_every_claim_shape() {
+        let paths: Vec<ClaimPath> =
+            ["scope", "scp", "permissions"].iter().map(|n| ClaimPath::parse(n).unwrap()).collect();
+        let c = claims(json!({"scope": "read:a  write:a", "scp": ["scp:x"], "permissions": ["perm:y"]}));
+        for scope in ["read:a", "write:a", "scp:x", "perm:y"] {
+            assert!(has_scope(&c, &paths, scope), "{scope}");
+        }
+        assert!(!has_scope(&c, &paths, "read"));
+        assert!(!has_scope(&claims(json!({"scope": 1})), &paths, "1"));
+        let nested = [ClaimPath::parse("/realm_access/roles").unwrap()];
+        assert!(has_scope(&claims(json!({"realm_access": {"roles": ["admin"]}})), &nested, "admin"));
+    }
+
+    #[test]
+    fn claim_rules() {
+        let c = claims(json!({"tenant": "acme", "groups": ["a", "b"], "level": 3, "admin": true}));
+        let rule = |name: &str, v: Value| claim_matches(&c, &ClaimPath::parse(name).unwrap(), &v);
+        assert!(rule("tenant", json!("acme")));
+        assert!(!rule("tenant", json!("other")));
+        assert!(rule("groups", json!("b")));
+        assert!(rule("level", json!(3)));
+        assert!(rule("admin", json!(true)));
+        assert!(!rule("missing", json!("acme")));
     }
 
     #[test]

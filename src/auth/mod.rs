@@ -8,6 +8,7 @@
 
 pub mod bearer;
 pub mod claims;
+pub mod identity;
 pub mod token;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::config::IssuerConfig;
 use crate::keys::{IssuerKeys, VerifyingKey};
+use claims::ClaimPath;
 use token::{Claims, Unverified};
 
 /// Why a token was not accepted. Each names one failed check.
@@ -94,14 +96,26 @@ impl AuthFailure {
 /// [`Authenticator::verify`].
 #[derive(Debug)]
 pub struct Verified {
-    issuer: Arc<str>,
+    profile: Arc<IssuerProfile>,
     kid: Option<String>,
     claims: Claims,
 }
 
+/// What later steps need to know of the issuer that vouched for a token.
+#[derive(Debug)]
+struct IssuerProfile {
+    name: String,
+    scope_claims: Vec<ClaimPath>,
+}
+
 impl Verified {
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.profile.name
+    }
+
+    /// Where this issuer puts scopes.
+    pub fn scope_claims(&self) -> &[ClaimPath] {
+        &self.profile.scope_claims
     }
 
     pub fn kid(&self) -> Option<&str> {
@@ -118,7 +132,7 @@ impl Verified {
 }
 
 struct Issuer {
-    name: Arc<str>,
+    profile: Arc<IssuerProfile>,
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway_secs: u64,
@@ -145,7 +159,10 @@ impl Authenticator {
             .zip(keys)
             .map(|(config, keys)| {
                 let issuer = Issuer {
-                    name: Arc::from(config.issuer.as_str()),
+                    profile: Arc::new(IssuerProfile {
+                        name: config.issuer.clone(),
+                        scope_claims: config.scope_claims.clone(),
+                    }),
                     audiences: config.audiences.clone(),
                     algorithms: config.algorithms.clone(),
                     leeway_secs: config.leeway.as_secs(),
@@ -179,7 +196,7 @@ impl Authenticator {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         claims::check_times(&token.claims, now, issuer.leeway_secs)?;
         claims::check_audience(&token.claims, &issuer.audiences)?;
-        Ok(Verified { issuer: Arc::clone(&issuer.name), kid: token.kid, claims: token.claims })
+        Ok(Verified { profile: Arc::clone(&issuer.profile), kid: token.kid, claims: token.claims })
     }
 }
 

@@ -14,8 +14,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::Uri;
+use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use crate::auth::claims::ClaimPath;
 
 /// The validated configuration of one gateway.
 #[derive(Debug, Clone)]
@@ -23,6 +26,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
     pub issuers: Vec<IssuerConfig>,
+    /// In file order; the first match wins.
+    pub routes: Vec<RouteConfig>,
+    pub headers: HeadersConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +65,42 @@ pub struct IssuerConfig {
     pub leeway: Duration,
     pub refresh_interval: Duration,
     pub min_refresh_interval: Duration,
-    pub scope_claims: Vec<String>,
+    pub scope_claims: Vec<ClaimPath>,
+}
+
+/// How a route treats the bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is needed (the default, also for unmatched paths).
+    Required,
+    /// A token is verified when present; without one the request passes anonymously.
+    Optional,
+    /// The token is never looked at.
+    Public,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Normalised, without a trailing `/` (except the root `/`).
+    pub path: String,
+    /// `None`: any method.
+    pub methods: Option<Vec<Method>>,
+    pub auth: AuthMode,
+    pub scopes: Vec<String>,
+    pub any_scopes: Vec<String>,
+    pub claims: Vec<(ClaimPath, Value)>,
+    /// `None`: every configured issuer.
+    pub issuers: Option<Vec<String>>,
+    /// CORS preflights pass without a token.
+    pub public_preflight: bool,
+}
+
+/// Identity headers added for verified tokens; every name here is also
+/// stripped from every incoming request.
+#[derive(Debug, Clone, Default)]
+pub struct HeadersConfig {
+    pub claims: Vec<(ClaimPath, HeaderName)>,
+    pub payload: Option<HeaderName>,
 }
 
 /// Where an issuer's keys come from.
@@ -279,6 +320,55 @@ mod tests {
         assert_eq!(errors, ["test.toml: issuers[0].audiences[0]: environment variable MISSING is not set"]);
         let errors = problems(&MINIMAL.replace("[upstream]", "[upstream]\nforward_authorization = \"yes\""));
         assert!(errors[0].starts_with("test.toml: upstream.forward_authorization: invalid type"), "{errors:?}");
+    }
+
+    #[test]
+    fn routes_and_headers_are_validated() {
+        let text = format!(
+            "{MINIMAL}{}",
+            r#"
+            [[routes]]
+            path = "/public/"
+            auth = "public"
+            scopes = ["read"]
+            issuers = ["https://tenant.auth0.com/"]
+            [[routes]]
+            path = "/a/../b"
+            auth = "maybe"
+            methods = ["G ET"]
+            [[routes]]
+            path = "/x"
+            issuers = ["https://other/"]
+            claims = { "/bad~pointer" = "v", tenant = 1.5 }
+            cors_preflight = "always"
+            [headers]
+            claims = { sub = "Authorization", email = "X-Email", name = "x-email" }
+            payload = "bad header"
+            "#
+        );
+        let errors = problems(&text);
+        let expected = [
+            "routes[0].auth: scopes, any_scopes and claims need auth = \"required\"",
+            "routes[0].issuers: a public route never looks at tokens",
+            "routes[1].path: write the normalised form \"/b\"",
+            "routes[1].methods: not an HTTP method",
+            "routes[1].auth: must be \"required\", \"optional\" or \"public\"",
+            "routes[2].issuers: \"https://other/\" is not one of the configured",
+            "routes[2].claims.\"/bad~pointer\": \"/bad~pointer\" is not a JSON Pointer",
+            "routes[2].claims.\"tenant\": the expected value must be",
+            "routes[2].cors_preflight: must be \"public\" or \"route\"",
+            "headers.claims.\"sub\": Authorization cannot carry identity",
+            "headers.claims.\"name\": x-email is used twice",
+            "headers.payload: not a valid header name",
+        ];
+        for e in expected {
+            assert!(errors.iter().any(|line| line.contains(e)), "missing {e:?} in {errors:#?}");
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+
+        let config = parse(&format!("{MINIMAL}\n[[routes]]\npath = \"/public/\"\nauth = \"public\"\n")).unwrap();
+        assert_eq!(config.routes[0].path, "/public");
+        assert_eq!(config.routes[0].auth, AuthMode::Public);
     }
 
     #[test]

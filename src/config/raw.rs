@@ -2,6 +2,8 @@
 //! one-to-one. Every field is optional here so that validation can report
 //! all missing keys at once instead of stopping at the first.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -12,6 +14,9 @@ pub struct RawConfig {
     pub upstream: Option<RawUpstream>,
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub headers: Option<RawHeaders>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,4 +52,24 @@ pub struct RawIssuer {
     pub refresh_interval: Option<String>,
     pub min_refresh_interval: Option<String>,
     pub scope_claims: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub auth: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub any_scopes: Option<Vec<String>>,
+    pub claims: Option<BTreeMap<String, toml::Value>>,
+    pub issuers: Option<Vec<String>>,
+    pub cors_preflight: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    pub claims: Option<BTreeMap<String, String>>,
+    pub payload: Option<String>,
 }

@@ -5,12 +5,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use http::Uri;
+use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
+use serde_json::Value;
 
-use super::raw::{RawConfig, RawIssuer, RawServer, RawUpstream};
-use super::{Config, IssuerConfig, JwksSource, Problem, ServerConfig, UpstreamConfig};
+use super::raw::{RawConfig, RawHeaders, RawIssuer, RawRoute, RawServer, RawUpstream};
+use super::{
+    AuthMode, Config, HeadersConfig, IssuerConfig, JwksSource, Problem, RouteConfig, ServerConfig, UpstreamConfig,
+};
+use crate::auth::claims::ClaimPath;
 
 /// hyper refuses a read buffer below 8 KiB.
 const MIN_HEADER_BYTES: i64 = 8 * 1024;
@@ -76,8 +80,16 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
             p.add(&format!("issuers[{i}].issuer"), format!("{:?} is configured twice", a.issuer));
         }
     }
+    let issuer_names: Vec<&str> = raw.issuers.iter().filter_map(|i| i.issuer.as_deref()).collect();
+    let routes: Vec<RouteConfig> = raw
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| route(&format!("routes[{i}]"), r, &issuer_names, &mut p))
+        .collect();
+    let headers = raw.headers.as_ref().map(|h| headers(h, &mut p)).unwrap_or_default();
     match (upstream, p.0.is_empty()) {
-        (Some(upstream), true) => Ok(Config { server, upstream, issuers }),
+        (Some(upstream), true) => Ok(Config { server, upstream, issuers, routes, headers }),
         _ => Err(p.0),
     }
 }
@@ -154,8 +166,12 @@ fn issuer(key: &str, raw: &RawIssuer, base_dir: &Path, p: &mut Problems) -> Opti
         p.add(&format!("{key}.min_refresh_interval"), "must not be longer than refresh_interval");
     }
     let algorithms = algorithms(&format!("{key}.algorithms"), raw.algorithms.as_deref(), p);
-    let scope_claims =
+    let scope_claim_names =
         raw.scope_claims.clone().unwrap_or_else(|| vec!["scope".into(), "scp".into(), "permissions".into()]);
+    let scope_claims = scope_claim_names
+        .iter()
+        .filter_map(|name| ClaimPath::parse(name).map_err(|e| p.add(&format!("{key}.scope_claims"), e)).ok())
+        .collect();
 
     let audiences = p.required(&format!("{key}.audiences"), raw.audiences.as_ref());
     if audiences.is_some_and(|a| a.is_empty() || a.iter().any(String::is_empty)) {
@@ -234,6 +250,152 @@ fn check_fetch_url(key: &str, url: &str, p: &mut Problems) -> bool {
             false
         }
     }
+}
+
+fn route(key: &str, raw: &RawRoute, issuers: &[&str], p: &mut Problems) -> Option<RouteConfig> {
+    let path = match raw.path.as_deref() {
+        None => {
+            p.add(&format!("{key}.path"), "required key is missing");
+            None
+        }
+        Some(path) => match crate::path::normalize(path) {
+            Ok(normal) if normal == path || normal == format!("{path}/") => {
+                Some(if path.len() > 1 { path.trim_end_matches('/').to_string() } else { path.to_string() })
+            }
+            Ok(normal) => {
+                p.add(&format!("{key}.path"), format!("write the normalised form {normal:?} (got {path:?})"));
+                None
+            }
+            Err(why) => {
+                p.add(&format!("{key}.path"), format!("{why} (got {path:?})"));
+                None
+            }
+        },
+    };
+    let methods = raw.methods.as_ref().map(|names| {
+        names
+            .iter()
+            .filter_map(|name| match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    p.add(&format!("{key}.methods"), format!("not an HTTP method: {name:?}"));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let auth = match raw.auth.as_deref() {
+        None | Some("required") => AuthMode::Required,
+        Some("optional") => AuthMode::Optional,
+        Some("public") => AuthMode::Public,
+        Some(other) => {
+            p.add(&format!("{key}.auth"), format!("must be \"required\", \"optional\" or \"public\" (got {other:?})"));
+            AuthMode::Required
+        }
+    };
+    let scopes = raw.scopes.clone().unwrap_or_default();
+    let any_scopes = raw.any_scopes.clone().unwrap_or_default();
+    let mut claims = Vec::new();
+    for (name, value) in raw.claims.iter().flatten() {
+        let claim_key = format!("{key}.claims.{name:?}");
+        let expected = match value {
+            toml::Value::String(s) => Value::from(s.as_str()),
+            toml::Value::Integer(i) => Value::from(*i),
+            toml::Value::Boolean(b) => Value::from(*b),
+            _ => {
+                p.add(&claim_key, "the expected value must be a string, an integer or a boolean");
+                continue;
+            }
+        };
+        match ClaimPath::parse(name) {
+            Ok(path) => claims.push((path, expected)),
+            Err(e) => p.add(&claim_key, e),
+        }
+    }
+    // Requirements that a caller could skip by sending no token would be a trap.
+    if auth != AuthMode::Required && (!scopes.is_empty() || !any_scopes.is_empty() || !claims.is_empty()) {
+        p.add(&format!("{key}.auth"), "scopes, any_scopes and claims need auth = \"required\"");
+    }
+    if auth == AuthMode::Public && raw.issuers.is_some() {
+        p.add(&format!("{key}.issuers"), "a public route never looks at tokens, so it cannot restrict issuers");
+    }
+    for scope in scopes.iter().chain(&any_scopes) {
+        if scope.is_empty() || scope.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
+            p.add(&format!("{key}.scopes"), format!("not a valid scope token: {scope:?}"));
+        }
+    }
+    if let Some(listed) = &raw.issuers {
+        for name in listed.iter().filter(|name| !issuers.contains(&name.as_str())) {
+            p.add(&format!("{key}.issuers"), format!("{name:?} is not one of the configured [[issuers]]"));
+        }
+    }
+    let public_preflight = match raw.cors_preflight.as_deref() {
+        None | Some("route") => false,
+        Some("public") => true,
+        Some(other) => {
+            p.add(&format!("{key}.cors_preflight"), format!("must be \"public\" or \"route\" (got {other:?})"));
+            false
+        }
+    };
+    Some(RouteConfig {
+        path: path?,
+        methods,
+        auth,
+        scopes,
+        any_scopes,
+        claims,
+        issuers: raw.issuers.clone(),
+        public_preflight,
+    })
+}
+
+/// Headers that identity headers may never be: they carry the request
+/// itself, or are hop-by-hop.
+const RESERVED_HEADERS: [&str; 14] = [
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+    "cookie",
+    "x-forwarded-for",
+];
+
+fn headers(raw: &RawHeaders, p: &mut Problems) -> HeadersConfig {
+    let mut seen: Vec<HeaderName> = Vec::new();
+    let mut header = |key: &str, name: &str, p: &mut Problems| -> Option<HeaderName> {
+        let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+            p.add(key, format!("not a valid header name: {name:?}"));
+            return None;
+        };
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            p.add(key, format!("{name} cannot carry identity"));
+            return None;
+        }
+        if seen.contains(&header) {
+            p.add(key, format!("{name} is used twice"));
+            return None;
+        }
+        seen.push(header.clone());
+        Some(header)
+    };
+    let mut claims = Vec::new();
+    for (claim, name) in raw.claims.iter().flatten() {
+        let key = format!("headers.claims.{claim:?}");
+        let path = ClaimPath::parse(claim).map_err(|e| p.add(&key, e)).ok();
+        if let (Some(path), Some(name)) = (path, header(&key, name, p)) {
+            claims.push((path, name));
+        }
+    }
+    let payload = raw.payload.as_deref().and_then(|name| header("headers.payload", name, p));
+    HeadersConfig { claims, payload }
 }
 
 pub fn is_loopback(url: &Url) -> bool {

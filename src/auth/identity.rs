@@ -1,0 +1,93 @@
+//! Identity headers: the verified caller handed to an unmodified backend.
+//! Every configured name is stripped from every incoming request first, so
+//! a client can never supply its own identity.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use tracing::warn;
+
+use super::Verified;
+use super::claims::ClaimPath;
+use crate::config::HeadersConfig;
+
+pub struct IdentityHeaders {
+    claims: Vec<(ClaimPath, HeaderName)>,
+    payload: Option<HeaderName>,
+}
+
+impl IdentityHeaders {
+    pub fn new(config: &HeadersConfig) -> IdentityHeaders {
+        IdentityHeaders { claims: config.claims.clone(), payload: config.payload.clone() }
+    }
+
+    /// Removes every identity header the client sent, whatever the route.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        for (_, name) in &self.claims {
+            headers.remove(name);
+        }
+        if let Some(name) = &self.payload {
+            headers.remove(name);
+        }
+    }
+
+    /// The headers to add for `verified`, which was read from `token`. A
+    /// claim whose value cannot be a header value (CR, LF, NUL…) is left out
+    /// and logged by name only.
+    pub fn values(&self, verified: &Verified, token: &str) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.claims.len() + 1);
+        for (path, name) in &self.claims {
+            let Some(value) = path.lookup(verified.claims()) else { continue };
+            match header_value(value) {
+                Some(v) => out.push((name.clone(), v)),
+                None => {
+                    warn!(claim = path.name(), header = %name, "claim value is not a valid header value; header left out")
+                }
+            }
+        }
+        // The token's own payload segment is exactly the verified JSON,
+        // base64url-encoded without padding: no need to encode it again.
+        if let Some(name) = &self.payload
+            && let Some(Ok(v)) = token.split('.').nth(1).map(HeaderValue::from_str)
+        {
+            out.push((name.clone(), v));
+        }
+        out
+    }
+}
+
+/// Strings as they are, arrays joined with ",", anything else as compact JSON.
+fn header_value(value: &Value) -> Option<HeaderValue> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            parts.join(",")
+        }
+        other => other.to_string(),
+    };
+    HeaderValue::try_from(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_claims_as_the_contract_says() {
+        let text = |v: Value| header_value(&v).map(|h| h.to_str().unwrap().to_owned());
+        assert_eq!(text(json!("user-1")).as_deref(), Some("user-1"));
+        assert_eq!(text(json!(["a", "b", 3])).as_deref(), Some("a,b,3"));
+        assert_eq!(text(json!({"k": [1, 2]})).as_deref(), Some(r#"{"k":[1,2]}"#));
+        assert_eq!(text(json!(true)).as_deref(), Some("true"));
+        assert_eq!(text(json!("evil\r\nX-Admin: 1")), None);
+        assert_eq!(text(json!("nul\0")), None);
+        assert_eq!(text(json!(["ok", "bad\n"])), None);
+    }
+}
