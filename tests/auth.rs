@@ -198,13 +198,7 @@ async fn algorithms_not_configured_are_refused() {
     let ec = SigningKey::p256("ec-1");
     let idp = TestIdp::start(&[&rsa, &ec]).await;
     let upstream = TestUpstream::start().await;
-    let toml = format!(
-        "[upstream]\nurl = \"{}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        upstream.url(),
-        idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&upstream.url(), &idp.issuer).start().await;
     let claims = claims(&idp.issuer, "api");
     let answer = get(&gateway.url("/"), Some(&ec.mint(&claims))).await;
     assert_refused(&answer, 401, "invalid_token", "token algorithm is not allowed for this issuer");
@@ -216,18 +210,12 @@ async fn oversized_tokens_are_refused_before_decoding() {
     let rsa = SigningKey::rsa("rsa-1");
     let idp = TestIdp::start(&[&rsa]).await;
     let upstream = TestUpstream::start().await;
-    let toml = format!(
-        "[server]\nmax_header_bytes = 65536\n[upstream]\nurl = \"{}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        upstream.url(),
-        idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&upstream.url(), &idp.issuer).server("max_header_bytes = 65536").start().await;
     let answer = get(&gateway.url("/"), Some(&"a".repeat(16 * 1024 + 1))).await;
     assert_refused(&answer, 401, "invalid_token", "token is larger than 16 KiB");
 
     // With the default 16 KiB head limit such a request never gets that far.
-    let small = TestGateway::start(&toml.replace("max_header_bytes = 65536", "")).await;
+    let small = toml(&upstream.url(), &idp.issuer).start().await;
     let answer = get(&small.url("/"), Some(&"a".repeat(17 * 1024))).await;
     assert_eq!(answer.0, 431);
     assert_eq!(upstream.count(), 0);

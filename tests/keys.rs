@@ -87,12 +87,7 @@ async fn no_keys_yet_is_503_with_retry_after_until_they_load() {
     let idp = TestIdp::start(&[&key]).await;
     idp.set_down(true);
     let upstream = TestUpstream::start().await;
-    let toml = format!(
-        "[upstream]\nurl = \"{}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        upstream.url(),
-        idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
+    let gateway = TestGateway::start(&toml(&upstream.url(), &idp.issuer).text()).await;
     let token = key.mint(&claims(&idp.issuer, "api"));
     let answer = get(&gateway.url("/"), Some(&token)).await;
     assert_refused(

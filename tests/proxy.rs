@@ -22,13 +22,12 @@ async fn world(issuer_extra: &str, upstream_extra: &str) -> World {
     let key = SigningKey::rsa("k");
     let idp = TestIdp::start(&[&key]).await;
     let upstream = TestUpstream::start().await;
-    let toml = format!(
-        "[upstream]\nurl = \"{}\"\ntimeout = \"1s\"\n{upstream_extra}\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n{issuer_extra}\n",
-        upstream.url(),
-        idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&upstream.url(), &idp.issuer)
+        .upstream("timeout = \"1s\"\n")
+        .upstream(upstream_extra)
+        .issuer(issuer_extra)
+        .start()
+        .await;
     World { key, idp, upstream, gateway }
 }
 
@@ -128,13 +127,7 @@ async fn a_path_in_the_upstream_url_is_a_prefix() {
     let key = SigningKey::rsa("k");
     let idp = TestIdp::start(&[&key]).await;
     let upstream = TestUpstream::start().await;
-    let toml = format!(
-        "[upstream]\nurl = \"{}/api/\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        upstream.url(),
-        idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&format!("{}/api/", upstream.url()), &idp.issuer).start().await;
     let (status, _, _) = get(&gateway.url("/orders/7?x=1"), Some(&key.mint(&claims(&idp.issuer, "api")))).await;
     assert_eq!(status, 200);
     assert_eq!(upstream.last().uri, "/api/orders/7?x=1");
@@ -149,12 +142,7 @@ async fn upstream_down_is_502_and_slow_is_504() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let toml = format!(
-        "[upstream]\nurl = \"http://127.0.0.1:{port}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        w.idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&format!("http://127.0.0.1:{port}"), &w.idp.issuer).start().await;
     let answer = get(&gateway.url("/"), Some(&w.token())).await;
     assert_refused(&answer, 502, "bad_gateway", "upstream refused the connection");
 }
@@ -173,12 +161,7 @@ async fn an_upstream_that_hangs_up_is_502() {
             let _ = s.read(&mut buf).await;
         }
     });
-    let toml = format!(
-        "[upstream]\nurl = \"http://{addr}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&format!("http://{addr}"), &idp.issuer).start().await;
     let answer = get(&gateway.url("/"), Some(&key.mint(&claims(&idp.issuer, "api")))).await;
     assert_refused(&answer, 502, "bad_gateway", "upstream closed the connection without a complete answer");
     rude.abort();
@@ -219,13 +202,11 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     let w = world("", "").await;
     let token = w.token();
     // The upstream takes 3 s but the timeout here is 1 s: use a longer one.
-    let toml = format!(
-        "[server]\nshutdown_grace = \"5s\"\n[upstream]\nurl = \"{}\"\ntimeout = \"5s\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        w.upstream.url(),
-        w.idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&w.upstream.url(), &w.idp.issuer)
+        .server("shutdown_grace = \"5s\"")
+        .upstream("timeout = \"5s\"")
+        .start()
+        .await;
     let url = gateway.url("/slow");
     let in_flight = tokio::spawn(async move { get(&url, Some(&token)).await.0 });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -296,12 +277,7 @@ async fn an_upstream_that_never_accepts_is_a_connect_timeout_504() {
             fillers.push(s);
         }
     }
-    let toml = format!(
-        "[upstream]\nurl = \"http://{addr}\"\nconnect_timeout = \"300ms\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
-        idp.issuer
-    );
-    let gateway = TestGateway::start(&toml).await;
-    gateway.wait_for_keys().await;
+    let gateway = toml(&format!("http://{addr}"), &idp.issuer).upstream("connect_timeout = \"300ms\"").start().await;
     let answer = get(&gateway.url("/"), Some(&key.mint(&claims(&idp.issuer, "api")))).await;
     assert_refused(&answer, 504, "gateway_timeout", "connecting to the upstream timed out");
     drop((listener, fillers));

@@ -254,6 +254,52 @@ async fn upstream_answer(
     json_response(200, &json!({"message": "hello from upstream", "path": req.uri().to_string(), "headers": headers}))
 }
 
+/// Configuration text for one issuer (audience `api`) in front of one
+/// upstream, with extra lines for each table.
+#[derive(Default)]
+pub struct Toml {
+    upstream_url: String,
+    issuer: String,
+    server: String,
+    upstream: String,
+    issuer_extra: String,
+}
+
+pub fn toml(upstream_url: &str, issuer: &str) -> Toml {
+    Toml { upstream_url: upstream_url.into(), issuer: issuer.into(), ..Toml::default() }
+}
+
+impl Toml {
+    pub fn server(mut self, lines: &str) -> Toml {
+        self.server.push_str(lines);
+        self
+    }
+
+    pub fn upstream(mut self, lines: &str) -> Toml {
+        self.upstream.push_str(lines);
+        self
+    }
+
+    pub fn issuer(mut self, lines: &str) -> Toml {
+        self.issuer_extra.push_str(lines);
+        self
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            "[server]\n{}\n[upstream]\nurl = \"{}\"\n{}\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n{}\n",
+            self.server, self.upstream_url, self.upstream, self.issuer, self.issuer_extra
+        )
+    }
+
+    /// Starts a gateway from this text and waits for its keys.
+    pub async fn start(&self) -> TestGateway {
+        let gateway = TestGateway::start(&self.text()).await;
+        gateway.wait_for_keys().await;
+        gateway
+    }
+}
+
 /// A gateway started from TOML text on a fresh loopback port.
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -282,18 +328,15 @@ impl TestGateway {
         TestGateway { addr, gateway, shutdown: Some(tx), task }
     }
 
-    /// A gateway for one issuer served by `idp` in front of `upstream`, with
-    /// extra TOML lines for the issuer table; waits until its keys are loaded.
+    /// A gateway for one issuer served by `idp` (RS256, ES256 and EdDSA
+    /// allowed) in front of `upstream`, with extra lines for the issuer table.
     pub async fn for_idp(idp: &TestIdp, upstream: &TestUpstream, issuer_extra: &str) -> TestGateway {
-        let toml = format!(
-            "[upstream]\nurl = \"{}\"\ntimeout = \"1s\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n\
-             algorithms = [\"RS256\", \"ES256\", \"EdDSA\"]\n{issuer_extra}\n",
-            upstream.url(),
-            idp.issuer
-        );
-        let gateway = TestGateway::start(&toml).await;
-        gateway.wait_for_keys().await;
-        gateway
+        toml(&upstream.url(), &idp.issuer)
+            .upstream("timeout = \"1s\"")
+            .issuer("algorithms = [\"RS256\", \"ES256\", \"EdDSA\"]\n")
+            .issuer(issuer_extra)
+            .start()
+            .await
     }
 
     pub fn url(&self, path: &str) -> String {
