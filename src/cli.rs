@@ -31,6 +31,9 @@ pub enum Command {
         /// Configuration file [default: $JWTGATE_CONFIG, else config.toml]
         #[arg(short, long, env = "JWTGATE_CONFIG", default_value = "config.toml")]
         config: PathBuf,
+        /// Also reload when the file changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate the configuration and print a summary.
     Check {

@@ -1,13 +1,14 @@
 //! The request path. [`Gateway::handle`] never fails: it runs
 //! [`Gateway::try_handle`], turns any [`Refusal`] into the contract's
-//! response, and writes the one access-log line.
+//! response, counts it, and writes the one access-log line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::info;
@@ -16,7 +17,8 @@ use crate::auth::identity::IdentityHeaders;
 use crate::auth::{Authenticator, bearer};
 use crate::config::{AuthMode, Config};
 use crate::error::Refusal;
-use crate::keys::{Fetcher, IssuerKeys, Refreshers};
+use crate::keys::{Fetcher, IssuerKeys};
+use crate::metrics::{Metrics, Outcome};
 use crate::path;
 use crate::proxy::Upstream;
 use crate::routes::RouteTable;
@@ -24,12 +26,21 @@ use crate::routes::RouteTable;
 /// What the gateway answers with: the upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
 
+/// The gateway of the current configuration, swapped whole on reload.
+pub type SharedGateway = Arc<arc_swap::ArcSwap<Gateway>>;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// A client's request id longer than this is replaced.
+const MAX_REQUEST_ID: usize = 128;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("cannot build the HTTP client for key fetches: {0}")]
     Client(#[from] reqwest::Error),
 }
 
+/// One configuration's worth of request handling. A reload builds a new
+/// `Gateway`; requests in flight finish on the one they started with.
 pub struct Gateway {
     realm: String,
     request_timeout: Duration,
@@ -38,12 +49,13 @@ pub struct Gateway {
     identity: IdentityHeaders,
     upstream: Upstream,
     keys: Vec<Arc<IssuerKeys>>,
-    _refreshers: Refreshers,
+    metrics: Arc<Metrics>,
+    request_ids: RequestIds,
 }
 
-/// What the access log says of a request beyond its status.
+/// What the access log and metrics say of a request beyond its status.
 #[derive(Default)]
-struct Outcome {
+struct Notes {
     route: Option<String>,
     subject: Option<String>,
     /// Forwarded without a verified token (public route, or optional without one).
@@ -51,12 +63,29 @@ struct Outcome {
 }
 
 impl Gateway {
-    /// Builds the gateway and starts fetching every issuer's keys in the
-    /// background. Must be called inside a Tokio runtime.
+    /// Builds the gateway with fresh metrics and starts fetching every
+    /// issuer's keys in the background. Must be called inside a Tokio runtime.
     pub fn new(config: &Config) -> Result<Gateway, GatewayError> {
+        Gateway::build(config, Arc::new(Metrics::default()), &[])
+    }
+
+    /// Builds the gateway for `config`, keeping the key stores in `reuse`
+    /// whose issuer and key source did not change (their keys and counters
+    /// carry over); the others start fetching now.
+    pub fn build(config: &Config, metrics: Arc<Metrics>, reuse: &[Arc<IssuerKeys>]) -> Result<Gateway, GatewayError> {
         let fetcher = Fetcher::new()?;
-        let keys: Vec<Arc<IssuerKeys>> =
-            config.issuers.iter().map(|issuer| Arc::new(IssuerKeys::new(issuer, fetcher.clone()))).collect();
+        let keys: Vec<Arc<IssuerKeys>> = config
+            .issuers
+            .iter()
+            .map(|issuer| match reuse.iter().find(|k| k.same_source(issuer)) {
+                Some(kept) => Arc::clone(kept),
+                None => {
+                    let keys = Arc::new(IssuerKeys::new(issuer, fetcher.clone()));
+                    IssuerKeys::spawn_refresher(&keys);
+                    keys
+                }
+            })
+            .collect();
         Ok(Gateway {
             realm: config.server.realm.clone(),
             request_timeout: config.server.request_timeout,
@@ -64,8 +93,9 @@ impl Gateway {
             routes: RouteTable::new(&config.routes),
             identity: IdentityHeaders::new(&config.headers),
             upstream: Upstream::new(&config.upstream),
-            _refreshers: Refreshers::spawn(&keys),
             keys,
+            metrics,
+            request_ids: RequestIds::new(),
         })
     }
 
@@ -74,68 +104,151 @@ impl Gateway {
         &self.keys
     }
 
-    pub async fn handle(&self, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub async fn handle(&self, mut request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+        let _in_flight = self.metrics.in_flight();
         let started = Instant::now();
+        let request_id = self.request_ids.take_or_make(request.headers());
+        request.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
         let method = request.method().clone();
         let uri_path = request.uri().path().to_owned();
-        let mut outcome = Outcome::default();
-        let result = tokio::time::timeout(self.request_timeout, self.try_handle(request, client, &mut outcome))
+        let mut notes = Notes::default();
+        let result = tokio::time::timeout(self.request_timeout, self.try_handle(request, client, &mut notes))
             .await
             .unwrap_or(Err(Refusal::GatewayTimeout("request did not complete in time")));
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
+        let id = request_id.to_str().unwrap_or("");
+        let mut response = match result {
             Ok(response) => {
-                let kind = if outcome.anonymous { "public" } else { "allowed" };
-                info!(%method, path = %uri_path, status = response.status().as_u16(), outcome = kind,
-                      route = outcome.route.as_deref(), latency_ms, sub = outcome.subject.as_deref(), "request");
+                let outcome = if notes.anonymous { Outcome::Public } else { Outcome::Allowed };
+                let status = response.status().as_u16();
+                self.metrics.request(outcome, status);
+                info!(request_id = id, %method, path = %uri_path, status, outcome = outcome.label(),
+                      route = notes.route.as_deref(), latency_ms, sub = notes.subject.as_deref(), "request");
                 response.map(Either::Left)
             }
             Err(refusal) => {
-                let kind = if refusal.is_upstream_error() { "upstream_error" } else { "refused" };
-                info!(%method, path = %uri_path, status = refusal.status().as_u16(), outcome = kind,
-                      reason = refusal.reason(), route = outcome.route.as_deref(), latency_ms,
-                      sub = outcome.subject.as_deref(), "request");
+                let outcome = if refusal.is_upstream_error() { Outcome::UpstreamError } else { Outcome::Refused };
+                let status = refusal.status().as_u16();
+                self.metrics.request(outcome, status);
+                info!(request_id = id, %method, path = %uri_path, status, outcome = outcome.label(),
+                      reason = refusal.reason(), route = notes.route.as_deref(), latency_ms,
+                      sub = notes.subject.as_deref(), "request");
                 refusal.to_response(&self.realm).map(Either::Right)
             }
-        }
+        };
+        response.headers_mut().insert(&X_REQUEST_ID, request_id);
+        response
     }
 
     async fn try_handle(
         &self,
         request: Request<Incoming>,
         client: SocketAddr,
-        outcome: &mut Outcome,
+        notes: &mut Notes,
     ) -> Result<Response<Incoming>, Refusal> {
         let (mut parts, body) = request.into_parts();
         // 1. Normalise the path: routes and the upstream both see this one.
         let path = path::normalize(parts.uri.path()).map_err(Refusal::BadPath)?.into_owned();
         // 2. Match a route.
         let route = self.routes.find(&parts.method, &path);
-        outcome.route = Some(route.name().to_owned());
+        notes.route = Some(route.name().to_owned());
         // 3. Identity headers come only from us, on every route.
         self.identity.strip(&mut parts.headers);
         // 4. Authenticate and authorise as the route says.
         let mode = route.auth_for(&parts.method, &parts.headers);
         let token = match mode {
             AuthMode::Public => None,
-            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(&parts.headers)?,
+            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(&parts.headers).inspect_err(|refusal| {
+                self.metrics.auth_failure(None, refusal.reason());
+            })?,
         };
         let identity = match (token, mode) {
             (Some(token), _) => {
-                let verified = self.auth.verify(token).await?;
-                outcome.subject = verified.subject().map(str::to_owned);
-                route.authorize(&verified)?;
+                let verified = self.auth.verify(token).await.map_err(|rejected| {
+                    self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
+                    Refusal::from(rejected.failure)
+                })?;
+                notes.subject = verified.subject().map(str::to_owned);
+                route.authorize(&verified).inspect_err(|refusal| {
+                    self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
+                })?;
                 self.identity.values(&verified, token)
             }
-            (None, AuthMode::Required) => return Err(Refusal::MissingToken),
+            (None, AuthMode::Required) => {
+                self.metrics.auth_failure(None, "missing_token");
+                return Err(Refusal::MissingToken);
+            }
             (None, _) => {
-                outcome.anonymous = true;
+                notes.anonymous = true;
                 Vec::new()
             }
         };
         // 5. Prepare the upstream request and stream it through.
         let mut upstream_request = self.upstream.prepare(parts, body, &path, client)?;
         upstream_request.headers_mut().extend(identity);
-        self.upstream.send(upstream_request).await
+        let sent = Instant::now();
+        let response = self.upstream.send(upstream_request).await?;
+        self.metrics.upstream_duration(sent.elapsed());
+        Ok(response)
+    }
+}
+
+/// Request ids: the client's `X-Request-Id` when it is a sensible token,
+/// otherwise a new one unique to this process (random prefix + counter).
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let mut seed = [0u8; 8];
+        // Should the system RNG fail, the clock still separates restarts.
+        let prefix = match aws_lc_rs::rand::fill(&mut seed) {
+            Ok(()) => u64::from_le_bytes(seed),
+            Err(_) => {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            }
+        };
+        RequestIds { prefix, next: AtomicU64::new(0) }
+    }
+
+    fn take_or_make(&self, headers: &http::HeaderMap) -> HeaderValue {
+        if let Some(id) = headers.get(&X_REQUEST_ID).filter(|v| is_valid_request_id(v.as_bytes())) {
+            return id.clone();
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:016x}{n:08x}", self.prefix);
+        HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+/// Printable ASCII without spaces or quotes, at most 128 bytes: safe to log and forward.
+fn is_valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.iter().all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        let ids = RequestIds::new();
+        let mut headers = http::HeaderMap::new();
+        let a = ids.take_or_make(&headers);
+        let b = ids.take_or_make(&headers);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 24);
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("trace-123"));
+        assert_eq!(ids.take_or_make(&headers), "trace-123");
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(ids.take_or_make(&headers), "has space");
+        headers.insert(&X_REQUEST_ID, HeaderValue::try_from("x".repeat(129)).unwrap());
+        assert_eq!(ids.take_or_make(&headers).len(), 24);
     }
 }

@@ -19,6 +19,7 @@
 //! Keys live in `keys`: per issuer an immutable snapshot swapped by a
 //! background refresher; `config` turns the TOML file into typed values.
 
+pub mod admin;
 pub mod auth;
 pub mod check;
 pub mod cli;
@@ -29,8 +30,10 @@ pub mod gateway;
 pub mod headers;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod token;

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use clap::Parser;
 use jwtgate::cli::{Cli, Command};
 use jwtgate::demo::{Demo, DevIssuerSettings};
+use jwtgate::gateway::SharedGateway;
+use jwtgate::reload::Reloader;
 use jwtgate::token::{self, Format, TokenRequest};
 use jwtgate::{Config, Gateway, check, logging, server};
 use tokio::net::TcpListener;
@@ -22,7 +25,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, online } => check(&config, online),
         Command::Demo { listen } => demo(listen),
         Command::Token { token_url, client_id, audience, scope, format, auth, client_secret_file } => {
@@ -53,7 +56,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run(path: &Path) -> ExitCode {
+/// The gateway's life: load the configuration before binding anything,
+/// bind, serve until SIGTERM/SIGINT, drain, exit 0.
+fn run(path: &Path, watch: bool) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -63,23 +68,50 @@ fn run(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let listener = match TcpListener::bind(config.server.listen).await {
+        let listener = match bind(config.server.listen).await {
             Ok(l) => l,
-            Err(error) => {
-                eprintln!("cannot listen on {}: {error}", config.server.listen);
-                return ExitCode::FAILURE;
-            }
+            Err(code) => return code,
+        };
+        let admin_listener = match config.server.admin_listen {
+            Some(addr) => match bind(addr).await {
+                Ok(l) => Some(l),
+                Err(code) => return code,
+            },
+            None => None,
         };
         let gateway = match Gateway::new(&config) {
-            Ok(g) => Arc::new(g),
+            Ok(g) => g,
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(listen = %config.server.listen, "jwtgate is serving");
-        server::run(gateway, &config.server, listener, shutdown_signal()).await;
+        let shared: SharedGateway = Arc::new(ArcSwap::from_pointee(gateway));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let admin = admin_listener.map(|listener| {
+            let mut stopped = stopped.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            tokio::spawn(server::run_admin(Arc::clone(&shared), listener, shutdown))
+        });
+        let reloader = Reloader::new(path.to_path_buf(), Arc::clone(&shared), config.server.clone());
+        let reloads = tokio::spawn(reloader.run(watch));
+        tracing::info!(listen = %config.server.listen, admin = ?config.server.admin_listen, watch, "jwtgate is serving");
+        server::run(shared, &config.server, listener, shutdown_signal()).await;
+        reloads.abort();
+        let _ = stop.send(true);
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         ExitCode::SUCCESS
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ExitCode> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        eprintln!("cannot listen on {addr}: {error}");
+        ExitCode::FAILURE
     })
 }
 

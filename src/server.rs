@@ -6,7 +6,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
-use crate::gateway::Gateway;
+use crate::gateway::SharedGateway;
 
 /// Connection-level limits of a listener.
 #[derive(Debug, Clone)]
@@ -50,19 +49,30 @@ impl Default for Limits {
     }
 }
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then stops
-/// accepting and waits up to `shutdown_grace` for open connections.
+/// Serves the current gateway on `listener` until `shutdown` resolves,
+/// then stops accepting and waits up to `shutdown_grace` for open
+/// connections. Each request runs on the gateway current when it arrived.
 pub async fn run(
-    gateway: Arc<Gateway>,
+    shared: SharedGateway,
     server: &ServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
     let handler = move |request, client| {
-        let gateway = Arc::clone(&gateway);
+        let gateway = shared.load_full();
         async move { gateway.handle(request, client).await }
     };
     serve(listener, &Limits::from(server), handler, shutdown).await;
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+pub async fn run_admin(shared: SharedGateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let handler = move |request, _client| {
+        let response = crate::admin::handle(&request, &shared);
+        async move { response }
+    };
+    let limits = Limits { shutdown_grace: Duration::from_secs(1), ..Limits::default() };
+    serve(listener, &limits, handler, shutdown).await;
 }
 
 /// Serves `handler` (called with each request and the client's address).

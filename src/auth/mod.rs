@@ -106,6 +106,20 @@ pub struct Verified {
 struct IssuerProfile {
     name: String,
     scope_claims: Vec<ClaimPath>,
+    keys: Arc<IssuerKeys>,
+}
+
+/// A refused token, with the issuer it named when that issuer is configured.
+#[derive(Debug)]
+pub struct Rejected<'a> {
+    pub failure: AuthFailure,
+    pub issuer: Option<&'a IssuerKeys>,
+}
+
+impl From<AuthFailure> for Rejected<'_> {
+    fn from(failure: AuthFailure) -> Self {
+        Rejected { failure, issuer: None }
+    }
 }
 
 impl Verified {
@@ -116,6 +130,11 @@ impl Verified {
     /// Where this issuer puts scopes.
     pub fn scope_claims(&self) -> &[ClaimPath] {
         &self.profile.scope_claims
+    }
+
+    /// The key store (and counters) of the issuer that vouched for the token.
+    pub fn issuer_keys(&self) -> &IssuerKeys {
+        &self.profile.keys
     }
 
     pub fn kid(&self) -> Option<&str> {
@@ -162,6 +181,7 @@ impl Authenticator {
                     profile: Arc::new(IssuerProfile {
                         name: config.issuer.clone(),
                         scope_claims: config.scope_claims.clone(),
+                        keys: Arc::clone(keys),
                     }),
                     audiences: config.audiences.clone(),
                     algorithms: config.algorithms.clone(),
@@ -174,30 +194,37 @@ impl Authenticator {
         Authenticator { issuers }
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Verified, AuthFailure> {
+    pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
         let token = token::parse(token)?;
         let iss = token.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
         let issuer = self.issuers.get(iss).ok_or(AuthFailure::UnknownIssuer)?;
-        if !issuer.algorithms.contains(&token.alg) {
-            return Err(AuthFailure::AlgorithmNotAllowed);
+        match verify_with(issuer, &token).await {
+            Ok(()) => Ok(Verified { profile: Arc::clone(&issuer.profile), kid: token.kid, claims: token.claims }),
+            Err(failure) => Err(Rejected { failure, issuer: Some(&issuer.keys) }),
         }
-        match verify_signature(issuer, &token)? {
-            Attempt::Done(result) => result?,
-            Attempt::NoKey(generation) => {
-                if !issuer.keys.refetch_for_unknown_kid(generation).await {
-                    return Err(AuthFailure::UnknownKey);
-                }
-                match verify_signature(issuer, &token)? {
-                    Attempt::Done(result) => result?,
-                    Attempt::NoKey(_) => return Err(AuthFailure::UnknownKey),
-                }
+    }
+}
+
+/// Everything after the issuer is known: algorithm, key, signature, claims.
+async fn verify_with(issuer: &Issuer, token: &Unverified<'_>) -> Result<(), AuthFailure> {
+    if !issuer.algorithms.contains(&token.alg) {
+        return Err(AuthFailure::AlgorithmNotAllowed);
+    }
+    match verify_signature(issuer, token)? {
+        Attempt::Done(result) => result?,
+        Attempt::NoKey(generation) => {
+            if !issuer.keys.refetch_for_unknown_kid(generation).await {
+                return Err(AuthFailure::UnknownKey);
+            }
+            match verify_signature(issuer, token)? {
+                Attempt::Done(result) => result?,
+                Attempt::NoKey(_) => return Err(AuthFailure::UnknownKey),
             }
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        claims::check_times(&token.claims, now, issuer.leeway_secs)?;
-        claims::check_audience(&token.claims, &issuer.audiences)?;
-        Ok(Verified { profile: Arc::clone(&issuer.profile), kid: token.kid, claims: token.claims })
     }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    claims::check_times(&token.claims, now, issuer.leeway_secs)?;
+    claims::check_audience(&token.claims, &issuer.audiences)
 }
 
 /// Checks the signature against the current snapshot without waiting.

@@ -34,6 +34,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`; `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
     /// Whole request, from the client's head to the upstream's response head.
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,

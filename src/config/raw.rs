@@ -23,6 +23,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<String>,
+    pub admin_listen: Option<String>,
     pub request_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
     pub max_header_bytes: Option<i64>,

@@ -100,6 +100,17 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         p.add("server.listen", format!("not an IP:port address (got {listen:?})"));
         SocketAddr::from(([0, 0, 0, 0], 8080))
     });
+    let admin_listen = raw.admin_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
+        Ok(addr) if addr == listen => {
+            p.add("server.admin_listen", format!("must differ from server.listen (both {addr})"));
+            None
+        }
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.add("server.admin_listen", format!("not an IP:port address (got {text:?})"));
+            None
+        }
+    });
     let max_header_bytes = raw.max_header_bytes.unwrap_or(16384);
     if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&max_header_bytes) {
         p.add(
@@ -114,6 +125,7 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
     }
     ServerConfig {
         listen,
+        admin_listen,
         request_timeout: p.duration("server.request_timeout", raw.request_timeout.as_deref(), secs(30)),
         header_read_timeout: p.duration("server.header_read_timeout", raw.header_read_timeout.as_deref(), secs(10)),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),

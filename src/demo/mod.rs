@@ -101,9 +101,10 @@ impl Demo {
         // The issuer is serving: the gateway's first discovery fetch can succeed.
         let gateway = Arc::new(Gateway::new(&config)?);
         {
-            let (gateway, shutdown) = (Arc::clone(&gateway), until_stopped());
+            let shared = Arc::new(arc_swap::ArcSwap::from(Arc::clone(&gateway)));
+            let shutdown = until_stopped();
             tasks.push(tokio::spawn(async move {
-                server::run(gateway, &config.server, gateway_listener, shutdown).await;
+                server::run(shared, &config.server, gateway_listener, shutdown).await;
             }));
         }
         let demo = Demo { gateway_addr, backend_addr, issuer, gateway, stop, tasks };

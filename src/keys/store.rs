@@ -5,8 +5,8 @@
 //! Writers — the refresher and unknown-`kid` refetches — serialise on an
 //! async mutex that is never touched by requests whose key is known.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwapOption, Guard};
@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::fetch::{FetchError, Fetched, Fetcher, FileStamp, read_file};
 use super::set::KeySet;
 use crate::config::{IssuerConfig, JwksSource};
+use crate::metrics::{FetchResult, IssuerCounters};
 
 /// How often a `jwks_file` is checked for changes.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -62,6 +63,15 @@ pub struct IssuerKeys {
     /// Wall-clock seconds of the last successful fetch (0 if none).
     last_success_unix: AtomicU64,
     epoch: Instant,
+    counters: IssuerCounters,
+    /// The configuration this store was built from, to tell on reload whether it can be kept.
+    config: IssuerConfig,
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeys").field("issuer", &self.issuer).field("has_keys", &self.has_keys()).finish()
+    }
 }
 
 impl IssuerKeys {
@@ -78,7 +88,22 @@ impl IssuerKeys {
             last_attempt_ms: AtomicU64::new(NEVER),
             last_success_unix: AtomicU64::new(0),
             epoch: Instant::now(),
+            counters: IssuerCounters::default(),
+            config: config.clone(),
         }
+    }
+
+    /// Whether a reloaded issuer configuration can keep this store (and its keys).
+    pub fn same_source(&self, config: &IssuerConfig) -> bool {
+        self.config.issuer == config.issuer
+            && self.config.jwks == config.jwks
+            && self.config.refresh_interval == config.refresh_interval
+            && self.config.min_refresh_interval == config.min_refresh_interval
+    }
+
+    /// This issuer's auth-failure and fetch counters.
+    pub fn counters(&self) -> &IssuerCounters {
+        &self.counters
     }
 
     pub fn issuer(&self) -> &str {
@@ -148,6 +173,20 @@ impl IssuerKeys {
         self.last_attempt_ms.store(self.now_ms(), Ordering::Release);
         let result = self.fetch_document(state).await;
         self.fetching.store(false, Ordering::Release);
+        let is_file = matches!(self.source, JwksSource::File(_));
+        let outcome = self.apply(result);
+        match &outcome {
+            Ok(FetchOutcome::Replaced { .. }) => self.counters.fetch(FetchResult::Ok),
+            // An unchanged file was not read: not a fetch.
+            Ok(FetchOutcome::NotModified) if !is_file => self.counters.fetch(FetchResult::NotModified),
+            Ok(FetchOutcome::NotModified) => {}
+            Err(_) => self.counters.fetch(FetchResult::Error),
+        }
+        outcome
+    }
+
+    /// Swaps in the keys of a new document.
+    fn apply(&self, result: Result<Option<bytes::Bytes>, FetchError>) -> Result<FetchOutcome, FetchError> {
         let outcome = match result {
             Ok(None) => FetchOutcome::NotModified,
             Ok(Some(body)) => {
@@ -222,31 +261,43 @@ impl IssuerKeys {
         }
     }
 
-    /// Keeps the keys fresh until the task is aborted: refreshes on schedule,
+    /// Starts the background refresher: it fetches now, then on schedule,
     /// and after a failure keeps the last good set and retries with backoff.
-    pub async fn run_refresher(self: Arc<Self>) {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let delay = match self.fetch().await {
-                Ok(outcome) => {
-                    if let FetchOutcome::Replaced { keys } = outcome {
-                        info!(issuer = %self.issuer, keys, "loaded signing keys");
-                    }
-                    backoff = FIRST_BACKOFF;
-                    self.next_refresh().await
+    /// It holds only a weak reference and ends once the store is dropped.
+    pub fn spawn_refresher(keys: &Arc<IssuerKeys>) {
+        tokio::spawn(run_refresher(Arc::downgrade(keys)));
+    }
+
+    /// One scheduled refresh; returns how long to wait before the next.
+    async fn refresh_once(&self, backoff: &mut Duration) -> Duration {
+        match self.fetch().await {
+            Ok(outcome) => {
+                if let FetchOutcome::Replaced { keys } = outcome {
+                    info!(issuer = %self.issuer, keys, "loaded signing keys");
                 }
-                Err(error) => {
-                    let delay = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF).min(self.refresh_interval.max(FIRST_BACKOFF));
-                    if self.has_keys() {
-                        warn!(issuer = %self.issuer, %error, retry_in = ?delay, "key refresh failed; keeping the last good keys");
-                    } else {
-                        warn!(issuer = %self.issuer, %error, retry_in = ?delay, "cannot load signing keys yet");
-                    }
-                    delay
+                *backoff = FIRST_BACKOFF;
+                self.next_refresh().await
+            }
+            Err(error) => {
+                let delay = *backoff;
+                *backoff = (*backoff * 2).min(MAX_BACKOFF).min(self.refresh_interval.max(FIRST_BACKOFF));
+                if self.has_keys() {
+                    warn!(issuer = %self.issuer, %error, retry_in = ?delay, "key refresh failed; keeping the last good keys");
+                } else {
+                    warn!(issuer = %self.issuer, %error, retry_in = ?delay, "cannot load signing keys yet");
                 }
-            };
-            tokio::time::sleep(delay).await;
+                delay
+            }
         }
+    }
+}
+
+async fn run_refresher(weak: Weak<IssuerKeys>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let Some(keys) = weak.upgrade() else { return };
+        let delay = keys.refresh_once(&mut backoff).await;
+        drop(keys);
+        tokio::time::sleep(delay).await;
     }
 }

@@ -319,7 +319,8 @@ impl TestGateway {
         let task = {
             let gateway = Arc::clone(&gateway);
             tokio::spawn(async move {
-                jwtgate::server::run(gateway, &config.server, listener, async {
+                let shared = Arc::new(arc_swap::ArcSwap::from(gateway));
+                jwtgate::server::run(shared, &config.server, listener, async {
                     let _ = rx.await;
                 })
                 .await;

@@ -1,0 +1,322 @@
+//! Metrics. Every counter the request path touches is a plain atomic in a
+//! table fixed at start-up, so recording never takes a lock or allocates;
+//! at scrape time a `prometheus-client` collector reads the tables and the
+//! crate writes the Prometheus text format.
+//!
+//! Process-wide series live in [`Metrics`] and survive config reloads; the
+//! per-issuer ones in [`IssuerCounters`], which travel with the issuer's key
+//! store (kept across reloads when the issuer did not change).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::keys::IssuerKeys;
+
+/// `outcome` label values of `jwtgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Public,
+    Refused,
+    UpstreamError,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [Outcome::Allowed, Outcome::Public, Outcome::Refused, Outcome::UpstreamError];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Public => "public",
+            Outcome::Refused => "refused",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// Every `reason` label of `jwtgate_auth_failures_total`.
+pub const AUTH_FAILURE_REASONS: [&str; 20] = [
+    "missing_token",
+    "invalid_request",
+    "token_too_large",
+    "malformed_token",
+    "unsupported_crit",
+    "alg_not_allowed",
+    "wrong_issuer",
+    "keys_unavailable",
+    "unknown_kid",
+    "key_mismatch",
+    "bad_signature",
+    "missing_exp",
+    "bad_time_claim",
+    "expired",
+    "not_yet_valid",
+    "wrong_audience",
+    "insufficient_scope",
+    "claims_mismatch",
+    "issuer_not_allowed",
+    "other",
+];
+
+fn reason_index(reason: &str) -> usize {
+    AUTH_FAILURE_REASONS.iter().position(|r| *r == reason).unwrap_or(AUTH_FAILURE_REASONS.len() - 1)
+}
+
+const STATUSES: usize = 500; // 100..=599
+/// Upper bounds of `jwtgate_upstream_duration_seconds` buckets.
+const DURATION_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Auth failures and JWKS fetches of one issuer.
+#[derive(Debug, Default)]
+pub struct IssuerCounters {
+    failures: [AtomicU64; AUTH_FAILURE_REASONS.len()],
+    fetch_ok: AtomicU64,
+    fetch_not_modified: AtomicU64,
+    fetch_error: AtomicU64,
+}
+
+/// The `result` of one JWKS fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchResult {
+    Ok,
+    NotModified,
+    Error,
+}
+
+impl IssuerCounters {
+    pub fn auth_failure(&self, reason: &str) {
+        self.failures[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fetch(&self, result: FetchResult) {
+        let counter = match result {
+            FetchResult::Ok => &self.fetch_ok,
+            FetchResult::NotModified => &self.fetch_not_modified,
+            FetchResult::Error => &self.fetch_error,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Process-wide series.
+#[derive(Debug)]
+pub struct Metrics {
+    /// `outcome × (status - 100)`.
+    requests: Vec<AtomicU64>,
+    /// Failures with no issuer to name (no token, or an unknown `iss`).
+    unattributed: IssuerCounters,
+    /// Observations per bucket, not cumulative; above the last bound only in the count.
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_nanos: AtomicU64,
+    in_flight: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: (0..Outcome::ALL.len() * STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            unattributed: IssuerCounters::default(),
+            duration_buckets: Default::default(),
+            duration_count: AtomicU64::new(0),
+            duration_sum_nanos: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, outcome: Outcome, status: u16) {
+        let status = usize::from(status).clamp(100, 599) - 100;
+        self.requests[outcome as usize * STATUSES + status].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An auth failure; `issuer` when the token named a configured one.
+    pub fn auth_failure(&self, issuer: Option<&IssuerCounters>, reason: &str) {
+        issuer.unwrap_or(&self.unattributed).auth_failure(reason);
+    }
+
+    pub fn upstream_duration(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        // One bucket per observation; the encoder makes them cumulative.
+        if let Some(i) = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// The Prometheus text exposition of everything, for `GET /metrics`.
+    pub fn render(self: &Arc<Self>, issuers: &[Arc<IssuerKeys>]) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape { metrics: Arc::clone(self), issuers: issuers.to_vec() }));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
+        text
+    }
+}
+
+pub struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One scrape's view: reads the atomics, hands the numbers to the encoder.
+#[derive(Debug)]
+struct Scrape {
+    metrics: Arc<Metrics>,
+    issuers: Vec<Arc<IssuerKeys>>,
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = &self.metrics;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_requests",
+            "Requests answered, by outcome and status",
+            None,
+            MetricType::Counter,
+        )?;
+        for outcome in Outcome::ALL {
+            for status in 0..STATUSES {
+                let count = load(&m.requests[outcome as usize * STATUSES + status]);
+                if count > 0 {
+                    let status = (status + 100).to_string();
+                    let labels = [("outcome", outcome.label()), ("status", status.as_str())];
+                    counter(&mut family.encode_family(&labels)?, count)?;
+                }
+            }
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_auth_failures",
+            "Requests refused for authentication or authorisation, by issuer and reason",
+            None,
+            MetricType::Counter,
+        )?;
+        let attributed = self.issuers.iter().map(|k| (k.issuer(), k.counters()));
+        for (issuer, counters) in std::iter::once(("", &m.unattributed)).chain(attributed) {
+            for (reason, value) in AUTH_FAILURE_REASONS.iter().zip(&counters.failures) {
+                let count = load(value);
+                if count > 0 {
+                    counter(&mut family.encode_family(&[("issuer", issuer), ("reason", reason)])?, count)?;
+                }
+            }
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_upstream_duration_seconds",
+            "Time from sending a request upstream to its response head",
+            None,
+            MetricType::Histogram,
+        )?;
+        let buckets: Vec<(f64, u64)> =
+            DURATION_BUCKETS.iter().zip(&m.duration_buckets).map(|(bound, n)| (*bound, load(n))).collect();
+        let sum = load(&m.duration_sum_nanos) as f64 / 1e9;
+        family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sum,
+            load(&m.duration_count),
+            &buckets,
+            None,
+        )?;
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_jwks_fetches",
+            "JWKS fetches, by issuer and result",
+            None,
+            MetricType::Counter,
+        )?;
+        for keys in &self.issuers {
+            let c = keys.counters();
+            for (result, value) in
+                [("ok", &c.fetch_ok), ("not_modified", &c.fetch_not_modified), ("error", &c.fetch_error)]
+            {
+                counter(&mut family.encode_family(&[("issuer", keys.issuer()), ("result", result)])?, load(value))?;
+            }
+        }
+
+        let mut family =
+            encoder.encode_descriptor("jwtgate_jwks_keys", "Usable keys per issuer", None, MetricType::Gauge)?;
+        for keys in &self.issuers {
+            let count = keys.load().as_ref().map_or(0, |s| s.keys.len());
+            family.encode_family(&[("issuer", keys.issuer())])?.encode_gauge(&(count as u64))?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_jwks_age_seconds",
+            "Seconds since the issuer's keys were last fetched or confirmed unchanged",
+            None,
+            MetricType::Gauge,
+        )?;
+        for keys in &self.issuers {
+            let Some(at) = keys.last_success() else { continue };
+            let age = SystemTime::now().duration_since(at).unwrap_or_default().as_secs_f64();
+            family.encode_family(&[("issuer", keys.issuer())])?.encode_gauge(&age)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_in_flight_requests",
+            "Requests being handled right now",
+            None,
+            MetricType::Gauge,
+        )?;
+        family.encode_gauge(&m.in_flight.load(Ordering::Relaxed))?;
+        Ok(())
+    }
+}
+
+fn counter(encoder: &mut prometheus_client::encoding::MetricEncoder<'_>, value: u64) -> Result<(), std::fmt::Error> {
+    encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.request(Outcome::Allowed, 200);
+        metrics.request(Outcome::Allowed, 200);
+        metrics.request(Outcome::Refused, 401);
+        metrics.auth_failure(None, "missing_token");
+        metrics.upstream_duration(Duration::from_millis(3));
+        let _guard = metrics.in_flight();
+        let text = metrics.render(&[]);
+        assert!(text.contains("# TYPE jwtgate_requests_total counter"), "{text}");
+        assert!(text.contains("jwtgate_requests_total{outcome=\"allowed\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("jwtgate_requests_total{outcome=\"refused\",status=\"401\"} 1"), "{text}");
+        assert!(text.contains("jwtgate_auth_failures_total{issuer=\"\",reason=\"missing_token\"} 1"), "{text}");
+        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
+        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"10\"} 1"), "{text}");
+        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"+Inf\"} 1"), "{text}");
+        assert!(text.contains("jwtgate_upstream_duration_seconds_count 1"), "{text}");
+        assert!(text.contains("jwtgate_in_flight_requests 1"), "{text}");
+    }
+
+    #[test]
+    fn unknown_reasons_are_counted_as_other() {
+        assert_eq!(AUTH_FAILURE_REASONS[reason_index("no such reason")], "other");
+        assert_eq!(AUTH_FAILURE_REASONS[reason_index("expired")], "expired");
+    }
+}

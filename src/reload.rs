@@ -1,0 +1,152 @@
+//! Configuration reload, on SIGHUP or (with `run --watch`) when the file
+//! changes. A valid new file replaces the gateway atomically: requests in
+//! flight finish on the old one, connections stay open, and issuers whose
+//! key source did not change keep their keys. An invalid file is logged and
+//! the running configuration stays. Listener settings need a restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ServerConfig};
+use crate::gateway::{Gateway, SharedGateway};
+
+/// How often `--watch` looks at the file.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Editors write in steps; let the file settle before reading it.
+const SETTLE: Duration = Duration::from_millis(100);
+
+pub struct Reloader {
+    path: PathBuf,
+    shared: SharedGateway,
+    /// The listener settings in force; changing them needs a restart.
+    running: ServerConfig,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, shared: SharedGateway, running: ServerConfig) -> Reloader {
+        Reloader { path, shared, running }
+    }
+
+    /// Loads the file and swaps in a new gateway. False when the file was
+    /// invalid and the running configuration was kept.
+    pub fn reload(&self) -> bool {
+        let config = match Config::load(&self.path) {
+            Ok(config) => config,
+            Err(problems) => {
+                error!(problems = %problems, "configuration reload refused; the running configuration stays");
+                return false;
+            }
+        };
+        for key in restart_needed(&self.running, &config.server) {
+            warn!(key, "changing this setting needs a restart; the running value stays");
+        }
+        let current = self.shared.load_full();
+        match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys()) {
+            Ok(gateway) => {
+                self.shared.store(Arc::new(gateway));
+                info!(file = %self.path.display(), "configuration reloaded");
+                true
+            }
+            Err(problem) => {
+                error!(%problem, "configuration reload failed; the running configuration stays");
+                false
+            }
+        }
+    }
+
+    /// Reloads on every SIGHUP, and on file changes when `watch` is set. Runs until aborted.
+    pub async fn run(self, watch: bool) {
+        let mut hangups = hangup_signals();
+        let mut seen = stamp(&self.path);
+        let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+        loop {
+            tokio::select! {
+                Some(()) = next_hangup(&mut hangups) => {
+                    info!("SIGHUP: reloading the configuration");
+                    self.reload();
+                    seen = stamp(&self.path);
+                }
+                _ = ticks.tick(), if watch => {
+                    let now = stamp(&self.path);
+                    if now != seen {
+                        tokio::time::sleep(SETTLE).await;
+                        seen = stamp(&self.path);
+                        info!(file = %self.path.display(), "configuration file changed: reloading");
+                        self.reload();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The listener settings that differ, by key.
+fn restart_needed(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if running.listen != new.listen {
+        keys.push("server.listen");
+    }
+    if running.admin_listen != new.admin_listen {
+        keys.push("server.admin_listen");
+    }
+    if running.header_read_timeout != new.header_read_timeout {
+        keys.push("server.header_read_timeout");
+    }
+    if running.max_header_bytes != new.max_header_bytes {
+        keys.push("server.max_header_bytes");
+    }
+    if running.shutdown_grace != new.shutdown_grace {
+        keys.push("server.shutdown_grace");
+    }
+    keys
+}
+
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangup_signals() -> Hangups {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The next SIGHUP; never resolves where there are none.
+async fn next_hangup(hangups: &mut Hangups) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(signals) = hangups {
+        return signals.recv().await;
+    }
+    let _ = hangups;
+    std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_changes_need_a_restart() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\n[upstream]\nurl = \"http://127.0.0.1:2\"\n\
+                    [[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n";
+        let parse = |t: &str| Config::parse(t, "t", std::path::Path::new("."), &|_| None).unwrap().server;
+        let running = parse(text);
+        assert!(restart_needed(&running, &parse(text)).is_empty());
+        let changed = text.replace("127.0.0.1:1", "127.0.0.1:3").replace("[upstream]", "realm = \"x\"\n[upstream]");
+        assert_eq!(restart_needed(&running, &parse(&changed)), ["server.listen"]);
+    }
+}
