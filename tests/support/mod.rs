@@ -300,12 +300,16 @@ impl Toml {
     }
 }
 
-/// A gateway started from TOML text on a fresh loopback port.
+/// A gateway started from TOML text on a fresh loopback port, with its
+/// admin endpoints on another.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    pub shared: jwtgate::gateway::SharedGateway,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
 }
 
 impl TestGateway {
@@ -313,20 +317,22 @@ impl TestGateway {
         let config = Config::parse(toml, "test.toml", Path::new("."), &|name| std::env::var(name).ok())
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin_listener.local_addr().unwrap());
         let gateway = Arc::new(Gateway::new(&config).unwrap());
+        let shared = Arc::new(arc_swap::ArcSwap::from(Arc::clone(&gateway)));
         let (tx, rx) = oneshot::channel::<()>();
         let task = {
-            let gateway = Arc::clone(&gateway);
+            let shared = Arc::clone(&shared);
             tokio::spawn(async move {
-                let shared = Arc::new(arc_swap::ArcSwap::from(gateway));
                 jwtgate::server::run(shared, &config.server, listener, async {
                     let _ = rx.await;
                 })
                 .await;
             })
         };
-        TestGateway { addr, gateway, shutdown: Some(tx), task }
+        let admin_task = tokio::spawn(jwtgate::server::run_admin(Arc::clone(&shared), admin_listener, std::future::pending()));
+        TestGateway { addr, admin_addr, gateway, shared, shutdown: Some(tx), task, admin_task }
     }
 
     /// A gateway for one issuer served by `idp` (RS256, ES256 and EdDSA
@@ -342,6 +348,10 @@ impl TestGateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr)
     }
 
     pub async fn wait_for_keys(&self) {
@@ -365,6 +375,7 @@ impl TestGateway {
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.task.abort();
+        self.admin_task.abort();
     }
 }
 
