@@ -100,11 +100,13 @@ async fn request_ids_are_kept_or_made_and_travel_both_ways() {
     let gateway = TestGateway::for_idp(&idp, &upstream, "").await;
     let token = key.mint(&claims(&idp.issuer, "api"));
 
-    let response = client().get(gateway.url("/")).bearer_auth(&token).header("x-request-id", "abc-123").send().await.unwrap();
+    let response =
+        client().get(gateway.url("/")).bearer_auth(&token).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
     assert_eq!(upstream.last().headers["x-request-id"], "abc-123");
 
-    let response = client().get(gateway.url("/")).bearer_auth(&token).header("x-request-id", "bad id").send().await.unwrap();
+    let response =
+        client().get(gateway.url("/")).bearer_auth(&token).header("x-request-id", "bad id").send().await.unwrap();
     let made = response.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(made.len(), 24);
     assert_eq!(upstream.last().headers["x-request-id"], made.as_str());
@@ -157,7 +159,10 @@ impl Binary {
     /// `global` flags go before `run`, `run_flags` after it.
     async fn start(config: &PathBuf, global: &[&str], run_flags: &[&str]) -> Binary {
         let (port, admin_port) = (free_port(), free_port());
-        let text = std::fs::read_to_string(config).unwrap().replace("PORT", &port.to_string()).replace("ADMIN", &admin_port.to_string());
+        let text = std::fs::read_to_string(config)
+            .unwrap()
+            .replace("PORT", &port.to_string())
+            .replace("ADMIN", &admin_port.to_string());
         std::fs::write(config, text).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
             .args(global)
@@ -202,7 +207,8 @@ impl Binary {
     }
 
     async fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.expect("jwtgate exited").unwrap();
+        let status =
+            tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.expect("jwtgate exited").unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let lines = self.stderr.lock().unwrap().clone();
         (status, lines)

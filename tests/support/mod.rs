@@ -331,7 +331,8 @@ impl TestGateway {
                 .await;
             })
         };
-        let admin_task = tokio::spawn(jwtgate::server::run_admin(Arc::clone(&shared), admin_listener, std::future::pending()));
+        let admin_task =
+            tokio::spawn(jwtgate::server::run_admin(Arc::clone(&shared), admin_listener, std::future::pending()));
         TestGateway { addr, admin_addr, gateway, shared, shutdown: Some(tx), task, admin_task }
     }
 
