@@ -216,10 +216,21 @@ impl Binary {
 }
 
 fn config_file(upstream: &TestUpstream, idp: &TestIdp, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    config_file_with_grace(upstream, idp, extra, "10s")
+}
+
+fn config_file_with_grace(
+    upstream: &TestUpstream,
+    idp: &TestIdp,
+    extra: &str,
+    grace: &str,
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwtgate.toml");
     let text = toml(&upstream.url(), &idp.issuer)
-        .server("listen = \"127.0.0.1:PORT\"\nadmin_listen = \"127.0.0.1:ADMIN\"\nshutdown_grace = \"10s\"\n")
+        .server(&format!(
+            "listen = \"127.0.0.1:PORT\"\nadmin_listen = \"127.0.0.1:ADMIN\"\nshutdown_grace = \"{grace}\"\n"
+        ))
         .upstream("timeout = \"10s\"")
         .text();
     std::fs::write(&path, format!("{text}{extra}")).unwrap();
@@ -242,6 +253,26 @@ async fn sigterm_drains_an_in_flight_request_then_exits_0() {
     let (status, lines) = binary.wait().await;
     assert!(status.success(), "{status:?}\n{}", lines.join("\n"));
     assert!(lines.iter().any(|l| l.contains("all connections drained")), "{}", lines.join("\n"));
+}
+
+#[tokio::test]
+async fn requests_still_open_when_the_grace_period_ends_are_cut() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let (_dir, path) = config_file_with_grace(&upstream, &idp, "", "500ms");
+    let binary = Binary::start(&path, &[], &[]).await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let url = binary.url("/slow");
+    // The upstream answers /slow after 3 s; the grace period is 0.5 s.
+    let in_flight =
+        tokio::spawn(async move { client().get(&url).bearer_auth(&token).send().await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    binary.signal("-TERM");
+    let (status, lines) = binary.wait().await;
+    assert!(status.success(), "{status:?}");
+    assert!(in_flight.await.unwrap().is_err(), "the slow request was cut, not answered");
+    assert!(lines.iter().any(|l| l.contains("grace period over")), "{}", lines.join("\n"));
 }
 
 #[tokio::test]
