@@ -1,6 +1,7 @@
 //! The verification path, one token at a time on one core: the whole of
 //! `Authenticator::verify` (parse, issuer, key lookup, signature, claims)
-//! per algorithm, and `jsonwebtoken::decode` with the same key for reference.
+//! per algorithm, a verified-token cache hit, the parts on their own, and
+//! `jsonwebtoken::decode` with the same key for reference.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
@@ -35,7 +36,13 @@ fn verification(c: &mut Criterion) {
     let config = jwtgate::Config::parse(&toml, "bench.toml", Path::new("."), &|_| None).unwrap();
     let store = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
     runtime.block_on(store.fetch()).unwrap();
-    let auth = Authenticator::new(&config.issuers, &[store]);
+    let metrics = Arc::new(jwtgate::metrics::Metrics::default());
+    let auth = Authenticator::new(&config.issuers, std::slice::from_ref(&store), None);
+    let cached = Authenticator::new(
+        &config.issuers,
+        &[store],
+        jwtgate::auth::cache::TokenCache::new(10_000, Arc::clone(&metrics)),
+    );
 
     let mut group = c.benchmark_group("verify");
     group.throughput(Throughput::Elements(1));
@@ -44,6 +51,26 @@ fn verification(c: &mut Criterion) {
         runtime.block_on(auth.verify(&token)).unwrap();
         group.bench_function(key.alg(), |b| b.iter(|| runtime.block_on(auth.verify(black_box(&token))).unwrap()));
     }
+    // A token seen before: hash, cache lookup, expiry and key checks.
+    let token = rsa.mint(&claims(ISSUER, "api"));
+    runtime.block_on(cached.verify(&token)).unwrap();
+    group.bench_function("RS256 cache hit", |b| b.iter(|| runtime.block_on(cached.verify(black_box(&token))).unwrap()));
+
+    // The parts: structural parsing alone, and the signature check alone.
+    let (set, _) =
+        jwtgate::keys::KeySet::from_jwks(json!({"keys": [rsa.jwk(), ec.jwk(), ed.jwk()]}).to_string().as_bytes())
+            .unwrap();
+    for key in [&rsa, &ec, &ed] {
+        let token = key.mint(&claims(ISSUER, "api"));
+        let parsed = jwtgate::auth::token::parse(&token).unwrap();
+        let verifying = set.by_kid(&key.kid).unwrap();
+        assert!(verifying.verify(parsed.alg, parsed.signing_input.as_bytes(), parsed.signature));
+        group.bench_function(format!("{} signature only", key.alg()), |b| {
+            b.iter(|| verifying.verify(parsed.alg, black_box(parsed.signing_input.as_bytes()), parsed.signature))
+        });
+    }
+    let token = rsa.mint(&claims(ISSUER, "api"));
+    group.bench_function("parse only", |b| b.iter(|| jwtgate::auth::token::parse(black_box(&token)).unwrap()));
 
     // Reference: jsonwebtoken::decode with a key built once.
     let token = rsa.mint(&claims(ISSUER, "api"));

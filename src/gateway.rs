@@ -13,6 +13,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::info;
 
+use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::{Authenticator, bearer};
 use crate::config::{AuthMode, Config};
@@ -89,7 +90,11 @@ impl Gateway {
         Ok(Gateway {
             realm: config.server.realm.clone(),
             request_timeout: config.server.request_timeout,
-            auth: Authenticator::new(&config.issuers, &keys),
+            auth: Authenticator::new(
+                &config.issuers,
+                &keys,
+                TokenCache::new(config.cache.max_tokens, Arc::clone(&metrics)),
+            ),
             routes: RouteTable::new(&config.routes),
             identity: IdentityHeaders::new(&config.headers),
             upstream: Upstream::new(&config.upstream),

@@ -50,7 +50,16 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| {
+    runtime_with(None)
+}
+
+/// A multi-threaded runtime with `workers` threads (default: one per core).
+fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|error| {
         eprintln!("cannot start the runtime: {error}");
         ExitCode::FAILURE
     })
@@ -63,7 +72,7 @@ fn run(path: &Path, watch: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = match runtime() {
+    let runtime = match runtime_with(config.server.worker_threads) {
         Ok(r) => r,
         Err(code) => return code,
     };

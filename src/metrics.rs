@@ -117,6 +117,9 @@ pub struct Metrics {
     duration_count: AtomicU64,
     duration_sum_nanos: AtomicU64,
     in_flight: AtomicI64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    cache_evictions: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -128,6 +131,9 @@ impl Default for Metrics {
             duration_count: AtomicU64::new(0),
             duration_sum_nanos: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            cache_evictions: AtomicU64::new(0),
         }
     }
 }
@@ -151,6 +157,15 @@ impl Metrics {
         }
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         self.duration_sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn token_cache_lookup(&self, hit: bool) {
+        let counter = if hit { &self.cache_hits } else { &self.cache_misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn token_cache_eviction(&self) {
+        self.cache_evictions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request in flight until the guard is dropped.
@@ -272,6 +287,23 @@ impl Collector for Scrape {
             let age = SystemTime::now().duration_since(at).unwrap_or_default().as_secs_f64();
             family.encode_family(&[("issuer", keys.issuer())])?.encode_gauge(&age)?;
         }
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_token_cache_lookups",
+            "Verified-token cache lookups, by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, value) in [("hit", &m.cache_hits), ("miss", &m.cache_misses)] {
+            counter(&mut family.encode_family(&[("result", result)])?, load(value))?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_token_cache_evictions",
+            "Verified tokens evicted from the cache to make room",
+            None,
+            MetricType::Counter,
+        )?;
+        counter(&mut family, load(&m.cache_evictions))?;
 
         let mut family = encoder.encode_descriptor(
             "jwtgate_in_flight_requests",

@@ -101,6 +101,9 @@ fn restart_needed(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static st
     if running.shutdown_grace != new.shutdown_grace {
         keys.push("server.shutdown_grace");
     }
+    if running.worker_threads != new.worker_threads {
+        keys.push("server.worker_threads");
+    }
     keys
 }
 

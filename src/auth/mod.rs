@@ -4,23 +4,18 @@
 //! Order of work, cheapest first: size and syntax ([`bearer`]), structure
 //! and header ([`token`]), issuer by `iss`, allowed algorithm, key lookup in
 //! the issuer's snapshot (one rate-limited refetch for an unknown `kid`),
-//! signature (jsonwebtoken with aws-lc-rs), then `exp`/`nbf`/`aud` ([`claims`]).
+//! signature (aws-lc-rs, keys parsed once per snapshot), then `exp`/`nbf`/`aud`
+//! ([`claims`]). A token verified before is answered from the [`cache`]
+//! while it is unexpired and its key is still published.
 
 pub mod bearer;
+pub mod cache;
 pub mod claims;
 pub mod identity;
 pub mod token;
+mod verify;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::Algorithm;
-
-use crate::config::IssuerConfig;
-use crate::keys::{IssuerKeys, VerifyingKey};
-use claims::ClaimPath;
-use token::{Claims, Unverified};
+pub use verify::{Authenticator, Rejected, Verified};
 
 /// Why a token was not accepted. Each names one failed check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,171 +84,5 @@ impl AuthFailure {
             Self::NotYetValid => "not_yet_valid",
             Self::MissingAudience | Self::WrongAudience => "wrong_audience",
         }
-    }
-}
-
-/// Proof that a token passed every check; the only way to get one is
-/// [`Authenticator::verify`].
-#[derive(Debug)]
-pub struct Verified {
-    profile: Arc<IssuerProfile>,
-    kid: Option<String>,
-    claims: Claims,
-}
-
-/// What later steps need to know of the issuer that vouched for a token.
-#[derive(Debug)]
-struct IssuerProfile {
-    name: String,
-    scope_claims: Vec<ClaimPath>,
-    keys: Arc<IssuerKeys>,
-}
-
-/// A refused token, with the issuer it named when that issuer is configured.
-#[derive(Debug)]
-pub struct Rejected<'a> {
-    pub failure: AuthFailure,
-    pub issuer: Option<&'a IssuerKeys>,
-}
-
-impl From<AuthFailure> for Rejected<'_> {
-    fn from(failure: AuthFailure) -> Self {
-        Rejected { failure, issuer: None }
-    }
-}
-
-impl Verified {
-    pub fn issuer(&self) -> &str {
-        &self.profile.name
-    }
-
-    /// Where this issuer puts scopes.
-    pub fn scope_claims(&self) -> &[ClaimPath] {
-        &self.profile.scope_claims
-    }
-
-    /// The key store (and counters) of the issuer that vouched for the token.
-    pub fn issuer_keys(&self) -> &IssuerKeys {
-        &self.profile.keys
-    }
-
-    pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
-    }
-
-    pub fn claims(&self) -> &Claims {
-        &self.claims
-    }
-
-    pub fn subject(&self) -> Option<&str> {
-        self.claims.get("sub").and_then(|s| s.as_str())
-    }
-}
-
-struct Issuer {
-    profile: Arc<IssuerProfile>,
-    audiences: Vec<String>,
-    algorithms: Vec<Algorithm>,
-    leeway_secs: u64,
-    keys: Arc<IssuerKeys>,
-}
-
-/// Verifies tokens against the configured issuers.
-pub struct Authenticator {
-    issuers: HashMap<String, Issuer>,
-}
-
-/// The outcome of looking at one snapshot.
-enum Attempt {
-    Done(Result<(), AuthFailure>),
-    /// No key fits; a refetch may help. Carries the snapshot generation seen.
-    NoKey(u64),
-}
-
-impl Authenticator {
-    /// `keys[i]` holds the keys of `issuers[i]`.
-    pub fn new(issuers: &[IssuerConfig], keys: &[Arc<IssuerKeys>]) -> Authenticator {
-        let issuers = issuers
-            .iter()
-            .zip(keys)
-            .map(|(config, keys)| {
-                let issuer = Issuer {
-                    profile: Arc::new(IssuerProfile {
-                        name: config.issuer.clone(),
-                        scope_claims: config.scope_claims.clone(),
-                        keys: Arc::clone(keys),
-                    }),
-                    audiences: config.audiences.clone(),
-                    algorithms: config.algorithms.clone(),
-                    leeway_secs: config.leeway.as_secs(),
-                    keys: Arc::clone(keys),
-                };
-                (config.issuer.clone(), issuer)
-            })
-            .collect();
-        Authenticator { issuers }
-    }
-
-    pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
-        let token = token::parse(token)?;
-        let iss = token.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
-        let issuer = self.issuers.get(iss).ok_or(AuthFailure::UnknownIssuer)?;
-        match verify_with(issuer, &token).await {
-            Ok(()) => Ok(Verified { profile: Arc::clone(&issuer.profile), kid: token.kid, claims: token.claims }),
-            Err(failure) => Err(Rejected { failure, issuer: Some(&issuer.keys) }),
-        }
-    }
-}
-
-/// Everything after the issuer is known: algorithm, key, signature, claims.
-async fn verify_with(issuer: &Issuer, token: &Unverified<'_>) -> Result<(), AuthFailure> {
-    if !issuer.algorithms.contains(&token.alg) {
-        return Err(AuthFailure::AlgorithmNotAllowed);
-    }
-    match verify_signature(issuer, token)? {
-        Attempt::Done(result) => result?,
-        Attempt::NoKey(generation) => {
-            if !issuer.keys.refetch_for_unknown_kid(generation).await {
-                return Err(AuthFailure::UnknownKey);
-            }
-            match verify_signature(issuer, token)? {
-                Attempt::Done(result) => result?,
-                Attempt::NoKey(_) => return Err(AuthFailure::UnknownKey),
-            }
-        }
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    claims::check_times(&token.claims, now, issuer.leeway_secs)?;
-    claims::check_audience(&token.claims, &issuer.audiences)
-}
-
-/// Checks the signature against the current snapshot without waiting.
-fn verify_signature(issuer: &Issuer, token: &Unverified<'_>) -> Result<Attempt, AuthFailure> {
-    let guard = issuer.keys.load();
-    let Some(snapshot) = guard.as_ref() else {
-        return Err(AuthFailure::KeysUnavailable);
-    };
-    let keys = &snapshot.keys;
-    if let Some(kid) = &token.kid {
-        return Ok(match keys.by_kid(kid) {
-            Some(key) if !key.accepts(token.alg) => Attempt::Done(Err(AuthFailure::KeyMismatch)),
-            Some(key) => Attempt::Done(signature_holds(key, token)),
-            None => Attempt::NoKey(snapshot.generation),
-        });
-    }
-    let mut tried = false;
-    for key in keys.candidates(token.alg) {
-        tried = true;
-        if signature_holds(key, token).is_ok() {
-            return Ok(Attempt::Done(Ok(())));
-        }
-    }
-    Ok(if tried { Attempt::Done(Err(AuthFailure::BadSignature)) } else { Attempt::NoKey(snapshot.generation) })
-}
-
-fn signature_holds(key: &VerifyingKey, token: &Unverified<'_>) -> Result<(), AuthFailure> {
-    match jsonwebtoken::crypto::verify(token.signature, token.signing_input.as_bytes(), &key.key, token.alg) {
-        Ok(true) => Ok(()),
-        _ => Err(AuthFailure::BadSignature),
     }
 }

@@ -29,6 +29,14 @@ pub struct Config {
     /// In file order; the first match wins.
     pub routes: Vec<RouteConfig>,
     pub headers: HeadersConfig,
+    pub cache: CacheConfig,
+}
+
+/// The verified-token cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Entries at most; 0 turns the cache off.
+    pub max_tokens: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +44,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `/healthz`, `/readyz`, `/metrics`; `None`: no admin listener.
     pub admin_listen: Option<SocketAddr>,
+    /// Runtime worker threads; `None`: one per core.
+    pub worker_threads: Option<usize>,
     /// Whole request, from the client's head to the upstream's response head.
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,

@@ -17,6 +17,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub headers: Option<RawHeaders>,
+    pub cache: Option<RawCache>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +25,7 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    pub worker_threads: Option<i64>,
     pub request_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
     pub max_header_bytes: Option<i64>,
@@ -73,4 +75,10 @@ pub struct RawRoute {
 pub struct RawHeaders {
     pub claims: Option<BTreeMap<String, String>>,
     pub payload: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_tokens: Option<i64>,
 }

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::raw::{RawConfig, RawHeaders, RawIssuer, RawRoute, RawServer, RawUpstream};
 use super::{
-    AuthMode, Config, HeadersConfig, IssuerConfig, JwksSource, Problem, RouteConfig, ServerConfig, UpstreamConfig,
+    AuthMode, CacheConfig, Config, HeadersConfig, IssuerConfig, JwksSource, Problem, RouteConfig, ServerConfig,
+    UpstreamConfig,
 };
 use crate::auth::claims::ClaimPath;
 
@@ -88,8 +89,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         .filter_map(|(i, r)| route(&format!("routes[{i}]"), r, &issuer_names, &mut p))
         .collect();
     let headers = raw.headers.as_ref().map(|h| headers(h, &mut p)).unwrap_or_default();
+    let max_tokens = raw.cache.as_ref().and_then(|c| c.max_tokens).unwrap_or(10_000);
+    let cache = CacheConfig {
+        max_tokens: usize::try_from(max_tokens).unwrap_or_else(|_| {
+            p.add("cache.max_tokens", format!("must be 0 (off) or more (got {max_tokens})"));
+            0
+        }),
+    };
     match (upstream, p.0.is_empty()) {
-        (Some(upstream), true) => Ok(Config { server, upstream, issuers, routes, headers }),
+        (Some(upstream), true) => Ok(Config { server, upstream, issuers, routes, headers, cache }),
         _ => Err(p.0),
     }
 }
@@ -111,6 +119,13 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
             None
         }
     });
+    let worker_threads = raw.worker_threads.and_then(|n| match usize::try_from(n) {
+        Ok(n) if (1..=1024).contains(&n) => Some(n),
+        _ => {
+            p.add("server.worker_threads", format!("must be between 1 and 1024 (got {n})"));
+            None
+        }
+    });
     let max_header_bytes = raw.max_header_bytes.unwrap_or(16384);
     if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&max_header_bytes) {
         p.add(
@@ -126,6 +141,7 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
     ServerConfig {
         listen,
         admin_listen,
+        worker_threads,
         request_timeout: p.duration("server.request_timeout", raw.request_timeout.as_deref(), secs(30)),
         header_read_timeout: p.duration("server.header_read_timeout", raw.header_read_timeout.as_deref(), secs(10)),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),

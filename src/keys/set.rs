@@ -1,8 +1,13 @@
 //! An immutable set of verification keys built once from a JWK Set document.
-//! Every key is parsed here, off the request path; lookups allocate nothing.
+//! Every key is parsed here, off the request path, into aws-lc-rs public
+//! keys ready to verify (one per algorithm the key may be used with), so a
+//! request pays for the signature check alone; lookups allocate nothing.
 
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 /// Tokens without `kid` are tried against at most this many keys.
@@ -35,6 +40,9 @@ impl KeyKind {
     }
 }
 
+/// RSA moduli up to 8192 bits: the largest signature a JWS can carry here.
+pub const MAX_SIGNATURE_BYTES: usize = 1024;
+
 /// One usable public key with everything needed to verify with it.
 #[derive(Clone)]
 pub struct VerifyingKey {
@@ -42,13 +50,24 @@ pub struct VerifyingKey {
     pub kind: KeyKind,
     /// The JWK's own `alg`, which pins the only algorithm it may verify.
     pub alg: Option<Algorithm>,
-    pub key: DecodingKey,
+    /// The key parsed once for each algorithm it accepts.
+    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl VerifyingKey {
     /// Whether a token signed with `alg` may be verified by this key.
     pub fn accepts(&self, alg: Algorithm) -> bool {
         KeyKind::for_algorithm(alg) == Some(self.kind) && self.alg.is_none_or(|pinned| pinned == alg)
+    }
+
+    /// Checks a JWS signature (base64url, as in the token) over `signing_input`.
+    pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature_b64: &str) -> bool {
+        let Some((_, key)) = self.verifiers.iter().find(|(a, _)| *a == alg) else { return false };
+        let mut signature = [0u8; MAX_SIGNATURE_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
+            Ok(len) => key.verify_sig(signing_input, &signature[..len]).is_ok(),
+            Err(_) => false,
+        }
     }
 }
 
@@ -147,8 +166,97 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
             Some(alg)
         }
     };
-    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("bad key parameters: {e}"))?;
-    Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, key })
+    let public_key = public_key_bytes(&jwk.algorithm).ok_or("bad key parameters (not base64url)")?;
+    let algorithms: Vec<Algorithm> = match alg {
+        Some(pinned) => vec![pinned],
+        None => ALL_ALGORITHMS.into_iter().filter(|a| KeyKind::for_algorithm(*a) == Some(kind)).collect(),
+    };
+    let verifiers = algorithms
+        .into_iter()
+        .map(|alg| {
+            ParsedPublicKey::new(verification_algorithm(alg), &public_key)
+                .map(|parsed| (alg, parsed))
+                .map_err(|e| format!("key rejected for {alg:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, verifiers })
+}
+
+const ALL_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+fn verification_algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
+    match alg {
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        // RS256, and HS* which KeyKind never maps to a key.
+        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
+    }
+}
+
+/// The public key in the form aws-lc-rs parses: PKCS#1 `RSAPublicKey` DER,
+/// an uncompressed EC point, or the raw Ed25519 key.
+fn public_key_bytes(params: &AlgorithmParameters) -> Option<Vec<u8>> {
+    let b64 = |s: &str| URL_SAFE_NO_PAD.decode(s).ok();
+    match params {
+        AlgorithmParameters::RSA(rsa) => Some(rsa_public_key_der(&b64(&rsa.n)?, &b64(&rsa.e)?)),
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let mut point = vec![0x04];
+            point.extend(b64(&ec.x)?);
+            point.extend(b64(&ec.y)?);
+            Some(point)
+        }
+        AlgorithmParameters::OctetKeyPair(okp) => b64(&okp.x),
+        _ => None,
+    }
+}
+
+/// DER of `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017 A.1.1).
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn integer(out: &mut Vec<u8>, bytes: &[u8]) {
+        let bytes = &bytes[bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len())..];
+        // A leading 1 bit would make the integer negative: prefix a zero byte.
+        let pad = bytes.first().is_none_or(|&b| b & 0x80 != 0);
+        out.push(0x02);
+        length(out, bytes.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(bytes);
+    }
+    fn length(out: &mut Vec<u8>, len: usize) {
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len() - 1);
+            out.push(0x80 | (bytes.len() - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    integer(&mut body, n);
+    integer(&mut body, e);
+    let mut der = Vec::with_capacity(body.len() + 4);
+    der.push(0x30);
+    length(&mut der, body.len());
+    der.extend(body);
+    der
 }
 
 fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
@@ -203,6 +311,16 @@ mod tests {
         assert!(!any.accepts(Algorithm::ES256) && !any.accepts(Algorithm::HS256));
         let pinned = set.by_kid("p").unwrap();
         assert!(pinned.accepts(Algorithm::RS256) && !pinned.accepts(Algorithm::RS512));
+    }
+
+    #[test]
+    fn rsa_der_encoding() {
+        // Small values: short-form lengths, a zero pad for the high bit.
+        assert_eq!(rsa_public_key_der(&[0x80], &[1, 0, 1]), [0x30, 0x09, 0x02, 0x02, 0x00, 0x80, 0x02, 0x03, 1, 0, 1]);
+        // Leading zeros are dropped; long-form lengths for big moduli.
+        let der = rsa_public_key_der(&[vec![0, 0], vec![0x7f; 256]].concat(), &[3]);
+        assert_eq!(&der[..4], [0x30, 0x82, 0x01, 0x07]);
+        assert_eq!(&der[4..8], [0x02, 0x82, 0x01, 0x00]);
     }
 
     #[test]

@@ -1,0 +1,226 @@
+//! [`Authenticator::verify`]: from a token string to [`Verified`], the proof
+//! the rest of the request path asks for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::Algorithm;
+
+use super::AuthFailure;
+use super::cache::TokenCache;
+use super::claims::{self, ClaimPath};
+use super::token::{self, Claims, Unverified};
+use crate::config::IssuerConfig;
+use crate::keys::{IssuerKeys, VerifyingKey};
+
+/// Proof that a token passed every check; the only way to get one is
+/// [`Authenticator::verify`]. Cheap to clone: cached tokens share it.
+#[derive(Debug, Clone)]
+pub struct Verified(Arc<Identity>);
+
+/// What a verified token established.
+#[derive(Debug)]
+pub struct Identity {
+    profile: Arc<IssuerProfile>,
+    kid: Option<String>,
+    claims: Claims,
+    /// `exp` plus leeway, in seconds since the epoch: not valid from then on.
+    valid_until: f64,
+    /// The key-snapshot generation it was verified against.
+    generation: u64,
+}
+
+/// What later steps need to know of the issuer that vouched for a token.
+#[derive(Debug)]
+struct IssuerProfile {
+    name: String,
+    scope_claims: Vec<ClaimPath>,
+    keys: Arc<IssuerKeys>,
+}
+
+impl Verified {
+    pub fn issuer(&self) -> &str {
+        &self.0.profile.name
+    }
+
+    /// Where this issuer puts scopes.
+    pub fn scope_claims(&self) -> &[ClaimPath] {
+        &self.0.profile.scope_claims
+    }
+
+    /// The key store (and counters) of the issuer that vouched for the token.
+    pub fn issuer_keys(&self) -> &IssuerKeys {
+        &self.0.profile.keys
+    }
+
+    pub fn kid(&self) -> Option<&str> {
+        self.0.kid.as_deref()
+    }
+
+    pub fn claims(&self) -> &Claims {
+        &self.0.claims
+    }
+
+    pub fn subject(&self) -> Option<&str> {
+        self.0.claims.get("sub").and_then(|s| s.as_str())
+    }
+
+    /// Whether a cached verification still holds: unexpired, and its key
+    /// still in the issuer's current key set.
+    fn still_holds(&self, now: f64) -> bool {
+        let identity = &self.0;
+        if now >= identity.valid_until {
+            return false;
+        }
+        match identity.profile.keys.load().as_ref() {
+            Some(snapshot) if snapshot.generation == identity.generation => true,
+            // Keys changed: only a token that named its key can be vouched for.
+            Some(snapshot) => identity.kid.as_deref().is_some_and(|kid| snapshot.keys.by_kid(kid).is_some()),
+            None => false,
+        }
+    }
+}
+
+/// A refused token, with the issuer it named when that issuer is configured.
+#[derive(Debug)]
+pub struct Rejected<'a> {
+    pub failure: AuthFailure,
+    pub issuer: Option<&'a IssuerKeys>,
+}
+
+impl From<AuthFailure> for Rejected<'_> {
+    fn from(failure: AuthFailure) -> Self {
+        Rejected { failure, issuer: None }
+    }
+}
+
+struct Issuer {
+    profile: Arc<IssuerProfile>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway_secs: u64,
+    keys: Arc<IssuerKeys>,
+}
+
+/// Verifies tokens against the configured issuers.
+pub struct Authenticator {
+    issuers: HashMap<String, Issuer>,
+    cache: Option<TokenCache>,
+}
+
+/// The outcome of looking at one snapshot.
+enum Attempt {
+    /// Verified against the snapshot of this generation, or refused.
+    Done(Result<u64, AuthFailure>),
+    /// No key fits; a refetch may help. Carries the snapshot generation seen.
+    NoKey(u64),
+}
+
+impl Authenticator {
+    /// `keys[i]` holds the keys of `issuers[i]`.
+    pub fn new(issuers: &[IssuerConfig], keys: &[Arc<IssuerKeys>], cache: Option<TokenCache>) -> Authenticator {
+        let issuers = issuers
+            .iter()
+            .zip(keys)
+            .map(|(config, keys)| {
+                let issuer = Issuer {
+                    profile: Arc::new(IssuerProfile {
+                        name: config.issuer.clone(),
+                        scope_claims: config.scope_claims.clone(),
+                        keys: Arc::clone(keys),
+                    }),
+                    audiences: config.audiences.clone(),
+                    algorithms: config.algorithms.clone(),
+                    leeway_secs: config.leeway.as_secs(),
+                    keys: Arc::clone(keys),
+                };
+                (config.issuer.clone(), issuer)
+            })
+            .collect();
+        Authenticator { issuers, cache }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let cached = self.cache.as_ref().map(|cache| (cache, TokenCache::key(token)));
+        if let Some((cache, key)) = &cached
+            && let Some(verified) = cache.get(key)
+        {
+            if verified.still_holds(now as f64) {
+                return Ok(verified);
+            }
+            cache.remove(key);
+        }
+        let parsed = token::parse(token)?;
+        let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
+        let issuer = self.issuers.get(iss).ok_or(AuthFailure::UnknownIssuer)?;
+        let generation = verify_with(issuer, &parsed, now)
+            .await
+            .map_err(|failure| Rejected { failure, issuer: Some(&issuer.keys) })?;
+        let exp = parsed.claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let verified = Verified(Arc::new(Identity {
+            profile: Arc::clone(&issuer.profile),
+            kid: parsed.kid,
+            claims: parsed.claims,
+            valid_until: exp + issuer.leeway_secs as f64,
+            generation,
+        }));
+        if let Some((cache, key)) = cached {
+            cache.insert(key, verified.clone());
+        }
+        Ok(verified)
+    }
+}
+
+/// Everything after the issuer is known: algorithm, key, signature, claims.
+/// Returns the generation of the key snapshot that verified the signature.
+async fn verify_with(issuer: &Issuer, token: &Unverified<'_>, now: u64) -> Result<u64, AuthFailure> {
+    if !issuer.algorithms.contains(&token.alg) {
+        return Err(AuthFailure::AlgorithmNotAllowed);
+    }
+    let generation = match verify_signature(issuer, token)? {
+        Attempt::Done(result) => result?,
+        Attempt::NoKey(generation) => {
+            if !issuer.keys.refetch_for_unknown_kid(generation).await {
+                return Err(AuthFailure::UnknownKey);
+            }
+            match verify_signature(issuer, token)? {
+                Attempt::Done(result) => result?,
+                Attempt::NoKey(_) => return Err(AuthFailure::UnknownKey),
+            }
+        }
+    };
+    claims::check_times(&token.claims, now, issuer.leeway_secs)?;
+    claims::check_audience(&token.claims, &issuer.audiences)?;
+    Ok(generation)
+}
+
+/// Checks the signature against the current snapshot without waiting.
+fn verify_signature(issuer: &Issuer, token: &Unverified<'_>) -> Result<Attempt, AuthFailure> {
+    let guard = issuer.keys.load();
+    let Some(snapshot) = guard.as_ref() else {
+        return Err(AuthFailure::KeysUnavailable);
+    };
+    let (keys, generation) = (&snapshot.keys, snapshot.generation);
+    let done = |ok: bool| Attempt::Done(if ok { Ok(generation) } else { Err(AuthFailure::BadSignature) });
+    if let Some(kid) = &token.kid {
+        return Ok(match keys.by_kid(kid) {
+            Some(key) if !key.accepts(token.alg) => Attempt::Done(Err(AuthFailure::KeyMismatch)),
+            Some(key) => done(signature_holds(key, token)),
+            None => Attempt::NoKey(generation),
+        });
+    }
+    let mut tried = false;
+    for key in keys.candidates(token.alg) {
+        tried = true;
+        if signature_holds(key, token) {
+            return Ok(done(true));
+        }
+    }
+    Ok(if tried { done(false) } else { Attempt::NoKey(generation) })
+}
+
+fn signature_holds(key: &VerifyingKey, token: &Unverified<'_>) -> bool {
+    key.verify(token.alg, token.signing_input.as_bytes(), token.signature)
+}
