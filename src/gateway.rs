@@ -21,7 +21,7 @@ use crate::error::Refusal;
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::metrics::{Metrics, Outcome};
 use crate::path;
-use crate::proxy::Upstream;
+use crate::proxy::{REQUEST_TIMED_OUT, Upstream};
 use crate::routes::RouteTable;
 
 /// What the gateway answers with: the upstream's streamed body or its own.
@@ -56,8 +56,8 @@ pub struct Gateway {
 
 /// What the access log and metrics say of a request beyond its status.
 #[derive(Default)]
-struct Notes {
-    route: Option<String>,
+struct Notes<'a> {
+    route: Option<&'a str>,
     subject: Option<String>,
     /// Forwarded without a verified token (public route, or optional without one).
     anonymous: bool,
@@ -121,9 +121,9 @@ impl Gateway {
         let method = request.method().clone();
         let uri_path = request.uri().path().to_owned();
         let mut notes = Notes::default();
-        let result = tokio::time::timeout(self.request_timeout, self.try_handle(request, client, &mut notes))
-            .await
-            .unwrap_or(Err(Refusal::GatewayTimeout("request did not complete in time")));
+        // server.request_timeout: one deadline for every wait of this request.
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let result = self.try_handle(request, client, deadline, &mut notes).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let id = request_id.to_str().unwrap_or("");
         let mut response = match result {
@@ -132,7 +132,7 @@ impl Gateway {
                 let status = response.status().as_u16();
                 self.metrics.request(outcome, status);
                 info!(request_id = id, %method, path = %uri_path, status, outcome = outcome.label(),
-                      route = notes.route.as_deref(), latency_ms, sub = notes.subject.as_deref(), "request");
+                      route = notes.route, latency_ms, sub = notes.subject.as_deref(), "request");
                 response.map(Either::Left)
             }
             Err(refusal) => {
@@ -140,7 +140,7 @@ impl Gateway {
                 let status = refusal.status().as_u16();
                 self.metrics.request(outcome, status);
                 info!(request_id = id, %method, path = %uri_path, status, outcome = outcome.label(),
-                      reason = refusal.reason(), route = notes.route.as_deref(), latency_ms,
+                      reason = refusal.reason(), route = notes.route, latency_ms,
                       sub = notes.subject.as_deref(), "request");
                 refusal.to_response(&self.realm).map(Either::Right)
             }
@@ -149,18 +149,19 @@ impl Gateway {
         response
     }
 
-    async fn try_handle(
-        &self,
+    async fn try_handle<'a>(
+        &'a self,
         request: Request<Incoming>,
         client: SocketAddr,
-        notes: &mut Notes,
+        deadline: tokio::time::Instant,
+        notes: &mut Notes<'a>,
     ) -> Result<Response<Incoming>, Refusal> {
         let (mut parts, body) = request.into_parts();
         // 1. Normalise the path: routes and the upstream both see this one.
         let path = path::normalize(parts.uri.path()).map_err(Refusal::BadPath)?.into_owned();
         // 2. Match a route.
         let route = self.routes.find(&parts.method, &path);
-        notes.route = Some(route.name().to_owned());
+        notes.route = Some(route.name());
         // 3. Identity headers come only from us, on every route.
         self.identity.strip(&mut parts.headers);
         // 4. Authenticate and authorise as the route says.
@@ -173,10 +174,14 @@ impl Gateway {
         };
         let identity = match (token, mode) {
             (Some(token), _) => {
-                let verified = self.auth.verify(token).await.map_err(|rejected| {
-                    self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
-                    Refusal::from(rejected.failure)
-                })?;
+                // Only an unknown-kid refetch waits here; the timer is armed only then.
+                let verified = tokio::time::timeout_at(deadline, self.auth.verify(token))
+                    .await
+                    .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
+                    .map_err(|rejected| {
+                        self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
+                        Refusal::from(rejected.failure)
+                    })?;
                 notes.subject = verified.subject().map(str::to_owned);
                 route.authorize(&verified).inspect_err(|refusal| {
                     self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
@@ -196,7 +201,7 @@ impl Gateway {
         let mut upstream_request = self.upstream.prepare(parts, body, &path, client)?;
         upstream_request.headers_mut().extend(identity);
         let sent = Instant::now();
-        let response = self.upstream.send(upstream_request).await?;
+        let response = self.upstream.send(upstream_request, deadline).await?;
         self.metrics.upstream_duration(sent.elapsed());
         Ok(response)
     }

@@ -1,20 +1,27 @@
 //! Log output: `tracing` to stderr, pretty or JSON, filtered by `RUST_LOG`.
+//! Lines are formatted on the request's thread but written by a background
+//! thread, so a request never waits on a `write` to stderr. Nothing is
+//! dropped: when that thread falls behind, logging waits for it.
 
 use std::io::IsTerminal;
 
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-pub fn init(format: LogFormat) {
+/// Keep the guard for the life of the process: dropping it flushes the last lines.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (e.g. in tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }

@@ -23,7 +23,7 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let _log_writer = logging::init(cli.log_format);
     match cli.command {
         Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, online } => check(&config, online),
@@ -53,12 +53,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     runtime_with(None)
 }
 
-/// A multi-threaded runtime with `workers` threads (default: one per core).
+/// A runtime with `workers` threads (default: one per core). One worker is
+/// a current-thread runtime: no work-stealing machinery to pay for.
 fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n);
-    }
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all().build().map_err(|error| {
         eprintln!("cannot start the runtime: {error}");
         ExitCode::FAILURE

@@ -19,6 +19,9 @@ use crate::config::UpstreamConfig;
 use crate::error::Refusal;
 use crate::headers;
 
+/// The description of a 504 for `server.request_timeout`.
+pub const REQUEST_TIMED_OUT: &str = "request did not complete in time";
+
 pub struct Upstream {
     client: Client<HttpConnector, Incoming>,
     authority: Authority,
@@ -48,13 +51,13 @@ impl Upstream {
     /// The request the upstream receives: normalised `path` with the original
     /// query, hop-by-hop headers and (by default) `Authorization` removed,
     /// `Host` and `X-Forwarded-*` set.
-    pub fn prepare(
+    pub fn prepare<B>(
         &self,
         mut parts: request::Parts,
-        body: Incoming,
+        body: B,
         path: &str,
         client: SocketAddr,
-    ) -> Result<Request<Incoming>, Refusal> {
+    ) -> Result<Request<B>, Refusal> {
         let original_host = parts
             .headers
             .get(HOST)
@@ -96,9 +99,18 @@ impl Upstream {
         Ok(Request::from_parts(parts, body))
     }
 
-    pub async fn send(&self, request: Request<Incoming>) -> Result<Response<Incoming>, Refusal> {
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Err(_) => Err(Refusal::GatewayTimeout("upstream did not answer in time")),
+    /// Sends `request` and waits for the response head until the upstream
+    /// `timeout` or the request's own `deadline`, whichever comes first: one
+    /// timer per request.
+    pub async fn send(
+        &self,
+        request: Request<Incoming>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<Incoming>, Refusal> {
+        let upstream_deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(upstream_deadline.min(deadline), self.client.request(request)).await {
+            Err(_) if upstream_deadline <= deadline => Err(Refusal::GatewayTimeout("upstream did not answer in time")),
+            Err(_) => Err(Refusal::GatewayTimeout(REQUEST_TIMED_OUT)),
             Ok(Err(error)) if is_timeout(&error) => {
                 Err(Refusal::GatewayTimeout("connecting to the upstream timed out"))
             }

@@ -1,0 +1,70 @@
+//! The request path's own work, token aside: path normalisation, route
+//! matching, and preparing the upstream request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Method, Request};
+use jwtgate::Config;
+use jwtgate::proxy::Upstream;
+use jwtgate::routes::RouteTable;
+
+fn config() -> Config {
+    let mut text = String::from(
+        "[upstream]\nurl = \"http://127.0.0.1:9000\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n",
+    );
+    for i in 0..20 {
+        text.push_str(&format!(
+            "[[routes]]\npath = \"/service-{i}/items\"\nmethods = [\"GET\"]\nscopes = [\"read:{i}\"]\n"
+        ));
+    }
+    Config::parse(&text, "bench.toml", Path::new("."), &|_| None).unwrap()
+}
+
+fn hot_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hotpath");
+    group.bench_function("normalize: already normal", |b| {
+        b.iter(|| jwtgate::path::normalize(black_box("/api/v1/orders/12345/items")).unwrap())
+    });
+    group.bench_function("normalize: dots, slashes, escapes", |b| {
+        b.iter(|| jwtgate::path::normalize(black_box("/api/./v1//%6Frders/../orders/12345/%7Eitems")).unwrap())
+    });
+
+    let config = config();
+    let table = RouteTable::new(&config.routes);
+    group.bench_function("route: last of 20", |b| {
+        b.iter(|| table.find(black_box(&Method::GET), black_box("/service-19/items/42")).name().len())
+    });
+    group.bench_function("route: no match (default)", |b| {
+        b.iter(|| table.find(black_box(&Method::GET), black_box("/elsewhere/42")).name().len())
+    });
+
+    let upstream = Upstream::new(&config.upstream);
+    let client: SocketAddr = "192.0.2.10:51234".parse().unwrap();
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri("/api/v1/orders/12345?expand=items")
+        .header("host", "api.example.com")
+        .header("user-agent", "bench/1.0")
+        .header("accept", "application/json")
+        .header("authorization", "Bearer abc.def.ghi")
+        .header("x-request-id", "0123456789abcdef")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("connection", "keep-alive")
+        .body(())
+        .unwrap();
+    let (parts, ()) = request.into_parts();
+    group.bench_function("prepare upstream request", |b| {
+        b.iter(|| {
+            let parts = parts.clone();
+            upstream.prepare(black_box(parts), (), "/api/v1/orders/12345", client).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);
