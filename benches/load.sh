@@ -11,7 +11,10 @@
 # Every target gets the same request, Authorization header included; access
 # logs are off everywhere except the row that says otherwise.
 # Prints a Markdown table of medians: req/s, p50, p99, and proxy CPU per
-# request from /proc (utime+stime of the proxy's processes).
+# request from /proc (utime+stime of the proxy's processes). Then, unless
+# EXTRAS=0: latency at a fixed 5k req/s (needs oha: cargo install oha), and
+# jwtgate's memory idle and at 1000 keep-alive connections cycling through
+# 10 000 distinct tokens (a full verified-token cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/examples/bench_token "$work"
+target/release/examples/bench_token "$work" 10000
 token=$(cat "$work/token")
 issuer="https://bench.jwtgate.local/"
 
@@ -60,7 +63,7 @@ add() { # name url pid
 
 add "direct (no proxy)" "http://$UPSTREAM/" ""
 
-jwtgate() { # name port log-level cache-tokens
+jwtgate() { # name port log-level cache-tokens [path]
     cat > "$work/jwtgate-$2.toml" <<TOML
 [server]
 listen = "127.0.0.1:$2"
@@ -206,3 +209,65 @@ for name, (rps, p50, p99, cpu) in med.items():
     print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu_text} | {vs_nginx} | {vs_ha} |")
 print(f"\nmedians of {len(next(iter(rows.values())))} interleaved rounds")
 PY
+
+[ "${EXTRAS:-1}" = 1 ] || exit 0
+
+if command -v oha >/dev/null; then
+    echo
+    echo "| at a fixed 5 000 req/s, 64 connections | p50 ms | p99 ms | p50 added over direct |"
+    echo "| --- | ---: | ---: | ---: |"
+    direct_p50=""
+    for name in "${names[@]}"; do
+        case "$name" in *"access log"*|*"public route"*) continue ;; esac
+        json=$(taskset -c "$LOAD_CORE" oha -z "${DURATION}s" -q 5000 -c 64 --latency-correction --no-tui \
+            --output-format json -H "Authorization: Bearer $token" "${URL[$name]}")
+        read -r p50 p99 < <(echo "$json" | python3 -c 'import json,sys; p=json.load(sys.stdin)["latencyPercentiles"]; print(p["p50"]*1000, p["p99"]*1000)')
+        [ -z "$direct_p50" ] && direct_p50=$p50
+        python3 -c "print(f'| $name | {$p50:.3f} | {$p99:.3f} | {$p50 - $direct_p50:+.3f} |')"
+    done
+else
+    echo; echo "(no oha: the fixed-rate latency table needs 'cargo install oha')"
+fi
+
+# Memory: a fresh gateway, then 1000 keep-alive connections cycling through
+# 10 000 distinct tokens, so the verified-token cache fills up.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cat > "$work/mem.toml" <<TOML
+[server]
+listen = "127.0.0.1:19015"
+admin_listen = "127.0.0.1:19016"
+worker_threads = 1
+[upstream]
+url = "http://$UPSTREAM"
+[[issuers]]
+issuer = "$issuer"
+audiences = ["bench"]
+jwks_file = "jwks.json"
+[cache]
+max_tokens = 10000
+TOML
+RUST_LOG=warn taskset -c "$PROXY_CORE" target/release/jwtgate run -c "$work/mem.toml" 2>/dev/null &
+mem_pid=$!
+pids+=($mem_pid)
+wait_for "http://127.0.0.1:19015/"
+sleep 1
+idle=$(awk '/VmRSS/ {print $2}' "/proc/$mem_pid/status")
+cat > "$work/tokens.lua" <<'LUA'
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+    i = i + 1
+    return wrk.format("GET", "/", { ["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1] })
+end
+LUA
+TOKENS="$work/tokens" taskset -c "$LOAD_CORE" wrk -t1 -c1000 -d"${DURATION}s" -s "$work/tokens.lua" "http://127.0.0.1:19015/" > "$work/mem-wrk.txt"
+loaded=$(awk '/VmRSS/ {print $2}' "/proc/$mem_pid/status")
+peak=$(awk '/VmHWM/ {print $2}' "/proc/$mem_pid/status")
+lookups=$(curl -fs "http://127.0.0.1:19016/metrics" | awk '/^jwtgate_token_cache_lookups_total/ {sum += $2} END {print sum}')
+misses=$(curl -fs "http://127.0.0.1:19016/metrics" | awk '/^jwtgate_token_cache_lookups_total\{result="miss"\}/ {print $2}')
+echo
+echo "| jwtgate memory | RSS |"
+echo "| --- | ---: |"
+echo "| idle | $((idle / 1024)) MiB |"
+echo "| 1000 connections, 10 000 cached tokens ($misses misses in $lookups lookups) | $((loaded / 1024)) MiB (peak $((peak / 1024)) MiB) |"
