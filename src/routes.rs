@@ -83,6 +83,15 @@ impl Route {
         if self.methods.as_ref().is_some_and(|m| !m.contains(method)) {
             return false;
         }
+        // Fast path: a plain prefix followed by the end, a `/` or a `;`.
+        if let Some(rest) = path.strip_prefix(self.name.as_str())
+            && !self.segments.is_empty()
+        {
+            return matches!(rest.as_bytes().first(), None | Some(b'/' | b';'));
+        }
+        if !path.contains(';') {
+            return self.segments.is_empty();
+        }
         let mut segments = path.split('/').skip(1);
         self.segments
             .iter()
@@ -153,6 +162,8 @@ mod tests {
         assert_eq!(find(Method::GET, "/"), "(default)");
         assert_eq!(find(Method::GET, "/admin;jsessionid=1/users"), "/admin");
         assert_eq!(find(Method::GET, "/Admin"), "(default)");
+        assert_eq!(find(Method::GET, "/public;x/../y"), "/public");
+        assert_eq!(find(Method::GET, "/x;a/public"), "(default)");
     }
 
     #[test]
