@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
-use crate::auth::{Authenticator, bearer};
+use crate::auth::{Authenticator, Verified, bearer};
 use crate::config::{AuthMode, Config};
 use crate::error::Refusal;
 use crate::keys::{Fetcher, IssuerKeys};
@@ -58,9 +58,16 @@ pub struct Gateway {
 #[derive(Default)]
 struct Notes<'a> {
     route: Option<&'a str>,
-    subject: Option<String>,
+    /// The caller, once known (shared with the cache: no copy).
+    verified: Option<Verified>,
     /// Forwarded without a verified token (public route, or optional without one).
     anonymous: bool,
+}
+
+impl Notes<'_> {
+    fn subject(&self) -> Option<&str> {
+        self.verified.as_ref().and_then(Verified::subject)
+    }
 }
 
 impl Gateway {
@@ -118,8 +125,9 @@ impl Gateway {
         let started = Instant::now();
         let request_id = self.request_ids.take_or_make(request.headers());
         request.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
+        // Kept for the access log; cloning a Uri only bumps reference counts.
         let method = request.method().clone();
-        let uri_path = request.uri().path().to_owned();
+        let uri = request.uri().clone();
         let mut notes = Notes::default();
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -131,17 +139,17 @@ impl Gateway {
                 let outcome = if notes.anonymous { Outcome::Public } else { Outcome::Allowed };
                 let status = response.status().as_u16();
                 self.metrics.request(outcome, status);
-                info!(request_id = id, %method, path = %uri_path, status, outcome = outcome.label(),
-                      route = notes.route, latency_ms, sub = notes.subject.as_deref(), "request");
+                info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
+                      route = notes.route, latency_ms, sub = notes.subject(), "request");
                 response.map(Either::Left)
             }
             Err(refusal) => {
                 let outcome = if refusal.is_upstream_error() { Outcome::UpstreamError } else { Outcome::Refused };
                 let status = refusal.status().as_u16();
                 self.metrics.request(outcome, status);
-                info!(request_id = id, %method, path = %uri_path, status, outcome = outcome.label(),
+                info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
                       reason = refusal.reason(), route = notes.route, latency_ms,
-                      sub = notes.subject.as_deref(), "request");
+                      sub = notes.subject(), "request");
                 refusal.to_response(&self.realm).map(Either::Right)
             }
         };
@@ -158,7 +166,9 @@ impl Gateway {
     ) -> Result<Response<Incoming>, Refusal> {
         let (mut parts, body) = request.into_parts();
         // 1. Normalise the path: routes and the upstream both see this one.
-        let path = path::normalize(parts.uri.path()).map_err(Refusal::BadPath)?.into_owned();
+        // (A clone of the Uri, so the path can be borrowed while parts move on.)
+        let uri = parts.uri.clone();
+        let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
         // 2. Match a route.
         let route = self.routes.find(&parts.method, &path);
         notes.route = Some(route.name());
@@ -182,11 +192,12 @@ impl Gateway {
                         self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
                         Refusal::from(rejected.failure)
                     })?;
-                notes.subject = verified.subject().map(str::to_owned);
                 route.authorize(&verified).inspect_err(|refusal| {
                     self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
                 })?;
-                self.identity.values(&verified, token)
+                let identity = self.identity.values(&verified, token);
+                notes.verified = Some(verified);
+                identity
             }
             (None, AuthMode::Required) => {
                 self.metrics.auth_failure(None, "missing_token");

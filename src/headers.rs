@@ -1,6 +1,7 @@
 //! Header hygiene between client and upstream, as small pure functions:
 //! hop-by-hop removal (RFC 9110 §7.6.1) and the `X-Forwarded-*` set.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::HeaderMap;
@@ -39,15 +40,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (the latter only when the request named a host).
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<HeaderValue>) {
-    let client = client.to_string();
-    let mut chain = String::new();
+    let mut chain = String::with_capacity(48);
     for value in headers.get_all(&X_FORWARDED_FOR) {
         if let Ok(v) = value.to_str() {
             chain.push_str(v.trim());
             chain.push_str(", ");
         }
     }
-    chain.push_str(&client);
+    let _ = write!(chain, "{client}");
     if let Ok(value) = HeaderValue::try_from(chain) {
         headers.insert(&X_FORWARDED_FOR, value);
     }

@@ -85,26 +85,17 @@ impl Reloader {
 
 /// The listener settings that differ, by key.
 fn restart_needed(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    if running.listen != new.listen {
-        keys.push("server.listen");
-    }
-    if running.admin_listen != new.admin_listen {
-        keys.push("server.admin_listen");
-    }
-    if running.header_read_timeout != new.header_read_timeout {
-        keys.push("server.header_read_timeout");
-    }
-    if running.max_header_bytes != new.max_header_bytes {
-        keys.push("server.max_header_bytes");
-    }
-    if running.shutdown_grace != new.shutdown_grace {
-        keys.push("server.shutdown_grace");
-    }
-    if running.worker_threads != new.worker_threads {
-        keys.push("server.worker_threads");
-    }
-    keys
+    [
+        ("server.listen", running.listen != new.listen),
+        ("server.admin_listen", running.admin_listen != new.admin_listen),
+        ("server.header_read_timeout", running.header_read_timeout != new.header_read_timeout),
+        ("server.max_header_bytes", running.max_header_bytes != new.max_header_bytes),
+        ("server.shutdown_grace", running.shutdown_grace != new.shutdown_grace),
+        ("server.worker_threads", running.worker_threads != new.worker_threads),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {

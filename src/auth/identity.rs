@@ -34,6 +34,9 @@ impl IdentityHeaders {
     /// claim whose value cannot be a header value (CR, LF, NUL…) is left out
     /// and logged by name only.
     pub fn values(&self, verified: &Verified, token: &str) -> Vec<(HeaderName, HeaderValue)> {
+        if self.claims.is_empty() && self.payload.is_none() {
+            return Vec::new();
+        }
         let mut out = Vec::with_capacity(self.claims.len() + 1);
         for (path, name) in &self.claims {
             let Some(value) = path.lookup(verified.claims()) else { continue };

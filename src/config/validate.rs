@@ -16,22 +16,11 @@ use super::{
     UpstreamConfig,
 };
 use crate::auth::claims::ClaimPath;
+use crate::keys::set::SUPPORTED_ALGORITHMS;
 
 /// hyper refuses a read buffer below 8 KiB.
 const MIN_HEADER_BYTES: i64 = 8 * 1024;
 const MAX_HEADER_BYTES: i64 = 1024 * 1024;
-
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 #[derive(Default)]
 struct Problems(Vec<Problem>);

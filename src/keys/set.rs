@@ -63,7 +63,8 @@ impl VerifyingKey {
     /// Checks a JWS signature (base64url, as in the token) over `signing_input`.
     pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature_b64: &str) -> bool {
         let Some((_, key)) = self.verifiers.iter().find(|(a, _)| *a == alg) else { return false };
-        let mut signature = [0u8; MAX_SIGNATURE_BYTES];
+        // base64's decode_slice wants room for its estimate, a few bytes over the exact length.
+        let mut signature = [0u8; MAX_SIGNATURE_BYTES + 8];
         match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
             Ok(len) => key.verify_sig(signing_input, &signature[..len]).is_ok(),
             Err(_) => false,
@@ -169,7 +170,7 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
     let public_key = public_key_bytes(&jwk.algorithm).ok_or("bad key parameters (not base64url)")?;
     let algorithms: Vec<Algorithm> = match alg {
         Some(pinned) => vec![pinned],
-        None => ALL_ALGORITHMS.into_iter().filter(|a| KeyKind::for_algorithm(*a) == Some(kind)).collect(),
+        None => SUPPORTED_ALGORITHMS.into_iter().filter(|a| KeyKind::for_algorithm(*a) == Some(kind)).collect(),
     };
     let verifiers = algorithms
         .into_iter()
@@ -182,7 +183,8 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
     Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, verifiers })
 }
 
-const ALL_ALGORITHMS: [Algorithm; 9] = [
+/// The algorithms jwtgate verifies: asymmetric only, since a JWKS is public.
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
