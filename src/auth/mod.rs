@@ -12,6 +12,7 @@ pub mod bearer;
 pub mod cache;
 pub mod claims;
 pub mod identity;
+mod strict_json;
 pub mod token;
 mod verify;
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::AuthFailure;
+use super::strict_json::StrictObject;
 
 pub type Claims = Map<String, Value>;
 
@@ -19,8 +20,13 @@ pub struct JoseHeader {
     pub alg: String,
     #[serde(default)]
     pub kid: Option<String>,
-    #[serde(default)]
-    pub crit: Option<Value>,
+    /// Whether `crit` is present at all: any value, `null` included, is refused.
+    #[serde(default, deserialize_with = "present")]
+    pub crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// A token split and decoded, signature not yet checked.
@@ -43,20 +49,19 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, AuthFailure> {
         return Err(AuthFailure::NotJwt);
     }
     let signing_input = &token[..header.len() + 1 + payload.len()];
-    let header: JoseHeader = decode_json(header).ok_or(AuthFailure::BadHeader)?;
+    let header_bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| AuthFailure::BadHeader)?;
+    // Duplicate header names (two "alg"s) are refused like duplicate claims.
+    serde_json::from_slice::<StrictObject>(&header_bytes).map_err(|_| AuthFailure::BadHeader)?;
+    let header: JoseHeader = serde_json::from_slice(&header_bytes).map_err(|_| AuthFailure::BadHeader)?;
     // RFC 7515 §4.1.11: a recipient must refuse critical extensions it does not
     // understand, and jwtgate understands none.
-    if header.crit.is_some() {
+    if header.crit {
         return Err(AuthFailure::UnsupportedCritical);
     }
     let alg = header.alg.parse::<Algorithm>().map_err(|_| AuthFailure::AlgorithmNotAllowed)?;
-    let claims: Claims = decode_json(payload).ok_or(AuthFailure::BadPayload)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| AuthFailure::BadPayload)?;
+    let StrictObject(claims) = serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadPayload)?;
     Ok(Unverified { signing_input, signature, alg, kid: header.kid, claims })
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]
@@ -94,8 +99,11 @@ mod tests {
             (&*token(r#"{"alg":"none"}"#, "{}"), AuthFailure::AlgorithmNotAllowed),
             (&*token(r#"{"alg":"NONE"}"#, "{}"), AuthFailure::AlgorithmNotAllowed),
             (&*token(r#"{"alg":"RS256","crit":["exp"]}"#, "{}"), AuthFailure::UnsupportedCritical),
+            (&*token(r#"{"alg":"RS256","crit":null}"#, "{}"), AuthFailure::UnsupportedCritical),
             (&*token(r#"{"alg":"RS256"}"#, "[1]"), AuthFailure::BadPayload),
             ("e30=.e30.c2ln", AuthFailure::BadHeader),
+            (&*token(r#"{"alg":"RS256","alg":"none"}"#, "{}"), AuthFailure::BadHeader),
+            (&*token(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"b"}"#), AuthFailure::BadPayload),
         ];
         for (input, expected) in cases {
             assert_eq!(parse(input).unwrap_err(), expected, "{input}");
