@@ -92,6 +92,7 @@ fn restart_needed(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static st
         ("server.max_header_bytes", running.max_header_bytes != new.max_header_bytes),
         ("server.shutdown_grace", running.shutdown_grace != new.shutdown_grace),
         ("server.worker_threads", running.worker_threads != new.worker_threads),
+        ("server.max_connections", running.max_connections != new.max_connections),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))

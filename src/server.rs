@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,10 +17,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::gateway::SharedGateway;
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Streams a client may reset before the server accepts them (CVE-2023-44487,
+/// "rapid reset"), and resets caused by its errors, before the connection goes.
+const MAX_PENDING_RESET_STREAMS: usize = 64;
+const MAX_ERROR_RESET_STREAMS: usize = 256;
 
 /// Connection-level limits of a listener.
 #[derive(Debug, Clone)]
@@ -27,6 +36,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl From<&ServerConfig> for Limits {
@@ -35,6 +46,7 @@ impl From<&ServerConfig> for Limits {
             header_read_timeout: server.header_read_timeout,
             max_header_bytes: server.max_header_bytes,
             shutdown_grace: server.shutdown_grace,
+            max_connections: server.max_connections,
         }
     }
 }
@@ -45,6 +57,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -92,10 +105,23 @@ where
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESET_STREAMS)
+        .max_local_error_reset_streams(MAX_ERROR_RESET_STREAMS);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        // At the connection limit, stop accepting: clients queue in the
+        // kernel's backlog instead of costing memory here.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, client) = match accepted {
@@ -119,6 +145,7 @@ where
                     if let Err(error) = connection.await {
                         debug!(%client, %error, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,

@@ -282,3 +282,51 @@ async fn an_upstream_that_never_accepts_is_a_connect_timeout_504() {
     assert_refused(&answer, 504, "gateway_timeout", "connecting to the upstream timed out");
     drop((listener, fillers));
 }
+
+#[tokio::test]
+async fn beyond_max_connections_clients_wait_until_a_slot_frees() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = toml(&upstream.url(), &idp.issuer).server("max_connections = 2").start().await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let request = format!("GET / HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let answer = |mut stream: tokio::net::TcpStream| {
+        let request = request.clone();
+        async move {
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            (stream, String::from_utf8_lossy(&buf[..n]).into_owned())
+        }
+    };
+    // Two keep-alive connections take both slots.
+    let (first, a) = answer(tokio::net::TcpStream::connect(gateway.addr).await.unwrap()).await;
+    let (_second, b) = answer(tokio::net::TcpStream::connect(gateway.addr).await.unwrap()).await;
+    assert!(a.starts_with("HTTP/1.1 200") && b.starts_with("HTTP/1.1 200"));
+    // A third waits in the backlog: connected, but not served...
+    let third = tokio::spawn(answer(tokio::net::TcpStream::connect(gateway.addr).await.unwrap()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "the third connection was served beyond max_connections");
+    // ...until one of the first two closes.
+    drop(first);
+    let (_, c) = tokio::time::timeout(Duration::from_secs(5), third).await.expect("served once a slot freed").unwrap();
+    assert!(c.starts_with("HTTP/1.1 200"), "{c}");
+}
+
+#[tokio::test]
+async fn h2c_clients_are_told_the_stream_limit() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = toml(&upstream.url(), &idp.issuer).start().await;
+    let stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // The server's SETTINGS arrive with its first frames; a request makes sure they were read.
+    let request = hyper::Request::get(format!("http://{}/", gateway.addr)).body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 401);
+    assert_eq!(client.current_max_send_streams(), 256);
+}

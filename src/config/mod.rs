@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Runtime worker threads; `None`: one per core.
     pub worker_threads: Option<usize>,
+    /// Open client connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Whole request, from the client's head to the upstream's response head.
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,

@@ -26,6 +26,7 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub worker_threads: Option<i64>,
+    pub max_connections: Option<i64>,
     pub request_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
     pub max_header_bytes: Option<i64>,

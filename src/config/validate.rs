@@ -115,6 +115,10 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
             None
         }
     });
+    let max_connections = raw.max_connections.unwrap_or(10_000);
+    if !(1..=1_000_000).contains(&max_connections) {
+        p.add("server.max_connections", format!("must be between 1 and 1000000 (got {max_connections})"));
+    }
     let max_header_bytes = raw.max_header_bytes.unwrap_or(16384);
     if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&max_header_bytes) {
         p.add(
@@ -131,6 +135,7 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         listen,
         admin_listen,
         worker_threads,
+        max_connections: usize::try_from(max_connections).unwrap_or(10_000),
         request_timeout: p.duration("server.request_timeout", raw.request_timeout.as_deref(), secs(30)),
         header_read_timeout: p.duration("server.header_read_timeout", raw.header_read_timeout.as_deref(), secs(10)),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),

@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 /// Tokens without `kid` are tried against at most this many keys.
 pub const MAX_KEYS_WITHOUT_KID: usize = 4;
+/// Keys read from one JWKS; real issuers publish a handful.
+pub const MAX_KEYS: usize = 100;
 
 /// The kind of public key, which decides the algorithms it can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +98,13 @@ impl KeySet {
     /// and described in the returned list; the rest of the set still works.
     pub fn from_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), JwksError> {
         let raw: RawSet = serde_json::from_slice(body)?;
-        let mut keys = Vec::with_capacity(raw.keys.len());
+        let mut keys = Vec::with_capacity(raw.keys.len().min(MAX_KEYS));
         let mut skipped = Vec::new();
-        for (i, value) in raw.keys.into_iter().enumerate() {
+        if raw.keys.len() > MAX_KEYS {
+            skipped
+                .push(format!("keys[{MAX_KEYS}..{}]: more than {MAX_KEYS} keys; the rest are ignored", raw.keys.len()));
+        }
+        for (i, value) in raw.keys.into_iter().take(MAX_KEYS).enumerate() {
             let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
             let name = kid.as_deref().map_or_else(|| format!("keys[{i}]"), |k| format!("kid {k:?}"));
             match parse_key(value) {
@@ -323,6 +329,14 @@ mod tests {
         let der = rsa_public_key_der(&[vec![0, 0], vec![0x7f; 256]].concat(), &[3]);
         assert_eq!(&der[..4], [0x30, 0x82, 0x01, 0x07]);
         assert_eq!(&der[4..8], [0x02, 0x82, 0x01, 0x00]);
+    }
+
+    #[test]
+    fn at_most_max_keys_are_read() {
+        let keys: Vec<_> = (0..MAX_KEYS + 5).map(|i| rsa(&format!("k{i}"))).collect();
+        let (set, skipped) = KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), MAX_KEYS);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
     }
 
     #[test]
