@@ -63,10 +63,13 @@ add() { # name url pid
 
 add "direct (no proxy)" "http://$UPSTREAM/" ""
 
-jwtgate() { # name port log-level cache-tokens [path]
-    cat > "$work/jwtgate-$2.toml" <<TOML
+# Starts a one-worker jwtgate on PORT (admin on PORT+1000) with CACHE cached
+# tokens and log level LEVEL; its pid is left in $last_pid.
+start_jwtgate() { # port level cache
+    cat > "$work/jwtgate-$1.toml" <<TOML
 [server]
-listen = "127.0.0.1:$2"
+listen = "127.0.0.1:$1"
+admin_listen = "127.0.0.1:$(($1 + 1000))"
 worker_threads = 1
 [upstream]
 url = "http://$UPSTREAM"
@@ -78,11 +81,16 @@ jwks_file = "jwks.json"
 path = "/public"
 auth = "public"
 [cache]
-max_tokens = $4
+max_tokens = $3
 TOML
-    RUST_LOG=$3 taskset -c "$PROXY_CORE" target/release/jwtgate run -c "$work/jwtgate-$2.toml" 2>/dev/null &
-    pids+=($!)
-    add "$1" "http://127.0.0.1:$2/${5:-}" $!
+    RUST_LOG=$2 taskset -c "$PROXY_CORE" target/release/jwtgate run -c "$work/jwtgate-$1.toml" >/dev/null 2>&1 &
+    last_pid=$!
+    pids+=("$last_pid")
+}
+
+jwtgate() { # name port log-level cache-tokens [path]
+    start_jwtgate "$2" "$3" "$4"
+    add "$1" "http://127.0.0.1:$2/${5:-}" "$last_pid"
 }
 jwtgate "jwtgate, cache off (RS256 every request)" 19011 warn 0
 jwtgate "jwtgate, cache on (repeated token)" 19012 warn 10000
@@ -232,23 +240,8 @@ fi
 # Memory: a fresh gateway, then 1000 keep-alive connections cycling through
 # 10 000 distinct tokens, so the verified-token cache fills up.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cat > "$work/mem.toml" <<TOML
-[server]
-listen = "127.0.0.1:19015"
-admin_listen = "127.0.0.1:19016"
-worker_threads = 1
-[upstream]
-url = "http://$UPSTREAM"
-[[issuers]]
-issuer = "$issuer"
-audiences = ["bench"]
-jwks_file = "jwks.json"
-[cache]
-max_tokens = 10000
-TOML
-RUST_LOG=warn taskset -c "$PROXY_CORE" target/release/jwtgate run -c "$work/mem.toml" 2>/dev/null &
-mem_pid=$!
-pids+=($mem_pid)
+start_jwtgate 19015 warn 10000
+mem_pid=$last_pid
 wait_for "http://127.0.0.1:19015/"
 sleep 1
 idle=$(awk '/VmRSS/ {print $2}' "/proc/$mem_pid/status")
@@ -264,8 +257,8 @@ LUA
 TOKENS="$work/tokens" taskset -c "$LOAD_CORE" wrk -t1 -c1000 -d"${DURATION}s" -s "$work/tokens.lua" "http://127.0.0.1:19015/" > "$work/mem-wrk.txt"
 loaded=$(awk '/VmRSS/ {print $2}' "/proc/$mem_pid/status")
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$mem_pid/status")
-lookups=$(curl -fs "http://127.0.0.1:19016/metrics" | awk '/^jwtgate_token_cache_lookups_total/ {sum += $2} END {print sum}')
-misses=$(curl -fs "http://127.0.0.1:19016/metrics" | awk '/^jwtgate_token_cache_lookups_total\{result="miss"\}/ {print $2}')
+lookups=$(curl -fs "http://127.0.0.1:20015/metrics" | awk '/^jwtgate_token_cache_lookups_total/ {sum += $2} END {print sum}')
+misses=$(curl -fs "http://127.0.0.1:20015/metrics" | awk '/^jwtgate_token_cache_lookups_total\{result="miss"\}/ {print $2}')
 echo
 echo "| jwtgate memory | RSS |"
 echo "| --- | ---: |"
