@@ -192,12 +192,12 @@ impl Gateway {
                         self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
                         Refusal::from(rejected.failure)
                     })?;
-                route.authorize(&verified).inspect_err(|refusal| {
+                // Kept before authorising, so a 403 is logged with its subject.
+                let verified = notes.verified.insert(verified);
+                route.authorize(verified).inspect_err(|refusal| {
                     self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
                 })?;
-                let identity = self.identity.values(&verified, token);
-                notes.verified = Some(verified);
-                identity
+                self.identity.values(verified, token)
             }
             (None, AuthMode::Required) => {
                 self.metrics.auth_failure(None, "missing_token");

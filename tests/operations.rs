@@ -321,7 +321,7 @@ async fn json_logs_parse_and_never_contain_the_token() {
     let key = SigningKey::rsa("k");
     let idp = TestIdp::start(&[&key]).await;
     let upstream = TestUpstream::start().await;
-    let (_dir, path) = config_file(&upstream, &idp, "");
+    let (_dir, path) = config_file(&upstream, &idp, "\n[[routes]]\npath = \"/admin\"\nscopes = [\"admin\"]\n");
     let binary = Binary::start(&path, &["--log-format", "json"], &[]).await;
     let token = key.mint(&claims(&idp.issuer, "api"));
     let mut wrong = claims(&idp.issuer, "other-api");
@@ -330,6 +330,7 @@ async fn json_logs_parse_and_never_contain_the_token() {
     assert_eq!(get(&binary.url("/orders"), Some(&token)).await.0, 200);
     assert_eq!(get(&binary.url("/orders"), Some(&wrong)).await.0, 401);
     assert_eq!(get(&binary.url("/orders"), Some("not.a.jwt")).await.0, 401);
+    assert_eq!(get(&binary.url("/admin"), Some(&token)).await.0, 403);
     binary.signal("-TERM");
     let (_, lines) = binary.wait().await;
     let mut requests = Vec::new();
@@ -345,10 +346,16 @@ async fn json_logs_parse_and_never_contain_the_token() {
             requests.push(entry);
         }
     }
-    assert_eq!(requests.len(), 3, "{lines:#?}");
+    assert_eq!(requests.len(), 4, "{lines:#?}");
     assert_eq!(requests[0]["status"], 200);
     assert_eq!(requests[0]["outcome"], "allowed");
     assert_eq!(requests[0]["sub"], "user-1");
     assert_eq!(requests[1]["reason"], "wrong_audience");
+    assert_eq!(
+        (requests[3]["status"].as_u64(), requests[3]["sub"].as_str()),
+        (Some(403), Some("user-1")),
+        "a 403 names its subject"
+    );
+    assert_eq!(requests[3]["route"], "/admin");
     assert!(requests.iter().all(|r| r["request_id"].as_str().is_some_and(|id| !id.is_empty())));
 }
