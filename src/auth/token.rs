@@ -5,29 +5,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::AuthFailure;
 use super::strict_json::StrictObject;
 
 pub type Claims = Map<String, Value>;
-
-/// The JOSE header fields jwtgate acts on. `jku`, `x5u`, `jwk` and `x5c` are
-/// deliberately not read: keys come only from the issuer's configured JWKS.
-#[derive(Debug, Deserialize)]
-pub struct JoseHeader {
-    pub alg: String,
-    #[serde(default)]
-    pub kid: Option<String>,
-    /// Whether `crit` is present at all: any value, `null` included, is refused.
-    #[serde(default, deserialize_with = "present")]
-    pub crit: bool,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
-}
 
 /// A token split and decoded, signature not yet checked.
 #[derive(Debug)]
@@ -49,19 +32,26 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, AuthFailure> {
         return Err(AuthFailure::NotJwt);
     }
     let signing_input = &token[..header.len() + 1 + payload.len()];
+    // Parsed once, strictly: duplicate names (two "alg"s) are refused like duplicate claims.
+    // Only alg, kid and crit are read; `jku`, `x5u`, `jwk` and `x5c` are
+    // deliberately ignored: keys come only from the issuer's configured JWKS.
     let header_bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| AuthFailure::BadHeader)?;
-    // Duplicate header names (two "alg"s) are refused like duplicate claims.
-    serde_json::from_slice::<StrictObject>(&header_bytes).map_err(|_| AuthFailure::BadHeader)?;
-    let header: JoseHeader = serde_json::from_slice(&header_bytes).map_err(|_| AuthFailure::BadHeader)?;
+    let StrictObject(header) = serde_json::from_slice(&header_bytes).map_err(|_| AuthFailure::BadHeader)?;
     // RFC 7515 §4.1.11: a recipient must refuse critical extensions it does not
-    // understand, and jwtgate understands none.
-    if header.crit {
+    // understand, and jwtgate understands none; any `crit`, even null, is refused.
+    if header.contains_key("crit") {
         return Err(AuthFailure::UnsupportedCritical);
     }
-    let alg = header.alg.parse::<Algorithm>().map_err(|_| AuthFailure::AlgorithmNotAllowed)?;
+    let alg = header.get("alg").and_then(Value::as_str).ok_or(AuthFailure::BadHeader)?;
+    let alg = alg.parse::<Algorithm>().map_err(|_| AuthFailure::AlgorithmNotAllowed)?;
+    let kid = match header.get("kid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(AuthFailure::BadHeader),
+    };
     let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| AuthFailure::BadPayload)?;
     let StrictObject(claims) = serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadPayload)?;
-    Ok(Unverified { signing_input, signature, alg, kid: header.kid, claims })
+    Ok(Unverified { signing_input, signature, alg, kid, claims })
 }
 
 #[cfg(test)]
