@@ -8,24 +8,28 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use crate::error::json_response;
 use crate::gateway::SharedGateway;
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub fn handle<B>(request: &Request<B>, shared: &SharedGateway) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return json(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"}));
+        return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"}));
     }
     let gateway = shared.load();
     match request.uri().path() {
-        "/healthz" => json(StatusCode::OK, &json!({"status": "ok"})),
+        "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
         "/readyz" => {
             let waiting: Vec<&str> =
                 gateway.issuer_keys().iter().filter(|k| !k.has_keys()).map(|k| k.issuer()).collect();
             if waiting.is_empty() {
-                json(StatusCode::OK, &json!({"ready": true}))
+                json_response(StatusCode::OK, &json!({"ready": true}))
             } else {
-                json(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false, "issuers_without_keys": waiting}))
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"ready": false, "issuers_without_keys": waiting}),
+                )
             }
         }
         "/metrics" => {
@@ -34,16 +38,9 @@ pub fn handle<B>(request: &Request<B>, shared: &SharedGateway) -> Response<Full<
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
             response
         }
-        _ => json(
+        _ => json_response(
             StatusCode::NOT_FOUND,
             &json!({"error": "not_found", "endpoints": ["/healthz", "/readyz", "/metrics"]}),
         ),
     }
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }

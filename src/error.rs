@@ -142,10 +142,8 @@ impl Refusal {
 
     pub fn to_response(&self, realm: &str) -> Response<Full<Bytes>> {
         let body = serde_json::json!({"error": self.code(), "error_description": self.description()});
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-        *response.status_mut() = self.status();
+        let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(value) = self.www_authenticate(realm).and_then(|v| HeaderValue::try_from(v).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
@@ -154,6 +152,15 @@ impl Refusal {
         }
         response
     }
+}
+
+/// A JSON answer: the one shape of every body jwtgate writes itself
+/// (refusals, admin endpoints, the demo's issuer and backend).
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 #[cfg(test)]

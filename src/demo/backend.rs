@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::issuer::json_response;
+use crate::error::json_response;
 
 pub fn handle(request: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {

@@ -21,6 +21,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use crate::error::json_response;
+
 /// Token requests larger than this are refused.
 const MAX_TOKEN_REQUEST_BYTES: usize = 16 * 1024;
 
@@ -257,13 +259,6 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
 
 fn fingerprint(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x01000193))
-}
-
-pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    response
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
