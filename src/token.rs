@@ -20,6 +20,7 @@ const MAX_EXPIRY_MARGIN: u64 = 60;
 /// …or this share of its lifetime, whichever is smaller.
 const EXPIRY_MARGIN_SHARE: u64 = 10;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthMethod {
@@ -154,9 +155,16 @@ async fn fetch(request: &TokenRequest) -> Result<Value, TokenError> {
         let credentials = format!("{}:{}", encode(&request.client_id), encode(&request.client_secret));
         http = http.header(reqwest::header::AUTHORIZATION, format!("Basic {}", STANDARD.encode(credentials)));
     }
-    let response = http.send().await.map_err(network)?;
+    let mut response = http.send().await.map_err(network)?;
     let status = response.status();
-    let body = response.bytes().await.map_err(network)?;
+    // A token answer is a few KiB; never hold more than this of whatever comes back.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(network)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(TokenError::BadAnswer { url: url.clone(), problem: "the answer is larger than 1 MiB".into() });
+        }
+        body.extend_from_slice(&chunk);
+    }
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     if !status.is_success() {
         let field = |name| json.as_ref().and_then(|j| j.get(name)).and_then(Value::as_str).map(str::to_owned);

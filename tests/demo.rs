@@ -227,6 +227,19 @@ async fn token_errors_are_shown_as_the_endpoint_said() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/oauth/token", closed.local_addr().unwrap());
     drop(closed);
+    let (huge, task) =
+        support::http::serve(|_req| async { json_response(200, &serde_json::json!({"pad": "x".repeat(2 << 20)})) })
+            .await;
+    let oversized = TokenCli { cache: tempfile::tempdir().unwrap(), url: format!("http://{huge}/oauth/token") };
+    let out = oversized.run(Some("demo-secret"), &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("larger than 1 MiB"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    task.abort();
+
     let unreachable = TokenCli { cache: tempfile::tempdir().unwrap(), url: url.clone() };
     let out = unreachable.run(Some("demo-secret"), &[]).await;
     assert_eq!(out.status.code(), Some(1));
