@@ -104,4 +104,97 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "::1");
         assert!(!h.contains_key("x-forwarded-host"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: &[&str] = &[
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-connection",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-a",
+            "x-b",
+            "authorization",
+            "host",
+            "content-length",
+        ];
+
+        /// Header lists drawn from names that matter here, with Connection
+        /// values naming any of them in any case, spaced and comma-joined.
+        fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
+            let name = prop::sample::select(NAMES);
+            let listed = prop::collection::vec((name.clone(), any::<bool>()), 0..4).prop_map(|names| {
+                let names: Vec<String> =
+                    names.into_iter().map(|(n, upper)| if upper { n.to_uppercase() } else { n.to_string() }).collect();
+                names.join(" ,")
+            });
+            let value = prop_oneof!["[ -~]{0,12}", listed];
+            prop::collection::vec((name.prop_map(str::to_owned), value), 0..12)
+        }
+
+        proptest! {
+            #[test]
+            fn hop_by_hop_removal_leaves_exactly_the_end_to_end_headers(pairs in headers()) {
+                let mut h = HeaderMap::new();
+                for (name, value) in &pairs {
+                    if let Ok(value) = HeaderValue::from_str(value) {
+                        h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value);
+                    }
+                }
+                let named: Vec<String> = h
+                    .get_all(CONNECTION)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .map(|n| n.trim().to_ascii_lowercase())
+                    .collect();
+                let before = h.clone();
+                remove_hop_by_hop(&mut h);
+                let hop = ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+                           "proxy-connection", "proxy-authorization", "proxy-authenticate"];
+                for name in before.keys() {
+                    let gone = hop.contains(&name.as_str()) || named.iter().any(|n| n == name.as_str());
+                    if gone {
+                        prop_assert!(!h.contains_key(name), "{name} kept");
+                    } else {
+                        let kept: Vec<_> = h.get_all(name).iter().collect();
+                        let was: Vec<_> = before.get_all(name).iter().collect();
+                        prop_assert_eq!(kept, was, "{} changed", name);
+                    }
+                }
+                prop_assert!(h.keys().all(|name| before.contains_key(name)));
+            }
+
+            #[test]
+            fn the_client_is_always_the_last_forwarded_hop(
+                chain in prop::collection::vec("[0-9a-f.:, ]{0,20}", 0..4),
+                client in any::<std::net::IpAddr>(),
+                tls in any::<bool>(),
+            ) {
+                let mut h = HeaderMap::new();
+                for link in &chain {
+                    h.append(&X_FORWARDED_FOR, HeaderValue::from_str(link).unwrap());
+                }
+                h.append(&X_FORWARDED_PROTO, HeaderValue::from_static("spoofed"));
+                let proto = if tls { "https" } else { "http" };
+                set_forwarded(&mut h, client, proto, None);
+                let all: Vec<_> = h.get_all(&X_FORWARDED_FOR).iter().collect();
+                prop_assert_eq!(all.len(), 1);
+                let value = all[0].to_str().unwrap();
+                let expected_tail = client.to_string();
+                prop_assert!(value.ends_with(&expected_tail), "{value:?}");
+                prop_assert_eq!(h.get_all(&X_FORWARDED_PROTO).iter().collect::<Vec<_>>(), [proto]);
+                prop_assert!(!h.contains_key(&X_FORWARDED_HOST));
+            }
+        }
+    }
 }

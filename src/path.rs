@@ -92,14 +92,6 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     .map(|(h, l)| h << 4 | l)
                     .ok_or("request path has a malformed percent-escape")?;
                 fully_decoded.push(value);
-                if value == b'%'
-                    && bytes
-                        .get(i + 3..i + 5)
-                        .and_then(|h| hex_value(h[0]).zip(hex_value(h[1])))
-                        .is_some_and(|(h, l)| matches!(h << 4 | l, b'.' | b'/' | b'\\'))
-                {
-                    return Err("request path has a double-encoded dot, slash or backslash");
-                }
                 match value {
                     b'/' | b'\\' => return Err("request path contains an encoded slash or backslash"),
                     0 => return Err("request path contains a NUL byte"),
@@ -129,11 +121,25 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     if std::str::from_utf8(&fully_decoded).is_err() {
         return Err("request path is not valid UTF-8 once decoded");
     }
+    // Checked on the result, not the input: `%25` followed by `2` and an
+    // escaped `e` (`%252%65`) only becomes `%252e` once decoded here.
+    if has_double_encoded_separator(&out) {
+        return Err("request path has a double-encoded dot, slash or backslash");
+    }
     // A dot segment carrying a parameter is refused rather than guessed at.
     if out.split('/').any(|s| matches!(s.split_once(';'), Some((".", _)) | Some(("..", _)))) {
         return Err("request path has a dot segment with a ';' parameter");
     }
     Ok(out)
+}
+
+/// `%25` followed by the escape of `.`, `/` or `\\`: what a server that
+/// decodes twice turns into that character.
+fn has_double_encoded_separator(path: &str) -> bool {
+    path.as_bytes().windows(5).any(|w| {
+        w.starts_with(b"%25")
+            && hex_value(w[3]).zip(hex_value(w[4])).is_some_and(|(h, l)| matches!(h << 4 | l, b'.' | b'/' | b'\\'))
+    })
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -184,8 +190,26 @@ mod tests {
     #[test]
     fn refuses_tricks() {
         for path in [
-            "/..", "/a/../..", "/%2e%2e", "/a%2fb", "/a%2Fb", "/a%5cb", "/a\\b", "/a%00b", "/a%", "/a%g1", "/a/..;/b",
-            "/a/.;x/b", "*", "", "a/b",
+            "/..",
+            "/a/../..",
+            "/%2e%2e",
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a\\b",
+            "/a%00b",
+            "/a%",
+            "/a%g1",
+            "/a/..;/b",
+            "/a/.;x/b",
+            "*",
+            "",
+            "a/b",
+            "/a%252e%252e/b",
+            "/a%252F",
+            "/x/%252%652p",
+            "/%25%32%65",
+            "/%25%32%46",
         ] {
             assert!(normalize(path).is_err(), "{path:?} should be refused");
         }
