@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -11,6 +10,7 @@ use http::{Method, Request};
 use jwtgate::Config;
 use jwtgate::proxy::Upstream;
 use jwtgate::routes::RouteTable;
+use jwtgate::server::Peer;
 
 fn config() -> Config {
     let mut text = String::from(
@@ -42,8 +42,8 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| table.find(black_box(&Method::GET), black_box("/elsewhere/42")).name().len())
     });
 
-    let upstream = Upstream::new(&config.upstream);
-    let client: SocketAddr = "192.0.2.10:51234".parse().unwrap();
+    let upstream = Upstream::new(&config.upstream).unwrap();
+    let client = Peer { addr: "192.0.2.10:51234".parse().unwrap(), tls: false };
     let request = Request::builder()
         .method(Method::GET)
         .uri("/api/v1/orders/12345?expand=items")

@@ -4,14 +4,16 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::config::{AuthMode, Config, JwksSource};
+use crate::config::{AuthMode, Config, JwksSource, Problem};
 use crate::keys::{Fetcher, IssuerKeys};
+use crate::tls::{self, ServerTls};
 
 /// A human summary of what the configuration does.
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
     let up = &config.upstream;
-    let _ = writeln!(out, "listen      {} (HTTP/1.1 and h2c)", config.server.listen);
+    let protocols = if config.server.tls.is_some() { "TLS: HTTP/1.1 and h2" } else { "HTTP/1.1 and h2c" };
+    let _ = writeln!(out, "listen      {} ({protocols})", config.server.listen);
     let _ = writeln!(out, "upstream    {}{}", up.origin.to_string().trim_end_matches('/'), up.base_path);
     for issuer in &config.issuers {
         let source = match &issuer.jwks {
@@ -61,6 +63,17 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "header      {header} <- the verified payload (base64url JSON)");
     }
     out
+}
+
+/// Reads every file the configuration names for TLS, as `run` would; each
+/// unusable one is a problem under its key.
+pub fn files(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(server_tls) = &config.server.tls {
+        problems.extend(ServerTls::load(server_tls).err());
+    }
+    problems.extend(tls::upstream_client_config(&config.upstream).err());
+    problems
 }
 
 /// Fetches every issuer's keys once. Returns the listing and whether all

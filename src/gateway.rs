@@ -2,7 +2,6 @@
 //! [`Gateway::try_handle`], turns any [`Refusal`] into the contract's
 //! response, counts it, and writes the one access-log line.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,13 +15,14 @@ use tracing::info;
 use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::{Authenticator, Verified, bearer};
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, Problem};
 use crate::error::Refusal;
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::metrics::{Metrics, Outcome};
 use crate::path;
 use crate::proxy::{REQUEST_TIMED_OUT, Upstream};
 use crate::routes::RouteTable;
+use crate::server::Peer;
 
 /// What the gateway answers with: the upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -37,7 +37,10 @@ const MAX_REQUEST_ID: usize = 128;
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("cannot build the HTTP client for key fetches: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] crate::keys::FetcherError),
+    /// A TLS file of the upstream, named by its configuration key.
+    #[error("{}: {}", .0.key, .0.message)]
+    Upstream(Problem),
 }
 
 /// One configuration's worth of request handling. A reload builds a new
@@ -104,7 +107,7 @@ impl Gateway {
             ),
             routes: RouteTable::new(&config.routes),
             identity: IdentityHeaders::new(&config.headers),
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?,
             keys,
             metrics,
             request_ids: RequestIds::new(),
@@ -120,7 +123,7 @@ impl Gateway {
         &self.metrics
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, mut request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let _in_flight = self.metrics.in_flight();
         let started = Instant::now();
         let request_id = self.request_ids.take_or_make(request.headers());
@@ -131,7 +134,7 @@ impl Gateway {
         let mut notes = Notes::default();
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let result = self.try_handle(request, client, deadline, &mut notes).await;
+        let result = self.try_handle(request, peer, deadline, &mut notes).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let id = request_id.to_str().unwrap_or("");
         let mut response = match result {
@@ -160,7 +163,7 @@ impl Gateway {
     async fn try_handle<'a>(
         &'a self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        peer: Peer,
         deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
     ) -> Result<Response<Incoming>, Refusal> {
@@ -209,7 +212,7 @@ impl Gateway {
             }
         };
         // 5. Prepare the upstream request and stream it through.
-        let mut upstream_request = self.upstream.prepare(parts, body, &path, client)?;
+        let mut upstream_request = self.upstream.prepare(parts, body, &path, peer)?;
         upstream_request.headers_mut().extend(identity);
         let sent = Instant::now();
         let response = self.upstream.send(upstream_request, deadline).await?;

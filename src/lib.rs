@@ -36,6 +36,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod tls;
 pub mod token;
 
 pub use config::Config;

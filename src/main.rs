@@ -9,9 +9,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use clap::Parser;
 use jwtgate::cli::{Cli, Command};
+use jwtgate::config::ConfigError;
 use jwtgate::demo::{Demo, DevIssuerSettings};
 use jwtgate::gateway::SharedGateway;
 use jwtgate::reload::Reloader;
+use jwtgate::tls::ServerTls;
 use jwtgate::token::{self, Format, TokenRequest};
 use jwtgate::{Config, Gateway, check, logging, server};
 use tokio::net::TcpListener;
@@ -42,11 +44,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration, once it validates and the files it names can be used.
 fn load(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|error| {
+    let invalid = |error: ConfigError| {
         eprintln!("{error}");
         ExitCode::from(EXIT_INVALID_CONFIG)
-    })
+    };
+    let config = Config::load(path).map_err(invalid)?;
+    let problems = check::files(&config);
+    if !problems.is_empty() {
+        return Err(invalid(ConfigError { file: path.display().to_string(), problems }));
+    }
+    Ok(config)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -82,6 +91,13 @@ fn run(path: &Path, watch: bool) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let tls = match config.server.tls.as_ref().map(ServerTls::load).transpose() {
+        Ok(tls) => tls,
+        Err(problem) => {
+            eprintln!("{}", ConfigError { file: path.display().to_string(), problems: vec![problem] });
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
     runtime.block_on(async {
         let listener = match bind(config.server.listen).await {
             Ok(l) => l,
@@ -110,10 +126,10 @@ fn run(path: &Path, watch: bool) -> ExitCode {
             };
             tokio::spawn(server::run_admin(Arc::clone(&shared), listener, shutdown))
         });
-        let reloader = Reloader::new(path.to_path_buf(), Arc::clone(&shared), config.server.clone());
+        let reloader = Reloader::new(path.to_path_buf(), Arc::clone(&shared), config.server.clone(), tls.clone());
         let reloads = tokio::spawn(reloader.run(watch));
         tracing::info!(listen = %config.server.listen, admin = ?config.server.admin_listen, watch, "jwtgate is serving");
-        server::run(shared, &config.server, listener, shutdown_signal()).await;
+        server::run(shared, &config.server, tls, listener, shutdown_signal()).await;
         reloads.abort();
         let _ = stop.send(true);
         if let Some(admin) = admin {

@@ -4,26 +4,30 @@
 //! Bodies are passed through as streams in both directions.
 
 use std::error::Error as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version, request};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::config::Problem;
 use crate::config::UpstreamConfig;
 use crate::error::Refusal;
 use crate::headers;
+use crate::server::Peer;
+use crate::tls;
 
 /// The description of a 504 for `server.request_timeout`.
 pub const REQUEST_TIMED_OUT: &str = "request did not complete in time";
 
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    scheme: Scheme,
     authority: Authority,
     base_path: String,
     timeout: Duration,
@@ -32,20 +36,30 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    /// Fails when the upstream's TLS files cannot be used.
+    pub fn new(config: &UpstreamConfig) -> Result<Upstream, Problem> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector);
+        // hyper-rustls leaves http:// connections as they are.
+        connector.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls::upstream_client_config(config)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(https);
+        let scheme = config.origin.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = config.origin.authority().cloned().unwrap_or_else(|| Authority::from_static("localhost"));
-        Upstream {
+        Ok(Upstream {
             client,
+            scheme,
             authority,
             base_path: config.base_path.clone(),
             timeout: config.timeout,
             forward_authorization: config.forward_authorization,
             preserve_host: config.preserve_host,
-        }
+        })
     }
 
     /// The request the upstream receives: normalised `path` with the original
@@ -56,7 +70,7 @@ impl Upstream {
         mut parts: request::Parts,
         body: B,
         path: &str,
-        client: SocketAddr,
+        peer: Peer,
     ) -> Result<Request<B>, Refusal> {
         let original_host = parts
             .headers
@@ -73,7 +87,7 @@ impl Upstream {
         let path_and_query =
             PathAndQuery::try_from(target).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?;
         parts.uri = Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
@@ -95,7 +109,7 @@ impl Upstream {
                 headers.remove(HOST);
             }
         }
-        headers::set_forwarded(headers, client.ip(), "http", original_host);
+        headers::set_forwarded(headers, peer.addr.ip(), peer.proto(), original_host);
         Ok(Request::from_parts(parts, body))
     }
 
@@ -114,6 +128,10 @@ impl Upstream {
             Ok(Err(error)) if is_timeout(&error) => {
                 Err(Refusal::GatewayTimeout("connecting to the upstream timed out"))
             }
+            Ok(Err(error)) if tls_failure(&error).is_some() => {
+                tracing::warn!(%error, tls = ?tls_failure(&error), "TLS with the upstream failed");
+                Err(Refusal::BadGateway("TLS handshake with the upstream failed"))
+            }
             Ok(Err(error)) if error.is_connect() => {
                 tracing::warn!(%error, "upstream connection failed");
                 Err(Refusal::BadGateway("upstream refused the connection"))
@@ -128,6 +146,23 @@ impl Upstream {
             }
         }
     }
+}
+
+/// The rustls error behind a failed request, if TLS is what failed. It
+/// arrives wrapped in `io::Error`s (twice, through hyper-rustls), whose
+/// `source()` skips the wrapped error, so each one is opened by hand.
+fn tls_failure(error: &hyper_util::client::legacy::Error) -> Option<&rustls::Error> {
+    let mut next = error.source();
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 fn is_timeout(error: &hyper_util::client::legacy::Error) -> bool {

@@ -2,7 +2,8 @@
 //! changes. A valid new file replaces the gateway atomically: requests in
 //! flight finish on the old one, connections stay open, and issuers whose
 //! key source did not change keep their keys. An invalid file is logged and
-//! the running configuration stays. Listener settings need a restart.
+//! the running configuration stays. The listener's TLS certificate and key
+//! are read again; other listener settings need a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ServerConfig};
 use crate::gateway::{Gateway, SharedGateway};
+use crate::tls::ServerTls;
 
 /// How often `--watch` looks at the file.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -23,11 +25,13 @@ pub struct Reloader {
     shared: SharedGateway,
     /// The listener settings in force; changing them needs a restart.
     running: ServerConfig,
+    /// The listener's certificate, when it serves TLS.
+    tls: Option<ServerTls>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, shared: SharedGateway, running: ServerConfig) -> Reloader {
-        Reloader { path, shared, running }
+    pub fn new(path: PathBuf, shared: SharedGateway, running: ServerConfig, tls: Option<ServerTls>) -> Reloader {
+        Reloader { path, shared, running, tls }
     }
 
     /// Loads the file and swaps in a new gateway. False when the file was
@@ -42,6 +46,16 @@ impl Reloader {
         };
         for key in restart_needed(&self.running, &config.server) {
             warn!(key, "changing this setting needs a restart; the running value stays");
+        }
+        if let (Some(tls), Some(files)) = (&self.tls, &config.server.tls) {
+            match tls.reload(files) {
+                Ok(()) => info!(cert = %files.cert.display(), "TLS certificate reloaded"),
+                Err(problem) => error!(
+                    key = problem.key,
+                    problem = problem.message,
+                    "TLS certificate reload refused; the running certificate stays"
+                ),
+            }
         }
         let current = self.shared.load_full();
         match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys()) {
@@ -93,6 +107,7 @@ fn restart_needed(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static st
         ("server.shutdown_grace", running.shutdown_grace != new.shutdown_grace),
         ("server.worker_threads", running.worker_threads != new.worker_threads),
         ("server.max_connections", running.max_connections != new.max_connections),
+        ("server.tls", running.tls.is_some() != new.tls.is_some()),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))

@@ -1,7 +1,8 @@
 //! Listeners: accept connections, serve HTTP/1.1 and h2c on each
-//! (hyper-util's auto builder), and drain them within a grace period when
-//! `shutdown` resolves. [`run`] serves the gateway; [`serve`] serves any
-//! handler (the demo's issuer and backend use it too).
+//! (hyper-util's auto builder), or HTTP/1.1 and h2 over TLS, and drain them
+//! within a grace period when `shutdown` resolves. [`run`] serves the
+//! gateway; [`serve`] serves any handler (the demo's issuer and backend use
+//! it too).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::gateway::SharedGateway;
+use crate::tls::ServerTls;
 
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -30,14 +32,30 @@ const MAX_CONCURRENT_STREAMS: u32 = 256;
 const MAX_PENDING_RESET_STREAMS: usize = 64;
 const MAX_ERROR_RESET_STREAMS: usize = 256;
 
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The connection is TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
+}
+
+impl Peer {
+    pub fn proto(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
 /// Connection-level limits of a listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
     /// Open connections at most; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Serve TLS with this certificate instead of plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl From<&ServerConfig> for Limits {
@@ -47,6 +65,7 @@ impl From<&ServerConfig> for Limits {
             max_header_bytes: server.max_header_bytes,
             shutdown_grace: server.shutdown_grace,
             max_connections: server.max_connections,
+            tls: None,
         }
     }
 }
@@ -58,6 +77,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
+            tls: None,
         }
     }
 }
@@ -68,19 +88,20 @@ impl Default for Limits {
 pub async fn run(
     shared: SharedGateway,
     server: &ServerConfig,
+    tls: Option<ServerTls>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
-    let handler = move |request, client| {
+    let handler = move |request, peer| {
         let gateway = shared.load_full();
-        async move { gateway.handle(request, client).await }
+        async move { gateway.handle(request, peer).await }
     };
-    serve(listener, &Limits::from(server), handler, shutdown).await;
+    serve(listener, &Limits { tls, ..Limits::from(server) }, handler, shutdown).await;
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
 pub async fn run_admin(shared: SharedGateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let handler = move |request, _client| {
+    let handler = move |request, _peer| {
         let response = crate::admin::handle(&request, &shared);
         async move { response }
     };
@@ -88,10 +109,10 @@ pub async fn run_admin(shared: SharedGateway, listener: TcpListener, shutdown: i
     serve(listener, &limits, handler, shutdown).await;
 }
 
-/// Serves `handler` (called with each request and the client's address).
+/// Serves `handler` (called with each request and its connection's peer).
 pub async fn serve<H, F, B>(listener: TcpListener, limits: &Limits, handler: H, shutdown: impl Future<Output = ()>)
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -134,15 +155,32 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let peer = Peer { addr: client, tls: limits.tls.is_some() };
                 let handler = handler.clone();
                 let service = service_fn(move |request| {
-                    let response = handler(request, client);
+                    let response = handler(request, peer);
                     async move { Ok::<_, Infallible>(response.await) }
                 });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let acceptor = limits.tls.as_ref().map(ServerTls::acceptor);
+                let handshake_timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    let served = match acceptor {
+                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                        Some(acceptor) => {
+                            // The handshake is bounded like a request head: a client that stalls it holds a slot.
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                                    watcher.watch(connection).await
+                                }
+                                Ok(Err(error)) => Err(error.into()),
+                                Err(_) => Err("TLS handshake timed out".into()),
+                            }
+                        }
+                    };
+                    if let Err(error) = served {
                         debug!(%client, %error, "connection ended with an error");
                     }
                     drop(slot);

@@ -128,7 +128,7 @@ async fn reload_swaps_the_config_keeps_keys_and_refuses_bad_files() {
     let gateway = TestGateway::start(&base).await;
     gateway.wait_for_keys().await;
     let running = jwtgate::Config::load(&path).unwrap().server;
-    let reloader = Reloader::new(path.clone(), Arc::clone(&gateway.shared), running);
+    let reloader = Reloader::new(path.clone(), Arc::clone(&gateway.shared), running, None);
     let keys_before = Arc::clone(&gateway.shared.load().issuer_keys()[0]);
 
     assert_eq!(get(&gateway.url("/open"), None).await.0, 401);

@@ -54,6 +54,16 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
     pub realm: String,
+    /// TLS on the proxy listener; `None`: plain HTTP/1.1 and h2c.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// `[server.tls]`: PEM files, read at start and again on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +77,17 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub forward_authorization: bool,
     pub preserve_host: bool,
+    /// For https upstreams: trusted in addition to the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// For https upstreams: a client certificate (mTLS).
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// A certificate chain and its key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +294,35 @@ mod tests {
         assert_eq!(config.upstream.base_path, "/api");
         let loopback = MINIMAL.replace("audiences", "jwks_url = \"http://127.0.0.1:1/jwks\"\naudiences");
         assert!(parse(&loopback).is_ok());
+    }
+
+    #[test]
+    fn tls_keys_are_paths_from_the_config_directory_and_checked_together() {
+        let text = MINIMAL.replace("http://127.0.0.1:9000", "https://127.0.0.1:9000").replace(
+            "[upstream]",
+            "[server.tls]\ncert = \"c.pem\"\nkey = \"/k.pem\"\n[upstream]\nca_file = \"ca.pem\"",
+        );
+        let config = parse(&text).unwrap();
+        let tls = config.server.tls.unwrap();
+        assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("/etc/jwtgate/c.pem"), Some("/k.pem")));
+        assert_eq!(config.upstream.ca_file.as_deref(), Some(Path::new("/etc/jwtgate/ca.pem")));
+        assert_eq!(config.upstream.origin.scheme_str(), Some("https"));
+
+        let half = text.replace("ca_file = \"ca.pem\"", "client_cert = \"c.pem\"").replace("key = \"/k.pem\"\n", "");
+        assert_eq!(
+            problems(&half),
+            [
+                "test.toml: server.tls.key: required key is missing",
+                "test.toml: upstream.client_key: required with upstream.client_cert"
+            ]
+        );
+        let plain = MINIMAL.replace("[upstream]", "[upstream]\nca_file = \"ca.pem\"");
+        assert_eq!(
+            problems(&plain),
+            [
+                "test.toml: upstream.ca_file: applies only to https:// upstreams (upstream.url is \"http://127.0.0.1:9000\")"
+            ]
+        );
     }
 
     #[test]

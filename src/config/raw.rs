@@ -32,6 +32,14 @@ pub struct RawServer {
     pub max_header_bytes: Option<i64>,
     pub shutdown_grace: Option<String>,
     pub realm: Option<String>,
+    pub tls: Option<RawServerTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +50,9 @@ pub struct RawUpstream {
     pub timeout: Option<String>,
     pub forward_authorization: Option<bool>,
     pub preserve_host: Option<bool>,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

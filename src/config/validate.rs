@@ -5,15 +5,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use http::uri::Scheme;
 use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
 use serde_json::Value;
 
-use super::raw::{RawConfig, RawHeaders, RawIssuer, RawRoute, RawServer, RawUpstream};
+use super::raw::{RawConfig, RawHeaders, RawIssuer, RawRoute, RawServer, RawServerTls, RawUpstream};
 use super::{
-    AuthMode, CacheConfig, Config, HeadersConfig, IssuerConfig, JwksSource, Problem, RouteConfig, ServerConfig,
-    UpstreamConfig,
+    AuthMode, CacheConfig, ClientIdentity, Config, HeadersConfig, IssuerConfig, JwksSource, Problem, RouteConfig,
+    ServerConfig, ServerTlsConfig, UpstreamConfig,
 };
 use crate::auth::claims::ClaimPath;
 use crate::keys::set::SUPPORTED_ALGORITHMS;
@@ -51,9 +52,9 @@ impl Problems {
 
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
-    let server = server(&raw.server, &mut p);
+    let server = server(&raw.server, base_dir, &mut p);
     let upstream = match p.required("upstream", raw.upstream.as_ref()) {
-        Some(u) => upstream(u, &mut p),
+        Some(u) => upstream(u, base_dir, &mut p),
         None => None,
     };
     if raw.issuers.is_empty() {
@@ -91,7 +92,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     }
 }
 
-fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
+fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
     let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
     let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
         p.add("server.listen", format!("not an IP:port address (got {listen:?})"));
@@ -141,10 +142,17 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),
         shutdown_grace: p.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), secs(10)),
         realm,
+        tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, p)),
     }
 }
 
-fn upstream(raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
+fn server_tls(raw: &RawServerTls, base_dir: &Path, p: &mut Problems) -> Option<ServerTlsConfig> {
+    let cert = p.required("server.tls.cert", raw.cert.as_ref());
+    let key = p.required("server.tls.key", raw.key.as_ref());
+    Some(ServerTlsConfig { cert: base_dir.join(cert?), key: base_dir.join(key?) })
+}
+
+fn upstream(raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> Option<UpstreamConfig> {
     let connect_timeout = p.duration("upstream.connect_timeout", raw.connect_timeout.as_deref(), secs(2));
     let timeout = p.duration("upstream.timeout", raw.timeout.as_deref(), secs(30));
     let url = p.required("upstream.url", raw.url.as_ref())?;
@@ -155,8 +163,33 @@ fn upstream(raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
     let Ok(uri) = url.parse::<Uri>() else {
         return bad(p, "not a URL; write e.g. \"http://127.0.0.1:9000\"");
     };
-    if uri.scheme_str() != Some("http") {
-        return bad(p, "must start with http:// (TLS to the upstream is not supported yet)");
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return bad(p, "must start with http:// or https://"),
+    };
+    let client_identity = match (&raw.client_cert, &raw.client_key) {
+        (Some(cert), Some(key)) => Some(ClientIdentity { cert: base_dir.join(cert), key: base_dir.join(key) }),
+        (Some(_), None) => {
+            p.add("upstream.client_key", "required with upstream.client_cert");
+            None
+        }
+        (None, Some(_)) => {
+            p.add("upstream.client_cert", "required with upstream.client_key");
+            None
+        }
+        (None, None) => None,
+    };
+    if scheme == Scheme::HTTP {
+        for (key, set) in [
+            ("upstream.ca_file", raw.ca_file.is_some()),
+            ("upstream.client_cert", raw.client_cert.is_some()),
+            ("upstream.client_key", raw.client_key.is_some()),
+        ] {
+            if set {
+                p.add(key, format!("applies only to https:// upstreams (upstream.url is {url:?})"));
+            }
+        }
     }
     let Some(authority) = uri.authority().cloned() else {
         return bad(p, "has no host");
@@ -165,7 +198,7 @@ fn upstream(raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
         return bad(p, "must not have a query");
     }
     let base_path = uri.path().trim_end_matches('/').to_string();
-    let origin = Uri::builder().scheme("http").authority(authority).path_and_query("/").build().ok()?;
+    let origin = Uri::builder().scheme(scheme).authority(authority).path_and_query("/").build().ok()?;
     Some(UpstreamConfig {
         origin,
         base_path,
@@ -173,6 +206,8 @@ fn upstream(raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
         timeout,
         forward_authorization: raw.forward_authorization.unwrap_or(false),
         preserve_host: raw.preserve_host.unwrap_or(false),
+        ca_file: raw.ca_file.as_ref().map(|file| base_dir.join(file)),
+        client_identity,
     })
 }
 

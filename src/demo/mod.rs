@@ -86,7 +86,7 @@ impl Demo {
         let mut tasks = Vec::new();
         {
             let issuer = Arc::clone(&issuer);
-            let handler = move |request, _client| {
+            let handler = move |request, _peer| {
                 let issuer = Arc::clone(&issuer);
                 async move { issuer.handle(request).await }
             };
@@ -94,7 +94,7 @@ impl Demo {
             tasks.push(tokio::spawn(async move { server::serve(issuer_listener, &limits, handler, shutdown).await }));
         }
         {
-            let handler = |request, _client| async move { backend::handle(&request) };
+            let handler = |request, _peer| async move { backend::handle(&request) };
             let (limits, shutdown) = (limits.clone(), until_stopped());
             tasks.push(tokio::spawn(async move { server::serve(backend_listener, &limits, handler, shutdown).await }));
         }
@@ -104,7 +104,7 @@ impl Demo {
             let shared = Arc::new(arc_swap::ArcSwap::from(Arc::clone(&gateway)));
             let shutdown = until_stopped();
             tasks.push(tokio::spawn(async move {
-                server::run(shared, &config.server, gateway_listener, shutdown).await;
+                server::run(shared, &config.server, None, gateway_listener, shutdown).await;
             }));
         }
         let demo = Demo { gateway_addr, backend_addr, issuer, gateway, stop, tasks };

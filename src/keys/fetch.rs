@@ -58,9 +58,20 @@ struct Discovery {
     jwks_uri: String,
 }
 
+/// Why the HTTP client for fetches could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FetcherError {
+    #[error("no usable TLS roots: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Client(#[from] reqwest::Error),
+}
+
 impl Fetcher {
-    pub fn new() -> Result<Fetcher, reqwest::Error> {
+    pub fn new() -> Result<Fetcher, FetcherError> {
+        let tls = crate::tls::fetch_client_config()?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             // A redirect could lead from https to plain http; keys are only

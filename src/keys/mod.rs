@@ -6,6 +6,6 @@ pub mod fetch;
 pub mod set;
 pub mod store;
 
-pub use fetch::{FetchError, Fetcher};
+pub use fetch::{FetchError, Fetcher, FetcherError};
 pub use set::{KeyKind, KeySet, VerifyingKey};
 pub use store::{FetchOutcome, IssuerKeys, Snapshot};

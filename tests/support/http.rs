@@ -32,6 +32,17 @@ where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<TestBody>> + Send + 'static,
 {
+    serve_maybe_tls(handler, None).await
+}
+
+/// [`serve`], over TLS when `tls` is given (connections whose handshake
+/// fails are dropped).
+pub async fn serve_maybe_tls<F, Fut>(handler: F, tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handler = Arc::new(handler);
@@ -39,12 +50,23 @@ where
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let handler = Arc::clone(&handler);
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let handler = Arc::clone(&handler);
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                let builder = auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                }
             });
         }
     });

@@ -3,6 +3,7 @@
 //! all real servers on 127.0.0.1:0 inside the test process.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
 pub mod http;
 pub mod keys;
 
@@ -136,6 +137,7 @@ pub struct Seen {
 /// the fields); anything else answers JSON describing the request.
 pub struct TestUpstream {
     pub addr: SocketAddr,
+    scheme: &'static str,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// `/gated` sends its second chunk only after this is notified.
     pub gate: Arc<Notify>,
@@ -146,21 +148,31 @@ pub struct TestUpstream {
 
 impl TestUpstream {
     pub async fn start() -> TestUpstream {
+        TestUpstream::start_maybe_tls(None).await
+    }
+
+    /// An upstream served over TLS with this configuration: its URL is https://.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> TestUpstream {
+        TestUpstream::start_maybe_tls(Some(tls)).await
+    }
+
+    async fn start_maybe_tls(tls: Option<Arc<rustls::ServerConfig>>) -> TestUpstream {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (gate, got_first): (Arc<Notify>, Arc<Notify>) = Default::default();
         let (addr, task) = {
             let (seen, gate, got_first) = (Arc::clone(&seen), Arc::clone(&gate), Arc::clone(&got_first));
-            http::serve(move |req: Request<hyper::body::Incoming>| {
+            let handler = move |req: Request<hyper::body::Incoming>| {
                 let (seen, gate, got_first) = (Arc::clone(&seen), Arc::clone(&gate), Arc::clone(&got_first));
                 async move { upstream_answer(&seen, &gate, &got_first, req).await }
-            })
-            .await
+            };
+            http::serve_maybe_tls(handler, tls).await
         };
-        TestUpstream { addr, seen, gate, got_first, task }
+        TestUpstream { addr, scheme, seen, gate, got_first, task }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn last(&self) -> Seen {
@@ -307,6 +319,8 @@ pub struct TestGateway {
     pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
     pub shared: jwtgate::gateway::SharedGateway,
+    /// The listener's certificate, with `[server.tls]`.
+    pub tls: Option<jwtgate::tls::ServerTls>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
@@ -320,12 +334,13 @@ impl TestGateway {
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin_listener.local_addr().unwrap());
         let gateway = Arc::new(Gateway::new(&config).unwrap());
+        let tls = config.server.tls.as_ref().map(|files| jwtgate::tls::ServerTls::load(files).unwrap());
         let shared = Arc::new(arc_swap::ArcSwap::from(Arc::clone(&gateway)));
         let (tx, rx) = oneshot::channel::<()>();
         let task = {
-            let shared = Arc::clone(&shared);
+            let (shared, tls) = (Arc::clone(&shared), tls.clone());
             tokio::spawn(async move {
-                jwtgate::server::run(shared, &config.server, listener, async {
+                jwtgate::server::run(shared, &config.server, tls, listener, async {
                     let _ = rx.await;
                 })
                 .await;
@@ -333,7 +348,7 @@ impl TestGateway {
         };
         let admin_task =
             tokio::spawn(jwtgate::server::run_admin(Arc::clone(&shared), admin_listener, std::future::pending()));
-        TestGateway { addr, admin_addr, gateway, shared, shutdown: Some(tx), task, admin_task }
+        TestGateway { addr, admin_addr, gateway, shared, tls, shutdown: Some(tx), task, admin_task }
     }
 
     /// A gateway for one issuer served by `idp` (RS256, ES256 and EdDSA
