@@ -43,7 +43,7 @@ fn hot_path(c: &mut Criterion) {
     });
 
     let upstream = Upstream::new(&config.upstream).unwrap();
-    let client = Peer { addr: "192.0.2.10:51234".parse().unwrap(), tls: false };
+    let client = Peer::new("192.0.2.10:51234".parse().unwrap(), false);
     let request = Request::builder()
         .method(Method::GET)
         .uri("/api/v1/orders/12345?expand=items")
@@ -60,7 +60,7 @@ fn hot_path(c: &mut Criterion) {
     group.bench_function("prepare upstream request", |b| {
         b.iter(|| {
             let parts = parts.clone();
-            upstream.prepare(black_box(parts), (), "/api/v1/orders/12345", client).unwrap()
+            upstream.prepare(black_box(parts), (), "/api/v1/orders/12345", &client).unwrap()
         })
     });
     group.finish();

@@ -212,7 +212,7 @@ impl Gateway {
             }
         };
         // 5. Prepare the upstream request and stream it through.
-        let mut upstream_request = self.upstream.prepare(parts, body, &path, peer)?;
+        let mut upstream_request = self.upstream.prepare(parts, body, &path, &peer)?;
         upstream_request.headers_mut().extend(identity);
         let sent = Instant::now();
         let response = self.upstream.send(upstream_request, deadline).await?;
@@ -246,8 +246,20 @@ impl RequestIds {
             return id.clone();
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{n:08x}", self.prefix);
-        HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        // 16 hex digits of prefix, then the low 8 of the counter, written
+        // by hand: `format!` costs more than the rest of this function.
+        let mut id = [0u8; 24];
+        hex_into(&mut id[..16], self.prefix);
+        hex_into(&mut id[16..], n);
+        HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+/// Writes the low `4 * out.len()` bits of `value` as lower-case hex.
+fn hex_into(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
     }
 }
 
@@ -268,6 +280,9 @@ mod tests {
         let b = ids.take_or_make(&headers);
         assert_ne!(a, b);
         assert_eq!(a.len(), 24);
+        let prefix = format!("{:016x}", ids.prefix);
+        assert_eq!(a.to_str().unwrap(), format!("{prefix}00000000"));
+        assert_eq!(b.to_str().unwrap(), format!("{prefix}00000001"));
         headers.insert(&X_REQUEST_ID, HeaderValue::from_static("trace-123"));
         assert_eq!(ids.take_or_make(&headers), "trace-123");
         headers.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));

@@ -29,6 +29,8 @@ pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
     scheme: Scheme,
     authority: Authority,
+    /// The upstream's own `Host`, as the client would write it (built once).
+    host: HeaderValue,
     base_path: String,
     timeout: Duration,
     forward_authorization: bool,
@@ -51,10 +53,12 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(https);
         let scheme = config.origin.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = config.origin.authority().cloned().unwrap_or_else(|| Authority::from_static("localhost"));
+        let host = upstream_host(&scheme, &authority);
         Ok(Upstream {
             client,
             scheme,
             authority,
+            host,
             base_path: config.base_path.clone(),
             timeout: config.timeout,
             forward_authorization: config.forward_authorization,
@@ -70,28 +74,34 @@ impl Upstream {
         mut parts: request::Parts,
         body: B,
         path: &str,
-        peer: Peer,
+        peer: &Peer,
     ) -> Result<Request<B>, Refusal> {
         let original_host = parts
             .headers
             .get(HOST)
             .cloned()
             .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-        let mut target = String::with_capacity(self.base_path.len() + path.len() + 64);
-        target.push_str(&self.base_path);
-        target.push_str(path);
-        if let Some(query) = parts.uri.query() {
-            target.push('?');
-            target.push_str(query);
-        }
-        let path_and_query =
-            PathAndQuery::try_from(target).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?;
-        parts.uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?;
+        // Unless normalisation or a base path changed it, the client's own
+        // path and query go as they are: a reference-counted copy.
+        let path_and_query = match parts.uri.path_and_query() {
+            Some(original) if self.base_path.is_empty() && original.path() == path => original.clone(),
+            original => {
+                let query = original.and_then(PathAndQuery::query);
+                let mut target = String::with_capacity(self.base_path.len() + path.len() + 64);
+                target.push_str(&self.base_path);
+                target.push_str(path);
+                if let Some(query) = query {
+                    target.push('?');
+                    target.push_str(query);
+                }
+                PathAndQuery::try_from(target).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?
+            }
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path_and_query);
+        parts.uri = Uri::from_parts(uri).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?;
         // The client speaks HTTP/1.1 to the upstream whatever the client used.
         parts.version = Version::HTTP_11;
 
@@ -100,16 +110,12 @@ impl Upstream {
         if !self.forward_authorization {
             headers.remove(AUTHORIZATION);
         }
-        match (&original_host, self.preserve_host) {
-            (Some(host), true) => {
-                headers.insert(HOST, host.clone());
-            }
-            // The client then sets Host from the upstream URI.
-            _ => {
-                headers.remove(HOST);
-            }
-        }
-        headers::set_forwarded(headers, peer.addr.ip(), peer.proto(), original_host);
+        let host = match (&original_host, self.preserve_host) {
+            (Some(host), true) => host.clone(),
+            _ => self.host.clone(),
+        };
+        headers.insert(HOST, host);
+        headers::set_forwarded(headers, &peer.ip_header, peer.proto(), original_host);
         Ok(Request::from_parts(parts, body))
     }
 
@@ -146,6 +152,17 @@ impl Upstream {
             }
         }
     }
+}
+
+/// `Host` for the upstream: its authority, without a port that is the
+/// scheme's default (as HTTP clients write it).
+fn upstream_host(scheme: &Scheme, authority: &Authority) -> HeaderValue {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let text = match authority.port_u16() {
+        Some(port) if port == default_port => authority.host(),
+        _ => authority.as_str(),
+    };
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// The rustls error behind a failed request, if TLS is what failed. It

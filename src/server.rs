@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,14 +33,22 @@ const MAX_PENDING_RESET_STREAMS: usize = 64;
 const MAX_ERROR_RESET_STREAMS: usize = 256;
 
 /// Who is on the other end of a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     /// The connection is TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// The client's IP as `X-Forwarded-For` writes it, formatted once per connection.
+    pub ip_header: HeaderValue,
 }
 
 impl Peer {
+    pub fn new(addr: SocketAddr, tls: bool) -> Peer {
+        let ip_header =
+            HeaderValue::try_from(addr.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer { addr, tls, ip_header }
+    }
+
     pub fn proto(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
@@ -155,10 +163,10 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let peer = Peer { addr: client, tls: limits.tls.is_some() };
+                let peer = Peer::new(client, limits.tls.is_some());
                 let handler = handler.clone();
                 let service = service_fn(move |request| {
-                    let response = handler(request, peer);
+                    let response = handler(request, peer.clone());
                     async move { Ok::<_, Infallible>(response.await) }
                 });
                 let builder = builder.clone();
