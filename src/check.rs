@@ -15,6 +15,9 @@ pub fn summary(config: &Config) -> String {
     let protocols = if config.server.tls.is_some() { "TLS: HTTP/1.1 and h2" } else { "HTTP/1.1 and h2c" };
     let _ = writeln!(out, "listen      {} ({protocols})", config.server.listen);
     let _ = writeln!(out, "upstream    {}{}", up.origin.to_string().trim_end_matches('/'), up.base_path);
+    for (name, up) in &config.upstreams {
+        let _ = writeln!(out, "upstream    {name}: {}{}", up.origin.to_string().trim_end_matches('/'), up.base_path);
+    }
     for issuer in &config.issuers {
         let source = match &issuer.jwks {
             JwksSource::Discovery { discovery_url } => format!("discovery {discovery_url}"),
@@ -53,6 +56,9 @@ pub fn summary(config: &Config) -> String {
         if route.public_preflight {
             line.push_str("  cors_preflight public");
         }
+        if let Some(upstream) = &route.upstream {
+            let _ = write!(line, "  upstream {upstream}");
+        }
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "otherwise   a valid token from any issuer, no scopes");
@@ -72,7 +78,9 @@ pub fn files(config: &Config) -> Vec<Problem> {
     if let Some(server_tls) = &config.server.tls {
         problems.extend(ServerTls::load(server_tls).err());
     }
-    problems.extend(tls::upstream_client_config(&config.upstream).err());
+    for upstream in std::iter::once(&config.upstream).chain(config.upstreams.iter().map(|(_, upstream)| upstream)) {
+        problems.extend(tls::upstream_client_config(upstream).err());
+    }
     problems
 }
 

@@ -51,7 +51,9 @@ pub struct Gateway {
     auth: Authenticator,
     routes: RouteTable,
     identity: IdentityHeaders,
-    upstream: Upstream,
+    /// `[upstream]` first, then `[upstreams.NAME]` in configuration order;
+    /// routes refer to them by index. Each has its own pool and timeouts.
+    upstreams: Vec<Upstream>,
     keys: Vec<Arc<IssuerKeys>>,
     metrics: Arc<Metrics>,
     request_ids: RequestIds,
@@ -105,9 +107,16 @@ impl Gateway {
                 &keys,
                 TokenCache::new(config.cache.max_tokens, Arc::clone(&metrics)),
             ),
-            routes: RouteTable::new(&config.routes),
+            routes: RouteTable::new(
+                &config.routes,
+                &config.upstreams.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+            ),
             identity: IdentityHeaders::new(&config.headers),
-            upstream: Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?,
+            upstreams: std::iter::once(&config.upstream)
+                .chain(config.upstreams.iter().map(|(_, upstream)| upstream))
+                .map(Upstream::new)
+                .collect::<Result<_, _>>()
+                .map_err(GatewayError::Upstream)?,
             keys,
             metrics,
             request_ids: RequestIds::new(),
@@ -212,10 +221,11 @@ impl Gateway {
             }
         };
         // 5. Prepare the upstream request and stream it through.
-        let mut upstream_request = self.upstream.prepare(parts, body, &path, &peer)?;
+        let upstream = &self.upstreams[route.upstream()];
+        let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
         upstream_request.headers_mut().extend(identity);
         let sent = Instant::now();
-        let response = self.upstream.send(upstream_request, deadline).await?;
+        let response = upstream.send(upstream_request, deadline).await?;
         self.metrics.upstream_duration(sent.elapsed());
         Ok(response)
     }

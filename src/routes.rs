@@ -24,6 +24,9 @@ pub struct Route {
     public_preflight: bool,
     /// The `scope` attribute of a 403 (RFC 6750 §3): what this route asks for.
     scope_hint: String,
+    /// Index into the gateway's upstreams: 0 is `[upstream]`, then
+    /// `[upstreams.NAME]` in configuration order.
+    upstream: usize,
 }
 
 pub struct RouteTable {
@@ -32,7 +35,9 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(configs: &[RouteConfig]) -> RouteTable {
+    /// `upstreams`: the names of `[upstreams.NAME]`, in the order of the
+    /// gateway's upstreams after the default.
+    pub fn new(configs: &[RouteConfig], upstreams: &[&str]) -> RouteTable {
         let default = RouteConfig {
             path: "/".into(),
             methods: None,
@@ -42,10 +47,11 @@ impl RouteTable {
             claims: Vec::new(),
             issuers: None,
             public_preflight: false,
+            upstream: None,
         };
-        let mut default = Route::new(&default);
+        let mut default = Route::new(&default, upstreams);
         default.name = "(default)".into();
-        RouteTable { routes: configs.iter().map(Route::new).collect(), default }
+        RouteTable { routes: configs.iter().map(|config| Route::new(config, upstreams)).collect(), default }
     }
 
     /// The first route whose prefix and methods match; the default otherwise.
@@ -55,7 +61,13 @@ impl RouteTable {
 }
 
 impl Route {
-    fn new(config: &RouteConfig) -> Route {
+    fn new(config: &RouteConfig, upstreams: &[&str]) -> Route {
+        // Validation guarantees the name exists.
+        let upstream = config
+            .upstream
+            .as_deref()
+            .and_then(|name| upstreams.iter().position(|known| *known == name))
+            .map_or(0, |i| i + 1);
         let scope_hint = if config.scopes.is_empty() { config.any_scopes.join(" ") } else { config.scopes.join(" ") };
         Route {
             name: config.path.clone(),
@@ -68,11 +80,17 @@ impl Route {
             issuers: config.issuers.clone(),
             public_preflight: config.public_preflight,
             scope_hint,
+            upstream,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Which of the gateway's upstreams this route sends to (0: `[upstream]`).
+    pub fn upstream(&self) -> usize {
+        self.upstream
     }
 
     /// Segment-prefix match: `/public` matches `/public` and `/public/x`, not
@@ -142,16 +160,16 @@ mod tests {
             claims: Vec::new(),
             issuers: None,
             public_preflight: false,
+            upstream: None,
         }
     }
 
     #[test]
     fn segment_prefixes_first_match_wins() {
-        let table = RouteTable::new(&[
-            route("/public/health", Some(vec![Method::GET])),
-            route("/public", None),
-            route("/admin", None),
-        ]);
+        let table = RouteTable::new(
+            &[route("/public/health", Some(vec![Method::GET])), route("/public", None), route("/admin", None)],
+            &[],
+        );
         let find = |m: Method, p: &str| table.find(&m, p).name().to_string();
         assert_eq!(find(Method::GET, "/public"), "/public");
         assert_eq!(find(Method::GET, "/public/"), "/public");
@@ -167,8 +185,19 @@ mod tests {
     }
 
     #[test]
+    fn routes_name_their_upstream_by_index() {
+        let mut billing = route("/billing", None);
+        billing.upstream = Some("billing".into());
+        let mut audit = route("/audit", None);
+        audit.upstream = Some("audit".into());
+        let table = RouteTable::new(&[billing, audit, route("/other", None)], &["audit", "billing"]);
+        let upstream = |p: &str| table.find(&Method::GET, p).upstream();
+        assert_eq!((upstream("/billing/x"), upstream("/audit"), upstream("/other"), upstream("/")), (2, 1, 0, 0));
+    }
+
+    #[test]
     fn the_root_route_matches_everything() {
-        let table = RouteTable::new(&[route("/", None)]);
+        let table = RouteTable::new(&[route("/", None)], &[]);
         assert_eq!(table.find(&Method::GET, "/anything/at/all").name(), "/");
     }
 
@@ -176,9 +205,9 @@ mod tests {
     fn preflights_are_public_only_when_allowed() {
         let mut config = route("/api", None);
         config.auth = AuthMode::Required;
-        let strict = Route::new(&config);
+        let strict = Route::new(&config, &[]);
         config.public_preflight = true;
-        let lenient = Route::new(&config);
+        let lenient = Route::new(&config, &[]);
         let mut headers = HeaderMap::new();
         headers.insert(header::ORIGIN, "https://app.example".parse().unwrap());
         headers.insert(header::ACCESS_CONTROL_REQUEST_METHOD, "POST".parse().unwrap());

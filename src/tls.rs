@@ -66,28 +66,29 @@ fn server_config(config: &ServerTlsConfig) -> Result<Arc<ServerConfig>, Problem>
 /// `ca_file`, and the client certificate when one is configured. A plain
 /// http:// upstream gets one that trusts nothing, never used.
 pub fn upstream_client_config(upstream: &UpstreamConfig) -> Result<ClientConfig, Problem> {
+    let key = |name: &str| format!("{}.{name}", upstream.key);
     let versions = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Problem::new("upstream", e.to_string()))?;
+        .map_err(|e| Problem::new(&upstream.key, e.to_string()))?;
     if upstream.origin.scheme() != Some(&http::uri::Scheme::HTTPS) {
         return Ok(versions.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
     }
     let extra_roots = match &upstream.ca_file {
-        Some(file) => read_certificates("upstream.ca_file", file)?,
+        Some(file) => read_certificates(&key("ca_file"), file)?,
         None => Vec::new(),
     };
     let verifier = Verifier::new_with_extra_roots(extra_roots, provider())
-        .map_err(|e| Problem::new("upstream.ca_file", format!("cannot build the trust store: {e}")))?;
+        .map_err(|e| Problem::new(key("ca_file"), format!("cannot build the trust store: {e}")))?;
     let builder = versions
         .dangerous() // Not dangerous: this is rustls' own WebPKI verification over the platform roots.
         .with_custom_certificate_verifier(Arc::new(verifier));
     // No ALPN here: hyper-rustls sets it from the protocols the client enables.
     let client = match &upstream.client_identity {
         Some(identity) => {
-            let chain = read_certificates("upstream.client_cert", &identity.cert)?;
-            let key = read_private_key("upstream.client_key", &identity.key)?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                Problem::new("upstream.client_key", format!("cannot be used with upstream.client_cert: {e}"))
+            let chain = read_certificates(&key("client_cert"), &identity.cert)?;
+            let private_key = read_private_key(&key("client_key"), &identity.key)?;
+            builder.with_client_auth_cert(chain, private_key).map_err(|e| {
+                Problem::new(key("client_key"), format!("cannot be used with {}: {e}", key("client_cert")))
             })?
         }
         None => builder.with_no_client_auth(),

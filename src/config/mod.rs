@@ -24,7 +24,10 @@ use crate::auth::claims::ClaimPath;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    /// `[upstream]`: where a route without `upstream = "NAME"` sends requests.
     pub upstream: UpstreamConfig,
+    /// `[upstreams.NAME]`, by name.
+    pub upstreams: Vec<(String, UpstreamConfig)>,
     pub issuers: Vec<IssuerConfig>,
     /// In file order; the first match wins.
     pub routes: Vec<RouteConfig>,
@@ -68,6 +71,8 @@ pub struct ServerTlsConfig {
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
+    /// The table it came from (`upstream`, `upstreams.billing`), for messages.
+    pub key: String,
     /// Scheme and authority of the upstream.
     pub origin: Uri,
     /// Path prefix prepended to every forwarded path ("" when the URL has none).
@@ -128,6 +133,8 @@ pub struct RouteConfig {
     pub issuers: Option<Vec<String>>,
     /// CORS preflights pass without a token.
     pub public_preflight: bool,
+    /// A named upstream (`[upstreams.NAME]`); `None`: `[upstream]`.
+    pub upstream: Option<String>,
 }
 
 /// Identity headers added for verified tokens; every name here is also
@@ -323,6 +330,34 @@ mod tests {
                 "test.toml: upstream.ca_file: applies only to https:// upstreams (upstream.url is \"http://127.0.0.1:9000\")"
             ]
         );
+    }
+
+    #[test]
+    fn named_upstreams_are_checked_like_the_default_one() {
+        let text = format!(
+            "{MINIMAL}\n[upstreams.billing]\nurl = \"https://10.0.0.9/v1\"\nca_file = \"ca.pem\"\n\
+             [upstreams.\"bad name\"]\nurl = \"ftp://x\"\n\
+             [[routes]]\npath = \"/billing\"\nupstream = \"billing\"\n\
+             [[routes]]\npath = \"/x\"\nupstream = \"nowhere\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "test.toml: upstreams.bad name: a name is letters, digits, '-' and '_'",
+                "test.toml: upstreams.bad name.url: must start with http:// or https:// (got \"ftp://x\")",
+                "test.toml: routes[1].upstream: there is no [upstreams.nowhere] table",
+            ]
+        );
+        let good = text.replace("[upstreams.\"bad name\"]\nurl = \"ftp://x\"\n", "").replace("nowhere", "billing");
+        let config = parse(&good).unwrap();
+        let (name, billing) = &config.upstreams[0];
+        assert_eq!(
+            (name.as_str(), billing.key.as_str(), billing.base_path.as_str()),
+            ("billing", "upstreams.billing", "/v1")
+        );
+        assert_eq!(billing.ca_file.as_deref(), Some(Path::new("/etc/jwtgate/ca.pem")));
+        assert_eq!(config.routes[0].upstream.as_deref(), Some("billing"));
+        assert_eq!(config.upstream.key, "upstream");
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct RawConfig {
     pub server: RawServer,
     pub upstream: Option<RawUpstream>,
     #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
     pub issuers: Vec<RawIssuer>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -80,6 +82,7 @@ pub struct RawRoute {
     pub claims: Option<BTreeMap<String, toml::Value>>,
     pub issuers: Option<Vec<String>>,
     pub cors_preflight: Option<String>,
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -53,10 +53,21 @@ impl Problems {
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
     let server = server(&raw.server, base_dir, &mut p);
-    let upstream = match p.required("upstream", raw.upstream.as_ref()) {
-        Some(u) => upstream(u, base_dir, &mut p),
+    let default_upstream = match p.required("upstream", raw.upstream.as_ref()) {
+        Some(u) => upstream("upstream", u, base_dir, &mut p),
         None => None,
     };
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    for (name, raw_upstream) in &raw.upstreams {
+        let key = format!("upstreams.{name}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            p.add(&key, "a name is letters, digits, '-' and '_'");
+        }
+        if let Some(config) = upstream(&key, raw_upstream, base_dir, &mut p) {
+            upstreams.push((name.clone(), config));
+        }
+    }
+    let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
     if raw.issuers.is_empty() {
         p.add("issuers", "at least one [[issuers]] table is required");
     }
@@ -76,7 +87,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| route(&format!("routes[{i}]"), r, &issuer_names, &mut p))
+        .filter_map(|(i, r)| route(&format!("routes[{i}]"), r, &issuer_names, &upstream_names, &mut p))
         .collect();
     let headers = raw.headers.as_ref().map(|h| headers(h, &mut p)).unwrap_or_default();
     let max_tokens = raw.cache.as_ref().and_then(|c| c.max_tokens).unwrap_or(10_000);
@@ -86,8 +97,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
             0
         }),
     };
-    match (upstream, p.0.is_empty()) {
-        (Some(upstream), true) => Ok(Config { server, upstream, issuers, routes, headers, cache }),
+    match (default_upstream, p.0.is_empty()) {
+        (Some(upstream), true) => Ok(Config { server, upstream, upstreams, issuers, routes, headers, cache }),
         _ => Err(p.0),
     }
 }
@@ -152,12 +163,12 @@ fn server_tls(raw: &RawServerTls, base_dir: &Path, p: &mut Problems) -> Option<S
     Some(ServerTlsConfig { cert: base_dir.join(cert?), key: base_dir.join(key?) })
 }
 
-fn upstream(raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> Option<UpstreamConfig> {
-    let connect_timeout = p.duration("upstream.connect_timeout", raw.connect_timeout.as_deref(), secs(2));
-    let timeout = p.duration("upstream.timeout", raw.timeout.as_deref(), secs(30));
-    let url = p.required("upstream.url", raw.url.as_ref())?;
+fn upstream(key: &str, raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> Option<UpstreamConfig> {
+    let connect_timeout = p.duration(&format!("{key}.connect_timeout"), raw.connect_timeout.as_deref(), secs(2));
+    let timeout = p.duration(&format!("{key}.timeout"), raw.timeout.as_deref(), secs(30));
+    let url = p.required(&format!("{key}.url"), raw.url.as_ref())?;
     let bad = |p: &mut Problems, why: &str| {
-        p.add("upstream.url", format!("{why} (got {url:?})"));
+        p.add(&format!("{key}.url"), format!("{why} (got {url:?})"));
         None
     };
     let Ok(uri) = url.parse::<Uri>() else {
@@ -171,23 +182,23 @@ fn upstream(raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> Option<Upst
     let client_identity = match (&raw.client_cert, &raw.client_key) {
         (Some(cert), Some(key)) => Some(ClientIdentity { cert: base_dir.join(cert), key: base_dir.join(key) }),
         (Some(_), None) => {
-            p.add("upstream.client_key", "required with upstream.client_cert");
+            p.add(&format!("{key}.client_key"), format!("required with {key}.client_cert"));
             None
         }
         (None, Some(_)) => {
-            p.add("upstream.client_cert", "required with upstream.client_key");
+            p.add(&format!("{key}.client_cert"), format!("required with {key}.client_key"));
             None
         }
         (None, None) => None,
     };
     if scheme == Scheme::HTTP {
-        for (key, set) in [
-            ("upstream.ca_file", raw.ca_file.is_some()),
-            ("upstream.client_cert", raw.client_cert.is_some()),
-            ("upstream.client_key", raw.client_key.is_some()),
+        for (name, set) in [
+            ("ca_file", raw.ca_file.is_some()),
+            ("client_cert", raw.client_cert.is_some()),
+            ("client_key", raw.client_key.is_some()),
         ] {
             if set {
-                p.add(key, format!("applies only to https:// upstreams (upstream.url is {url:?})"));
+                p.add(&format!("{key}.{name}"), format!("applies only to https:// upstreams ({key}.url is {url:?})"));
             }
         }
     }
@@ -200,6 +211,7 @@ fn upstream(raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> Option<Upst
     let base_path = uri.path().trim_end_matches('/').to_string();
     let origin = Uri::builder().scheme(scheme).authority(authority).path_and_query("/").build().ok()?;
     Some(UpstreamConfig {
+        key: key.to_string(),
         origin,
         base_path,
         connect_timeout,
@@ -309,7 +321,7 @@ fn check_fetch_url(key: &str, url: &str, p: &mut Problems) -> bool {
     }
 }
 
-fn route(key: &str, raw: &RawRoute, issuers: &[&str], p: &mut Problems) -> Option<RouteConfig> {
+fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mut Problems) -> Option<RouteConfig> {
     let path = match raw.path.as_deref() {
         None => {
             p.add(&format!("{key}.path"), "required key is missing");
@@ -386,6 +398,9 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], p: &mut Problems) -> Optio
             p.add(&format!("{key}.issuers"), format!("{name:?} is not one of the configured [[issuers]]"));
         }
     }
+    if let Some(name) = raw.upstream.as_deref().filter(|name| !upstreams.contains(name)) {
+        p.add(&format!("{key}.upstream"), format!("there is no [upstreams.{name}] table"));
+    }
     let public_preflight = match raw.cors_preflight.as_deref() {
         None | Some("route") => false,
         Some("public") => true,
@@ -403,6 +418,7 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], p: &mut Problems) -> Optio
         claims,
         issuers: raw.issuers.clone(),
         public_preflight,
+        upstream: raw.upstream.clone(),
     })
 }
 

@@ -132,7 +132,7 @@ pub struct Seen {
 }
 
 /// An upstream that records requests. Paths:
-/// `/slow` waits 3 s; `/echo` streams the request body back;
+/// `/slow` (or any path ending so) waits 3 s; `/echo` streams the request body back;
 /// `/bytes/N` streams N bytes; `/gated` and `/upload` prove streaming (see
 /// the fields); anything else answers JSON describing the request.
 pub struct TestUpstream {
@@ -199,7 +199,7 @@ async fn upstream_answer(
     let record = Seen { method: req.method().to_string(), uri: req.uri().to_string(), headers: req.headers().clone() };
     seen.lock().unwrap().push(record);
     let path = req.uri().path().to_string();
-    if path == "/slow" {
+    if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
         return json_response(200, &json!({"slow": true}));
     }

@@ -1,0 +1,64 @@
+//! Several upstreams: `[upstreams.NAME]` tables, picked by a route's
+//! `upstream = "NAME"`; `[upstream]` takes everything else.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::keys::{SigningKey, claims};
+use support::{TestIdp, TestUpstream, get, toml};
+
+#[tokio::test]
+async fn routes_pick_their_upstream_with_its_own_base_path_and_timeout() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let (main, billing) = (TestUpstream::start().await, TestUpstream::start().await);
+    let gateway = toml(&main.url(), &idp.issuer)
+        .upstream("timeout = \"10s\"")
+        .issuer(&format!(
+            "[upstreams.billing]\nurl = \"{}/v2\"\ntimeout = \"200ms\"\n\
+             [[routes]]\npath = \"/billing\"\nupstream = \"billing\"\n\
+             [[routes]]\npath = \"/open\"\nauth = \"public\"\nupstream = \"billing\"\n",
+            billing.url()
+        ))
+        .start()
+        .await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+
+    let (status, _, _) = get(&gateway.url("/billing/invoices?page=2"), Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(billing.last().uri, "/v2/billing/invoices?page=2");
+    assert_eq!(billing.last().headers["host"], billing.addr.to_string());
+
+    let (status, _, _) = get(&gateway.url("/orders"), Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(main.last().uri, "/orders");
+    assert_eq!((main.count(), billing.count()), (1, 1));
+
+    // A public route can send to a named upstream too.
+    let (status, _, _) = get(&gateway.url("/open/x"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(billing.last().uri, "/v2/open/x");
+
+    // billing's timeout is its own: 200 ms, where [upstream] allows 10 s.
+    let answer = get(&gateway.url("/billing/slow"), Some(&token)).await;
+    support::assert_refused(&answer, 504, "gateway_timeout", "upstream did not answer in time");
+}
+
+#[tokio::test]
+async fn an_unreachable_named_upstream_does_not_affect_the_others() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let main = TestUpstream::start().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let gateway = toml(&main.url(), &idp.issuer)
+        .issuer(&format!(
+            "[upstreams.gone]\nurl = \"http://{closed}\"\n[[routes]]\npath = \"/gone\"\nupstream = \"gone\"\n"
+        ))
+        .start()
+        .await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let (status, _, _) = get(&gateway.url("/gone"), Some(&token)).await;
+    assert_eq!(status, 502);
+    let (status, _, _) = get(&gateway.url("/here"), Some(&token)).await;
+    assert_eq!(status, 200);
+}
