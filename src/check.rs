@@ -62,6 +62,9 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "otherwise   a valid token from any issuer, no scopes");
+    if let Some(forward_auth) = &config.forward_auth {
+        let _ = writeln!(out, "checks      {} answers forward-auth checks instead of proxying", forward_auth.path);
+    }
     for (claim, header) in &config.headers.claims {
         let _ = writeln!(out, "header      {header} <- claim {}", claim.name());
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::info;
@@ -17,11 +17,12 @@ use crate::auth::identity::IdentityHeaders;
 use crate::auth::{Authenticator, Verified, bearer};
 use crate::config::{AuthMode, Config, Problem};
 use crate::error::Refusal;
+use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::metrics::{Metrics, Outcome};
 use crate::path;
 use crate::proxy::{REQUEST_TIMED_OUT, Upstream};
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
 
 /// What the gateway answers with: the upstream's streamed body or its own.
@@ -54,6 +55,8 @@ pub struct Gateway {
     /// `[upstream]` first, then `[upstreams.NAME]` in configuration order;
     /// routes refer to them by index. Each has its own pool and timeouts.
     upstreams: Vec<Upstream>,
+    /// `[forward_auth]`: answer checks at this path instead of proxying them.
+    forward_auth: Option<ForwardAuth>,
     keys: Vec<Arc<IssuerKeys>>,
     metrics: Arc<Metrics>,
     request_ids: RequestIds,
@@ -117,6 +120,7 @@ impl Gateway {
                 .map(Upstream::new)
                 .collect::<Result<_, _>>()
                 .map_err(GatewayError::Upstream)?,
+            forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path)),
             keys,
             metrics,
             request_ids: RequestIds::new(),
@@ -153,7 +157,7 @@ impl Gateway {
                 self.metrics.request(outcome, status);
                 info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
                       route = notes.route, latency_ms, sub = notes.subject(), "request");
-                response.map(Either::Left)
+                response
             }
             Err(refusal) => {
                 let outcome = if refusal.is_upstream_error() { Outcome::UpstreamError } else { Outcome::Refused };
@@ -175,22 +179,76 @@ impl Gateway {
         peer: Peer,
         deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
-    ) -> Result<Response<Incoming>, Refusal> {
+    ) -> Result<Response<Body>, Refusal> {
         let (mut parts, body) = request.into_parts();
+        if let Some(original) =
+            self.forward_auth.as_ref().and_then(|check| check.original(&parts.method, parts.uri.path(), &parts.headers))
+        {
+            return self.answer_check(original?, parts.headers, deadline, notes).await;
+        }
         // 1. Normalise the path: routes and the upstream both see this one.
         // (A clone of the Uri, so the path can be borrowed while parts move on.)
         let uri = parts.uri.clone();
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
+        // 2–4. Route, strip, authenticate and authorise.
+        let (route, identity) = self.admit(&parts.method, &path, &mut parts.headers, deadline, notes).await?;
+        // 5. Prepare the upstream request and stream it through.
+        let upstream = &self.upstreams[route.upstream()];
+        let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
+        upstream_request.headers_mut().extend(identity);
+        let sent = Instant::now();
+        let response = upstream.send(upstream_request, deadline).await?;
+        self.metrics.upstream_duration(sent.elapsed());
+        Ok(response.map(Either::Left))
+    }
+
+    /// Forward-auth: the same checks as inline mode for the request the
+    /// edge proxy asks about; 200 with the identity headers, or the refusal.
+    async fn answer_check<'a>(
+        &'a self,
+        original: Original,
+        mut headers: HeaderMap,
+        deadline: tokio::time::Instant,
+        notes: &mut Notes<'a>,
+    ) -> Result<Response<Body>, Refusal> {
+        let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;
+        let (_, identity) = self.admit(&original.method, &path, &mut headers, deadline, notes).await?;
+        let mut response = Response::new(Either::Right(Full::default()));
+        let answer = response.headers_mut();
+        // Every configured name is answered, empty when there is no value:
+        // edge proxies copy these over the request, so a client's own
+        // X-Auth-Subject is overwritten even on a public route.
+        for name in self.identity.names() {
+            answer.insert(name, HeaderValue::from_static(""));
+        }
+        for (name, value) in identity {
+            answer.insert(name, value);
+        }
+        Ok(response)
+    }
+
+    /// Steps 2 to 4 for a normalised `path`, shared by inline and
+    /// forward-auth mode: the route, identity headers stripped from
+    /// `headers`, and the token checked as the route says. Returns the route
+    /// and the identity headers to add.
+    async fn admit<'a>(
+        &'a self,
+        method: &Method,
+        path: &str,
+        headers: &mut HeaderMap,
+        deadline: tokio::time::Instant,
+        notes: &mut Notes<'a>,
+    ) -> Result<(&'a Route, Vec<(HeaderName, HeaderValue)>), Refusal> {
         // 2. Match a route.
-        let route = self.routes.find(&parts.method, &path);
+        let route = self.routes.find(method, path);
         notes.route = Some(route.name());
         // 3. Identity headers come only from us, on every route.
-        self.identity.strip(&mut parts.headers);
+        self.identity.strip(headers);
         // 4. Authenticate and authorise as the route says.
-        let mode = route.auth_for(&parts.method, &parts.headers);
+        let mode = route.auth_for(method, headers);
         let token = match mode {
             AuthMode::Public => None,
-            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(&parts.headers).inspect_err(|refusal| {
+            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(headers).inspect_err(|refusal| {
                 self.metrics.auth_failure(None, refusal.reason());
             })?,
         };
@@ -220,14 +278,7 @@ impl Gateway {
                 Vec::new()
             }
         };
-        // 5. Prepare the upstream request and stream it through.
-        let upstream = &self.upstreams[route.upstream()];
-        let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
-        upstream_request.headers_mut().extend(identity);
-        let sent = Instant::now();
-        let response = upstream.send(upstream_request, deadline).await?;
-        self.metrics.upstream_duration(sent.elapsed());
-        Ok(response)
+        Ok((route, identity))
     }
 }
 

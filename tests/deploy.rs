@@ -150,3 +150,37 @@ fn dockerfile_and_systemd_unit_fit_the_binary() {
     let out = Command::new(env!("CARGO_BIN_EXE_jwtgate")).args(["run", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--watch"));
 }
+
+#[test]
+fn forward_auth_examples_agree_with_their_jwtgate_config() {
+    let dir = deploy_dir().join("forward-auth");
+    let config = std::fs::read_to_string(dir.join("jwtgate.toml")).unwrap();
+    let env: HashMap<String, String> = [("JWTGATE_ISSUER", "https://issuer.example/"), ("JWTGATE_AUDIENCE", "api")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    check("forward-auth/jwtgate.toml", &config, &env);
+    let parsed = jwtgate::Config::parse(&config, "jwtgate.toml", Path::new("."), &|k| env.get(k).cloned()).unwrap();
+    let check_path = parsed.forward_auth.expect("[forward_auth] is set").path;
+    let listen = parsed.server.listen.to_string();
+    let names: Vec<String> = parsed.headers.claims.iter().map(|(_, name)| name.as_str().to_string()).collect();
+    assert_eq!(names.len(), 2);
+    // Each edge proxy sends its checks to this listener and path, and copies every identity header.
+    let port = format!("port_value: {}", parsed.server.listen.port());
+    let expectations: [(&str, Vec<String>); 4] = [
+        ("nginx.conf", vec![format!("server {listen};"), format!("proxy_pass http://jwtgate{check_path};")]),
+        ("traefik.yml", vec![format!("address: \"http://{listen}{check_path}\"")]),
+        ("Caddyfile", vec![format!("forward_auth {listen} {{"), format!("uri {check_path}")]),
+        ("envoy.yaml", vec![format!("uri: http://{listen}"), format!("path_prefix: {check_path}"), port]),
+    ];
+    for (file, needles) in expectations {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        for needle in needles {
+            assert!(text.contains(&needle), "{file} does not contain {needle:?}");
+        }
+        let lower = text.to_ascii_lowercase();
+        for name in &names {
+            assert!(lower.contains(name.as_str()), "{file} does not copy {name}");
+        }
+    }
+}

@@ -22,12 +22,14 @@ impl IdentityHeaders {
 
     /// Removes every identity header the client sent, whatever the route.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        for (_, name) in &self.claims {
+        for name in self.names() {
             headers.remove(name);
         }
-        if let Some(name) = &self.payload {
-            headers.remove(name);
-        }
+    }
+
+    /// Every configured header name.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.claims.iter().map(|(_, name)| name).chain(&self.payload)
     }
 
     /// The headers to add for `verified`, which was read from `token`. A

@@ -33,6 +33,14 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub headers: HeadersConfig,
     pub cache: CacheConfig,
+    pub forward_auth: Option<ForwardAuthConfig>,
+}
+
+/// `[forward_auth]`: checks for an edge proxy, answered at `path`.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    /// Normalised, without a trailing `/`; never `/` itself.
+    pub path: String,
 }
 
 /// The verified-token cache.

@@ -20,6 +20,13 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub headers: Option<RawHeaders>,
     pub cache: Option<RawCache>,
+    pub forward_auth: Option<RawForwardAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

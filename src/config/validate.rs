@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::raw::{RawConfig, RawHeaders, RawIssuer, RawRoute, RawServer, RawServerTls, RawUpstream};
 use super::{
-    AuthMode, CacheConfig, ClientIdentity, Config, HeadersConfig, IssuerConfig, JwksSource, Problem, RouteConfig,
-    ServerConfig, ServerTlsConfig, UpstreamConfig,
+    AuthMode, CacheConfig, ClientIdentity, Config, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksSource, Problem,
+    RouteConfig, ServerConfig, ServerTlsConfig, UpstreamConfig,
 };
 use crate::auth::claims::ClaimPath;
 use crate::keys::set::SUPPORTED_ALGORITHMS;
@@ -97,8 +97,26 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
             0
         }),
     };
+    let forward_auth = raw.forward_auth.as_ref().and_then(|f| {
+        let path = p.required("forward_auth.path", f.path.as_ref())?;
+        match crate::path::normalize(path) {
+            Ok(normal) if normal.len() > 1 && (normal == *path || normal == format!("{path}/")) => {
+                Some(ForwardAuthConfig { path: path.trim_end_matches('/').to_string() })
+            }
+            Ok(_) => {
+                p.add("forward_auth.path", format!("must be a normalised path other than / (got {path:?})"));
+                None
+            }
+            Err(why) => {
+                p.add("forward_auth.path", format!("{why} (got {path:?})"));
+                None
+            }
+        }
+    });
     match (default_upstream, p.0.is_empty()) {
-        (Some(upstream), true) => Ok(Config { server, upstream, upstreams, issuers, routes, headers, cache }),
+        (Some(upstream), true) => {
+            Ok(Config { server, upstream, upstreams, issuers, routes, headers, cache, forward_auth })
+        }
         _ => Err(p.0),
     }
 }

@@ -1,0 +1,217 @@
+//! Forward-auth mode: jwtgate answers an edge proxy's check with the same
+//! routes, normalisation and token checks as inline mode, and proxies
+//! nothing. The last test puts Debian's nginx in front, configured by
+//! `deploy/forward-auth/nginx.conf`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::keys::{SigningKey, claims};
+use support::{TestGateway, TestIdp, TestUpstream, client, toml};
+
+struct World {
+    key: SigningKey,
+    idp: TestIdp,
+    upstream: TestUpstream,
+    gateway: TestGateway,
+}
+
+impl World {
+    async fn new() -> World {
+        let key = SigningKey::rsa("k");
+        let idp = TestIdp::start(&[&key]).await;
+        let upstream = TestUpstream::start().await;
+        let gateway = toml(&upstream.url(), &idp.issuer)
+            .issuer(
+                "[forward_auth]\npath = \"/auth\"\n\
+                 [headers]\nclaims = { sub = \"X-Auth-Subject\" }\n\
+                 [[routes]]\npath = \"/admin\"\nscopes = [\"admin\"]\n\
+                 [[routes]]\npath = \"/public\"\nauth = \"public\"\n",
+            )
+            .start()
+            .await;
+        World { key, idp, upstream, gateway }
+    }
+
+    fn token(&self, scope: &str) -> String {
+        let mut claims = claims(&self.idp.issuer, "api");
+        claims["scope"] = json!(scope);
+        claims["sub"] = json!("alice");
+        self.key.mint(&claims)
+    }
+
+    /// A check as `headers` describe it: status, the answer's headers.
+    async fn check(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap) {
+        let mut request = client().get(self.gateway.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.headers().clone())
+    }
+}
+
+#[tokio::test]
+async fn checks_apply_the_routes_and_answer_with_identity_headers() {
+    let w = World::new().await;
+    let nginx = |uri: &'static str, method: &'static str| [("x-original-uri", uri), ("x-original-method", method)];
+    let (user, admin) = (w.token("read"), w.token("read admin"));
+
+    let (status, headers) = w.check("/auth", Some(&user), &nginx("/orders/1?x=1", "GET")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-auth-subject"], "alice");
+
+    let (status, headers) = w.check("/auth", Some(&user), &nginx("/admin/users", "DELETE")).await;
+    assert_eq!(status, 403);
+    assert!(headers["www-authenticate"].to_str().unwrap().contains("error=\"insufficient_scope\""));
+    assert!(!headers.contains_key("x-auth-subject"));
+    let (status, _) = w.check("/auth", Some(&admin), &nginx("/admin/users", "DELETE")).await;
+    assert_eq!(status, 200);
+
+    let (status, headers) = w.check("/auth", None, &nginx("/orders", "GET")).await;
+    assert_eq!(status, 401);
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"jwtgate\"");
+
+    // Traefik and Caddy name the request in X-Forwarded-*; Envoy appends its path.
+    let traefik = [("x-forwarded-uri", "/admin"), ("x-forwarded-method", "GET")];
+    assert_eq!(w.check("/auth", Some(&user), &traefik).await.0, 403);
+    assert_eq!(w.check("/auth/public/status", None, &[]).await.0, 200);
+    assert_eq!(w.check("/auth/orders", None, &[]).await.0, 401);
+
+    // Nothing was proxied.
+    assert_eq!(w.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn checks_normalise_the_original_path_and_never_echo_client_identity_headers() {
+    let w = World::new().await;
+    let user = w.token("read");
+    for trick in ["/public/../admin", "/public/%2e%2e/admin", "//admin", "/%61dmin"] {
+        let (status, _) = w.check("/auth", Some(&user), &[("x-original-uri", trick)]).await;
+        assert_eq!(status, 403, "{trick}");
+    }
+    let (status, _) = w.check("/auth", Some(&user), &[("x-original-uri", "/public/%2fadmin")]).await;
+    assert_eq!(status, 400);
+    let spoofed = [("x-original-uri", "/public/x"), ("x-auth-subject", "mallory")];
+    let (status, headers) = w.check("/auth", None, &spoofed).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-auth-subject"], "", "answered empty, so the edge proxy overwrites the client's");
+    // A check that names no request is refused, not allowed.
+    assert_eq!(w.check("/auth", Some(&user), &[]).await.0, 400);
+    // Other paths are still proxied inline.
+    let (status, _) = w.check("/authors", Some(&user), &[]).await;
+    assert_eq!((status, w.upstream.count()), (200, 1));
+}
+
+/// Debian's nginx, started from `deploy/forward-auth/nginx.conf` with its
+/// addresses replaced; stopped on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+async fn start_nginx(gateway: SocketAddr, app: SocketAddr) -> Option<Nginx> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let Some(nginx) = nginx else {
+        assert!(
+            std::env::var_os("JWTGATE_REQUIRE_NGINX").is_none(),
+            "nginx is not installed (apt-get install nginx); .ci/run installs it"
+        );
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx); .ci/run installs it and runs this test");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/nginx.conf")).unwrap();
+    let d = dir.path().display();
+    let conf = template
+        .replace("127.0.0.1:8080", &gateway.to_string())
+        .replace("127.0.0.1:9000", &app.to_string())
+        .replace("listen 80;", &format!("listen {addr};"))
+        .replace(
+            "http {",
+            &format!(
+                "pid {d}/nginx.pid;\nhttp {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+                 fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
+                 access_log off;\n"
+            ),
+        );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(nginx)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off; master_process off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let nginx = Nginx { child, addr, _dir: dir };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Some(nginx);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
+    panic!("nginx did not start: {log}");
+}
+
+#[tokio::test]
+async fn nginx_auth_request_allows_denies_and_copies_the_identity() {
+    let w = World::new().await;
+    let Some(nginx) = start_nginx(w.gateway.addr, w.upstream.addr).await else { return };
+    let url = |path: &str| format!("http://{}{path}", nginx.addr);
+    let (user, admin) = (w.token("read"), w.token("read admin"));
+
+    let response = client().get(url("/orders?page=2")).bearer_auth(&user).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = w.upstream.last();
+    assert_eq!(seen.uri, "/orders?page=2");
+    assert_eq!(seen.headers["x-auth-subject"], "alice");
+
+    // A client's own identity header never reaches the app, even on a public route.
+    let response = client().get(url("/public/x")).header("x-auth-subject", "mallory").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(w.upstream.last().headers.get("x-auth-subject").is_none_or(|v| v.is_empty()));
+
+    let response = client().get(url("/orders")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"jwtgate\"");
+    let response = client().delete(url("/admin/users")).bearer_auth(&user).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let response = client().delete(url("/admin/users")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(w.upstream.last().method, "DELETE");
+    assert_eq!(w.upstream.count(), 3);
+}
