@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::info;
@@ -24,6 +24,7 @@ use crate::path;
 use crate::proxy::{REQUEST_TIMED_OUT, Upstream};
 use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
+use crate::upgrade;
 
 /// What the gateway answers with: the upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -193,12 +194,19 @@ impl Gateway {
         // 2–4. Route, strip, authenticate and authorise.
         let (route, identity) = self.admit(&parts.method, &path, &mut parts.headers, deadline, notes).await?;
         // 5. Prepare the upstream request and stream it through.
+        let websocket = upgrade::take(&mut parts);
         let upstream = &self.upstreams[route.upstream()];
         let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
         upstream_request.headers_mut().extend(identity);
+        if let Some(websocket) = &websocket {
+            websocket.ask(upstream_request.headers_mut());
+        }
         let sent = Instant::now();
-        let response = upstream.send(upstream_request, deadline).await?;
+        let mut response = upstream.send(upstream_request, deadline).await?;
         self.metrics.upstream_duration(sent.elapsed());
+        if let Some(websocket) = websocket.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
+            websocket.splice(&mut response);
+        }
         Ok(response.map(Either::Left))
     }
 

@@ -39,6 +39,7 @@ pub mod routes;
 pub mod server;
 pub mod tls;
 pub mod token;
+pub mod upgrade;
 
 pub use config::Config;
 pub use gateway::Gateway;

@@ -175,12 +175,12 @@ where
                 let handshake_timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
                     let served = match acceptor {
-                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                        None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
                         Some(acceptor) => {
                             // The handshake is bounded like a request head: a client that stalls it holds a slot.
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
-                                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                                     watcher.watch(connection).await
                                 }
                                 Ok(Err(error)) => Err(error.into()),
