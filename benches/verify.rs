@@ -37,11 +37,13 @@ fn verification(c: &mut Criterion) {
     let store = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
     runtime.block_on(store.fetch()).unwrap();
     let metrics = Arc::new(jwtgate::metrics::Metrics::default());
-    let auth = Authenticator::new(&config.issuers, std::slice::from_ref(&store), None);
+    let depth = config.limits.max_json_depth;
+    let auth = Authenticator::new(&config.issuers, std::slice::from_ref(&store), None, depth);
     let cached = Authenticator::new(
         &config.issuers,
         &[store],
         jwtgate::auth::cache::TokenCache::new(10_000, Arc::clone(&metrics)),
+        depth,
     );
 
     let mut group = c.benchmark_group("verify");
@@ -58,11 +60,11 @@ fn verification(c: &mut Criterion) {
 
     // The parts: structural parsing alone, and the signature check alone.
     let (set, _) =
-        jwtgate::keys::KeySet::from_jwks(json!({"keys": [rsa.jwk(), ec.jwk(), ed.jwk()]}).to_string().as_bytes())
+        jwtgate::keys::KeySet::from_jwks(json!({"keys": [rsa.jwk(), ec.jwk(), ed.jwk()]}).to_string().as_bytes(), 100)
             .unwrap();
     for key in [&rsa, &ec, &ed] {
         let token = key.mint(&claims(ISSUER, "api"));
-        let parsed = jwtgate::auth::token::parse(&token).unwrap();
+        let parsed = jwtgate::auth::token::parse(&token, depth).unwrap();
         let verifying = set.by_kid(&key.kid).unwrap();
         assert!(verifying.verify(parsed.alg, parsed.signing_input.as_bytes(), parsed.signature));
         group.bench_function(format!("{} signature only", key.alg()), |b| {
@@ -70,7 +72,7 @@ fn verification(c: &mut Criterion) {
         });
     }
     let token = rsa.mint(&claims(ISSUER, "api"));
-    group.bench_function("parse only", |b| b.iter(|| jwtgate::auth::token::parse(black_box(&token)).unwrap()));
+    group.bench_function("parse only", |b| b.iter(|| jwtgate::auth::token::parse(black_box(&token), depth).unwrap()));
 
     // Reference: jsonwebtoken::decode with a key built once.
     let token = rsa.mint(&claims(ISSUER, "api"));

@@ -16,7 +16,7 @@ pub fn bearer(data: &[u8]) {
     let Ok(value) = HeaderValue::from_bytes(data) else { return };
     let mut headers = HeaderMap::new();
     headers.insert(AUTHORIZATION, value);
-    if let Ok(Some(token)) = bearer_token(&headers) {
+    if let Ok(Some(token)) = bearer_token(&headers, MAX_TOKEN_BYTES) {
         assert!(!token.is_empty() && token.len() <= MAX_TOKEN_BYTES, "{token:?}");
         assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)), "{token:?}");
     }
@@ -26,7 +26,7 @@ pub fn bearer(data: &[u8]) {
 /// segments and a non-empty signature.
 pub fn token(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(parsed) = token::parse(text) {
+    if let Ok(parsed) = token::parse(text, jwtgate::auth::DEFAULT_MAX_JSON_DEPTH) {
         assert_eq!(text.len(), parsed.signing_input.len() + 1 + parsed.signature.len());
         assert!(text.starts_with(parsed.signing_input) && text.ends_with(parsed.signature));
         assert_eq!(text.split('.').count(), 3, "{text:?}");

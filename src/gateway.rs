@@ -50,6 +50,7 @@ pub enum GatewayError {
 pub struct Gateway {
     realm: String,
     request_timeout: Duration,
+    max_token_bytes: usize,
     auth: Authenticator,
     routes: RouteTable,
     identity: IdentityHeaders,
@@ -106,10 +107,12 @@ impl Gateway {
         Ok(Gateway {
             realm: config.server.realm.clone(),
             request_timeout: config.server.request_timeout,
+            max_token_bytes: config.limits.max_token_bytes,
             auth: Authenticator::new(
                 &config.issuers,
                 &keys,
                 TokenCache::new(config.cache.max_tokens, Arc::clone(&metrics)),
+                config.limits.max_json_depth,
             ),
             routes: RouteTable::new(
                 &config.routes,
@@ -256,9 +259,10 @@ impl Gateway {
         let mode = route.auth_for(method, headers);
         let token = match mode {
             AuthMode::Public => None,
-            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(headers).inspect_err(|refusal| {
-                self.metrics.auth_failure(None, refusal.reason());
-            })?,
+            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(headers, self.max_token_bytes)
+                .inspect_err(|refusal| {
+                    self.metrics.auth_failure(None, refusal.reason());
+                })?,
         };
         let identity = match (token, mode) {
             (Some(token), _) => {

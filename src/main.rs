@@ -126,10 +126,10 @@ fn run(path: &Path, watch: bool) -> ExitCode {
             };
             tokio::spawn(server::run_admin(Arc::clone(&shared), listener, shutdown))
         });
-        let reloader = Reloader::new(path.to_path_buf(), Arc::clone(&shared), config.server.clone(), tls.clone());
+        let reloader = Reloader::new(path.to_path_buf(), Arc::clone(&shared), config.clone(), tls.clone());
         let reloads = tokio::spawn(reloader.run(watch));
         tracing::info!(listen = %config.server.listen, admin = ?config.server.admin_listen, watch, "jwtgate is serving");
-        server::run(shared, &config.server, tls, listener, shutdown_signal()).await;
+        server::run(shared, &config, tls, listener, shutdown_signal()).await;
         reloads.abort();
         let _ = stop.send(true);
         if let Some(admin) = admin {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ServerConfig};
+use crate::config::Config;
 use crate::gateway::{Gateway, SharedGateway};
 use crate::tls::ServerTls;
 
@@ -24,13 +24,13 @@ pub struct Reloader {
     path: PathBuf,
     shared: SharedGateway,
     /// The listener settings in force; changing them needs a restart.
-    running: ServerConfig,
+    running: Config,
     /// The listener's certificate, when it serves TLS.
     tls: Option<ServerTls>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, shared: SharedGateway, running: ServerConfig, tls: Option<ServerTls>) -> Reloader {
+    pub fn new(path: PathBuf, shared: SharedGateway, running: Config, tls: Option<ServerTls>) -> Reloader {
         Reloader { path, shared, running, tls }
     }
 
@@ -44,7 +44,7 @@ impl Reloader {
                 return false;
             }
         };
-        for key in restart_needed(&self.running, &config.server) {
+        for key in restart_needed(&self.running, &config) {
             warn!(key, "changing this setting needs a restart; the running value stays");
         }
         if let (Some(tls), Some(files)) = (&self.tls, &config.server.tls) {
@@ -98,7 +98,9 @@ impl Reloader {
 }
 
 /// The listener settings that differ, by key.
-fn restart_needed(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
+fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
+    let (running_limits, new_limits) = (&running.limits, &new.limits);
+    let (running, new) = (&running.server, &new.server);
     [
         ("server.listen", running.listen != new.listen),
         ("server.admin_listen", running.admin_listen != new.admin_listen),
@@ -108,6 +110,12 @@ fn restart_needed(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static st
         ("server.worker_threads", running.worker_threads != new.worker_threads),
         ("server.max_connections", running.max_connections != new.max_connections),
         ("server.tls", running.tls.is_some() != new.tls.is_some()),
+        (
+            "limits.http2_*",
+            running_limits.http2_max_concurrent_streams != new_limits.http2_max_concurrent_streams
+                || running_limits.http2_max_pending_resets != new_limits.http2_max_pending_resets
+                || running_limits.http2_max_error_resets != new_limits.http2_max_error_resets,
+        ),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))
@@ -153,7 +161,7 @@ mod tests {
     fn listener_changes_need_a_restart() {
         let text = "[server]\nlisten = \"127.0.0.1:1\"\n[upstream]\nurl = \"http://127.0.0.1:2\"\n\
                     [[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n";
-        let parse = |t: &str| Config::parse(t, "t", std::path::Path::new("."), &|_| None).unwrap().server;
+        let parse = |t: &str| Config::parse(t, "t", std::path::Path::new("."), &|_| None).unwrap();
         let running = parse(text);
         assert!(restart_needed(&running, &parse(text)).is_empty());
         let changed = text.replace("127.0.0.1:1", "127.0.0.1:3").replace("[upstream]", "realm = \"x\"\n[upstream]");

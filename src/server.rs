@@ -21,16 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::config::ServerConfig;
+use crate::config::{Config, LimitsConfig};
 use crate::gateway::SharedGateway;
 use crate::tls::ServerTls;
-
-/// HTTP/2 streams one connection may have open at once.
-const MAX_CONCURRENT_STREAMS: u32 = 256;
-/// Streams a client may reset before the server accepts them (CVE-2023-44487,
-/// "rapid reset"), and resets caused by its errors, before the connection goes.
-const MAX_PENDING_RESET_STREAMS: usize = 64;
-const MAX_ERROR_RESET_STREAMS: usize = 256;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -64,28 +57,44 @@ pub struct Limits {
     pub max_connections: usize,
     /// Serve TLS with this certificate instead of plain HTTP.
     pub tls: Option<ServerTls>,
+    /// HTTP/2 streams one connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may reset before the server accepts them
+    /// (CVE-2023-44487, "rapid reset"), and resets caused by its errors,
+    /// before the connection goes.
+    pub http2_max_pending_resets: usize,
+    pub http2_max_error_resets: usize,
 }
 
-impl From<&ServerConfig> for Limits {
-    fn from(server: &ServerConfig) -> Self {
+impl Limits {
+    /// The proxy listener's limits.
+    pub fn of(config: &Config) -> Self {
+        let server = &config.server;
         Limits {
             header_read_timeout: server.header_read_timeout,
             max_header_bytes: server.max_header_bytes,
             shutdown_grace: server.shutdown_grace,
             max_connections: server.max_connections,
             tls: None,
+            http2_max_concurrent_streams: config.limits.http2_max_concurrent_streams,
+            http2_max_pending_resets: config.limits.http2_max_pending_resets,
+            http2_max_error_resets: config.limits.http2_max_error_resets,
         }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let defaults = LimitsConfig::default();
         Limits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
             tls: None,
+            http2_max_concurrent_streams: defaults.http2_max_concurrent_streams,
+            http2_max_pending_resets: defaults.http2_max_pending_resets,
+            http2_max_error_resets: defaults.http2_max_error_resets,
         }
     }
 }
@@ -95,7 +104,7 @@ impl Default for Limits {
 /// connections. Each request runs on the gateway current when it arrived.
 pub async fn run(
     shared: SharedGateway,
-    server: &ServerConfig,
+    config: &Config,
     tls: Option<ServerTls>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -104,7 +113,7 @@ pub async fn run(
         let gateway = shared.load_full();
         async move { gateway.handle(request, peer).await }
     };
-    serve(listener, &Limits { tls, ..Limits::from(server) }, handler, shutdown).await;
+    serve(listener, &Limits { tls, ..Limits::of(config) }, handler, shutdown).await;
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
@@ -135,9 +144,9 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_pending_accept_reset_streams(MAX_PENDING_RESET_STREAMS)
-        .max_local_error_reset_streams(MAX_ERROR_RESET_STREAMS);
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(limits.http2_max_pending_resets)
+        .max_local_error_reset_streams(limits.http2_max_error_resets);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);

@@ -262,14 +262,17 @@ async fn payloads_that_are_not_json_objects() {
         let body = w.refused(&token).await;
         assert_eq!(body["error_description"], "token payload is not a base64url JSON object", "{payload}");
     }
-    // Nesting deeper than serde_json's limit (128) is refused, not a stack overflow.
+    // Nesting deeper than limits.max_json_depth (32 by default) is refused
+    // before anything else is looked at: the payload object is level 1.
     let deep = |depth: usize| format!("{{\"iss\": \"x\", \"x\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
-    let input = format!("{header}.{}", b64(deep(200)));
-    let token = format!("{input}.{}", b64(w.rsa.signature(input.as_bytes())));
-    let body = w.refused(&token).await;
-    assert_eq!(body["error_description"], "token payload is not a base64url JSON object");
+    for depth in [32, 200] {
+        let input = format!("{header}.{}", b64(deep(depth)));
+        let token = format!("{input}.{}", b64(w.rsa.signature(input.as_bytes())));
+        let body = w.refused(&token).await;
+        assert_eq!(body["error_description"], "token payload is not a base64url JSON object", "{depth}");
+    }
     // Within the limit it parses, and fails later for what it is (an unknown issuer).
-    let input = format!("{header}.{}", b64(deep(100)));
+    let input = format!("{header}.{}", b64(deep(31)));
     let token = format!("{input}.{}", b64(w.rsa.signature(input.as_bytes())));
     assert_eq!(w.refused(&token).await["error_description"], "token issuer is not accepted");
     w.nothing_reached_the_upstream();

@@ -212,7 +212,7 @@ async fn oversized_tokens_are_refused_before_decoding() {
     let upstream = TestUpstream::start().await;
     let gateway = toml(&upstream.url(), &idp.issuer).server("max_header_bytes = 65536").start().await;
     let answer = get(&gateway.url("/"), Some(&"a".repeat(16 * 1024 + 1))).await;
-    assert_refused(&answer, 401, "invalid_token", "token is larger than 16 KiB");
+    assert_refused(&answer, 401, "invalid_token", "token is larger than this gateway accepts (limits.max_token_bytes)");
 
     // With the default 16 KiB head limit such a request never gets that far.
     let small = toml(&upstream.url(), &idp.issuer).start().await;

@@ -127,7 +127,7 @@ async fn reload_swaps_the_config_keeps_keys_and_refuses_bad_files() {
     std::fs::write(&path, &base).unwrap();
     let gateway = TestGateway::start(&base).await;
     gateway.wait_for_keys().await;
-    let running = jwtgate::Config::load(&path).unwrap().server;
+    let running = jwtgate::Config::load(&path).unwrap();
     let reloader = Reloader::new(path.clone(), Arc::clone(&gateway.shared), running, None);
     let keys_before = Arc::clone(&gateway.shared.load().issuer_keys()[0]);
 

@@ -157,7 +157,7 @@ async fn a_reload_swaps_the_certificate_and_keeps_it_when_the_new_one_is_broken(
     std::fs::write(&config_path, &text).unwrap();
     let gateway = start(&text).await;
     let config = jwtgate::Config::load(&config_path).unwrap();
-    let reloader = Reloader::new(config_path, Arc::clone(&gateway.shared), config.server, gateway.tls.clone());
+    let reloader = Reloader::new(config_path, Arc::clone(&gateway.shared), config, gateway.tls.clone());
 
     // An open connection keeps the certificate it started with.
     let before = handshake(gateway.addr, client_config(&w.ca, &[])).await.unwrap();

@@ -7,13 +7,14 @@ use crate::error::Refusal;
 
 use super::AuthFailure;
 
-/// Tokens larger than this are refused before any decoding.
+/// The default of `limits.max_token_bytes`.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// The request's bearer token. `Ok(None)` when there is no `Authorization`
 /// header or it uses another scheme: RFC 6750 §3.1 treats both as "no
 /// credentials". Duplicate headers and malformed values are `invalid_request`.
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
+/// Tokens longer than `max_bytes` are refused before any decoding.
+pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<Option<&str>, Refusal> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
@@ -31,7 +32,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
     if token.is_empty() {
         return Err(Refusal::InvalidRequest("the Bearer credentials are empty"));
     }
-    if token.len() > MAX_TOKEN_BYTES {
+    if token.len() > max_bytes {
         return Err(Refusal::InvalidToken(AuthFailure::TooLarge));
     }
     if !is_b64token(token) {
@@ -75,7 +76,7 @@ mod tests {
         for v in values {
             headers.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
         }
-        bearer_token(&headers).map(|t| t.map(str::to_owned))
+        bearer_token(&headers, MAX_TOKEN_BYTES).map(|t| t.map(str::to_owned))
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod cache;
 pub mod claims;
 pub mod identity;
 mod strict_json;
+
+pub use strict_json::DEFAULT_MAX_DEPTH as DEFAULT_MAX_JSON_DEPTH;
 pub mod token;
 mod verify;
 
@@ -46,7 +48,7 @@ impl AuthFailure {
     /// The `error_description` a client sees: names the check, never the token.
     pub fn description(self) -> &'static str {
         match self {
-            Self::TooLarge => "token is larger than 16 KiB",
+            Self::TooLarge => "token is larger than this gateway accepts (limits.max_token_bytes)",
             Self::NotJwt => "token is not a JWT (expected three base64url segments)",
             Self::BadHeader => "token header is not valid base64url JSON with an alg",
             Self::BadPayload => "token payload is not a base64url JSON object",

@@ -5,33 +5,50 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// A `serde_json::Value` whose objects have no duplicate keys.
-pub struct StrictValue(pub Value);
+/// The default bound on nesting: objects and arrays inside each other.
+pub const DEFAULT_MAX_DEPTH: usize = 32;
 
-/// A top-level JSON object without duplicate keys.
-pub struct StrictObject(pub Map<String, Value>);
-
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor).map(StrictValue)
+/// Parses a JSON object with no duplicate keys at any depth and at most
+/// `max_depth` levels of objects and arrays (the object itself is level 1).
+/// serde_json's own limit of 128 levels applies on top.
+pub fn parse_object(bytes: &[u8], max_depth: usize) -> Result<Map<String, Value>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = Level { depth_left: max_depth }.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(de::Error::custom("expected a JSON object")),
     }
 }
 
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_any(ValueVisitor)? {
-            Value::Object(map) => Ok(StrictObject(map)),
-            _ => Err(de::Error::custom("expected a JSON object")),
+/// One value, with the nesting still allowed below it.
+#[derive(Clone, Copy)]
+struct Level {
+    depth_left: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Level {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Level {
+    /// The level for the values inside a container opened here.
+    fn inner<E: de::Error>(self) -> Result<Level, E> {
+        match self.depth_left.checked_sub(1) {
+            Some(depth_left) => Ok(Level { depth_left }),
+            None => Err(E::custom("JSON nested too deeply")),
         }
     }
 }
 
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
+impl<'de> Visitor<'de> for Level {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,17 +84,19 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(StrictValue(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let StrictValue(value) = access.next_value()?;
+            let value = access.next_value_seed(inner)?;
             if map.insert(key, value).is_some() {
                 return Err(de::Error::custom("duplicate key"));
             }
@@ -91,7 +110,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Map<String, Value>, serde_json::Error> {
-        serde_json::from_str::<StrictObject>(text).map(|o| o.0)
+        parse_object(text.as_bytes(), DEFAULT_MAX_DEPTH)
     }
 
     #[test]
@@ -106,5 +125,16 @@ mod tests {
         assert!(parse(r#"{"a": [{"k": 1, "k": 2}]}"#).is_err());
         assert!(parse("[1]").is_err());
         assert!(parse(r#"{"big": 18446744073709551615, "neg": -9223372036854775808}"#).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |depth: usize| format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        assert!(parse_object(nested(3).as_bytes(), 3).is_ok());
+        assert!(parse_object(nested(4).as_bytes(), 3).is_err());
+        let arrays = format!("{{\"a\":{}1{}}}", "[".repeat(2), "]".repeat(2));
+        assert!(parse_object(arrays.as_bytes(), 3).is_ok());
+        assert!(parse_object(arrays.as_bytes(), 2).is_err());
+        assert!(parse_object(b"{} trailing", 3).is_err());
     }
 }

@@ -8,7 +8,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::AuthFailure;
-use super::strict_json::StrictObject;
+use super::strict_json::parse_object;
 
 pub type Claims = Map<String, Value>;
 
@@ -23,7 +23,9 @@ pub struct Unverified<'a> {
     pub claims: Claims,
 }
 
-pub fn parse(token: &str) -> Result<Unverified<'_>, AuthFailure> {
+/// Splits and decodes `token`; its header and payload may nest objects and
+/// arrays `max_depth` levels deep.
+pub fn parse(token: &str, max_depth: usize) -> Result<Unverified<'_>, AuthFailure> {
     let mut parts = token.splitn(3, '.');
     let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(AuthFailure::NotJwt);
@@ -36,7 +38,7 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, AuthFailure> {
     // Only alg, kid and crit are read; `jku`, `x5u`, `jwk` and `x5c` are
     // deliberately ignored: keys come only from the issuer's configured JWKS.
     let header_bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| AuthFailure::BadHeader)?;
-    let StrictObject(header) = serde_json::from_slice(&header_bytes).map_err(|_| AuthFailure::BadHeader)?;
+    let header = parse_object(&header_bytes, max_depth).map_err(|_| AuthFailure::BadHeader)?;
     // RFC 7515 §4.1.11: a recipient must refuse critical extensions it does not
     // understand, and jwtgate understands none; any `crit`, even null, is refused.
     if header.contains_key("crit") {
@@ -50,7 +52,7 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, AuthFailure> {
         Some(_) => return Err(AuthFailure::BadHeader),
     };
     let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| AuthFailure::BadPayload)?;
-    let StrictObject(claims) = serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadPayload)?;
+    let claims = parse_object(&payload, max_depth).map_err(|_| AuthFailure::BadPayload)?;
     Ok(Unverified { signing_input, signature, alg, kid, claims })
 }
 
@@ -69,7 +71,7 @@ mod tests {
     #[test]
     fn parses_a_well_formed_token() {
         let t = token(r#"{"alg":"RS256","kid":"k1","jku":"https://evil"}"#, r#"{"iss":"x"}"#);
-        let parsed = parse(&t).unwrap();
+        let parsed = parse(&t, 32).unwrap();
         assert_eq!(parsed.alg, Algorithm::RS256);
         assert_eq!(parsed.kid.as_deref(), Some("k1"));
         assert_eq!(parsed.claims["iss"], "x");
@@ -96,7 +98,7 @@ mod tests {
             (&*token(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"b"}"#), AuthFailure::BadPayload),
         ];
         for (input, expected) in cases {
-            assert_eq!(parse(input).unwrap_err(), expected, "{input}");
+            assert_eq!(parse(input, 32).unwrap_err(), expected, "{input}");
         }
     }
 }

@@ -107,6 +107,7 @@ struct Issuer {
 pub struct Authenticator {
     issuers: HashMap<String, Issuer>,
     cache: Option<TokenCache>,
+    max_json_depth: usize,
 }
 
 /// The outcome of looking at one snapshot.
@@ -118,8 +119,14 @@ enum Attempt {
 }
 
 impl Authenticator {
-    /// `keys[i]` holds the keys of `issuers[i]`.
-    pub fn new(issuers: &[IssuerConfig], keys: &[Arc<IssuerKeys>], cache: Option<TokenCache>) -> Authenticator {
+    /// `keys[i]` holds the keys of `issuers[i]`; token headers and payloads
+    /// may nest `max_json_depth` levels.
+    pub fn new(
+        issuers: &[IssuerConfig],
+        keys: &[Arc<IssuerKeys>],
+        cache: Option<TokenCache>,
+        max_json_depth: usize,
+    ) -> Authenticator {
         let issuers = issuers
             .iter()
             .zip(keys)
@@ -138,7 +145,7 @@ impl Authenticator {
                 (config.issuer.clone(), issuer)
             })
             .collect();
-        Authenticator { issuers, cache }
+        Authenticator { issuers, cache, max_json_depth }
     }
 
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
@@ -152,7 +159,7 @@ impl Authenticator {
             }
             cache.remove(key);
         }
-        let parsed = token::parse(token)?;
+        let parsed = token::parse(token, self.max_json_depth)?;
         let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
         let issuer = self.issuers.get(iss).ok_or(AuthFailure::UnknownIssuer)?;
         let generation = verify_with(issuer, &parsed, now)

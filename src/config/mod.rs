@@ -34,6 +34,50 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub cache: CacheConfig,
     pub forward_auth: Option<ForwardAuthConfig>,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: bounds on what clients and key servers can make jwtgate
+/// hold or do. Every one has a safe default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Larger bearer tokens are refused before any decoding.
+    pub max_token_bytes: usize,
+    /// Objects and arrays inside each other in a token's header or payload.
+    pub max_json_depth: usize,
+    pub jwks: JwksLimits,
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may reset before they are accepted (rapid reset).
+    pub http2_max_pending_resets: usize,
+    /// Streams reset because of a client's errors before the connection goes.
+    pub http2_max_error_resets: usize,
+}
+
+/// Bounds on fetching and reading a key set (and discovery documents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksLimits {
+    pub max_bytes: usize,
+    pub max_keys: usize,
+    pub fetch_timeout: Duration,
+}
+
+impl Default for JwksLimits {
+    fn default() -> Self {
+        JwksLimits { max_bytes: 1024 * 1024, max_keys: 100, fetch_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_token_bytes: 16 * 1024,
+            max_json_depth: crate::auth::DEFAULT_MAX_JSON_DEPTH,
+            jwks: JwksLimits::default(),
+            http2_max_concurrent_streams: 256,
+            http2_max_pending_resets: 64,
+            http2_max_error_resets: 256,
+        }
+    }
 }
 
 /// `[forward_auth]`: checks for an edge proxy, answered at `path`.
@@ -114,6 +158,8 @@ pub struct IssuerConfig {
     pub refresh_interval: Duration,
     pub min_refresh_interval: Duration,
     pub scope_claims: Vec<ClaimPath>,
+    /// From `[limits]`; kept here so a reload can tell whether they changed.
+    pub jwks_limits: JwksLimits,
 }
 
 /// How a route treats the bearer token.
@@ -366,6 +412,36 @@ mod tests {
         assert_eq!(billing.ca_file.as_deref(), Some(Path::new("/etc/jwtgate/ca.pem")));
         assert_eq!(config.routes[0].upstream.as_deref(), Some("billing"));
         assert_eq!(config.upstream.key, "upstream");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_ranges() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.limits, LimitsConfig::default());
+        assert_eq!(config.issuers[0].jwks_limits, JwksLimits::default());
+        let text = format!(
+            "{MINIMAL}\n[limits]\nmax_token_bytes = 100\nmax_json_depth = 129\nmax_jwks_keys = 0\n\
+             jwks_fetch_timeout = \"0s\"\nhttp2_max_concurrent_streams = 5\nmax_jwks_bytes = 2048\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "test.toml: limits.max_token_bytes: must be between 256 and 1048576 (got 100)",
+                "test.toml: limits.max_json_depth: must be between 2 and 128 (got 129)",
+                "test.toml: limits.max_jwks_keys: must be between 1 and 10000 (got 0)",
+                "test.toml: limits.jwks_fetch_timeout: must be longer than 0s",
+            ]
+        );
+        let good = text
+            .replace("max_token_bytes = 100", "max_token_bytes = 4096")
+            .replace("129", "8")
+            .replace("keys = 0", "keys = 7")
+            .replace("\"0s\"", "\"3s\"");
+        let config = parse(&good).unwrap();
+        assert_eq!((config.limits.max_token_bytes, config.limits.max_json_depth), (4096, 8));
+        assert_eq!(config.limits.http2_max_concurrent_streams, 5);
+        let jwks = JwksLimits { max_bytes: 2048, max_keys: 7, fetch_timeout: Duration::from_secs(3) };
+        assert_eq!((config.limits.jwks, config.issuers[0].jwks_limits), (jwks, jwks));
     }
 
     #[test]

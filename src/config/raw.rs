@@ -21,6 +21,20 @@ pub struct RawConfig {
     pub headers: Option<RawHeaders>,
     pub cache: Option<RawCache>,
     pub forward_auth: Option<RawForwardAuth>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_token_bytes: Option<i64>,
+    pub max_json_depth: Option<i64>,
+    pub max_jwks_bytes: Option<i64>,
+    pub max_jwks_keys: Option<i64>,
+    pub jwks_fetch_timeout: Option<String>,
+    pub http2_max_concurrent_streams: Option<i64>,
+    pub http2_max_pending_resets: Option<i64>,
+    pub http2_max_error_resets: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

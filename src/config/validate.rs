@@ -11,10 +11,10 @@ use jsonwebtoken::Algorithm;
 use reqwest::Url;
 use serde_json::Value;
 
-use super::raw::{RawConfig, RawHeaders, RawIssuer, RawRoute, RawServer, RawServerTls, RawUpstream};
+use super::raw::{RawConfig, RawHeaders, RawIssuer, RawLimits, RawRoute, RawServer, RawServerTls, RawUpstream};
 use super::{
-    AuthMode, CacheConfig, ClientIdentity, Config, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksSource, Problem,
-    RouteConfig, ServerConfig, ServerTlsConfig, UpstreamConfig,
+    AuthMode, CacheConfig, ClientIdentity, Config, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksLimits,
+    JwksSource, LimitsConfig, Problem, RouteConfig, ServerConfig, ServerTlsConfig, UpstreamConfig,
 };
 use crate::auth::claims::ClaimPath;
 use crate::keys::set::SUPPORTED_ALGORITHMS;
@@ -68,6 +68,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         }
     }
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
+    let limits = limits(raw.limits.as_ref(), &mut p);
     if raw.issuers.is_empty() {
         p.add("issuers", "at least one [[issuers]] table is required");
     }
@@ -75,7 +76,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         .issuers
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| issuer(&format!("issuers[{i}]"), r, base_dir, &mut p))
+        .filter_map(|(i, r)| issuer(&format!("issuers[{i}]"), r, base_dir, limits.jwks, &mut p))
         .collect();
     for (i, a) in issuers.iter().enumerate() {
         if issuers[..i].iter().any(|b| b.issuer == a.issuer) {
@@ -115,7 +116,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     });
     match (default_upstream, p.0.is_empty()) {
         (Some(upstream), true) => {
-            Ok(Config { server, upstream, upstreams, issuers, routes, headers, cache, forward_auth })
+            Ok(Config { server, upstream, upstreams, issuers, routes, headers, cache, forward_auth, limits })
         }
         _ => Err(p.0),
     }
@@ -241,7 +242,13 @@ fn upstream(key: &str, raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> 
     })
 }
 
-fn issuer(key: &str, raw: &RawIssuer, base_dir: &Path, p: &mut Problems) -> Option<IssuerConfig> {
+fn issuer(
+    key: &str,
+    raw: &RawIssuer,
+    base_dir: &Path,
+    jwks_limits: JwksLimits,
+    p: &mut Problems,
+) -> Option<IssuerConfig> {
     let leeway = p.duration(&format!("{key}.leeway"), raw.leeway.as_deref(), secs(30));
     let refresh_interval = p.duration(&format!("{key}.refresh_interval"), raw.refresh_interval.as_deref(), secs(600));
     let min_refresh_interval =
@@ -278,7 +285,58 @@ fn issuer(key: &str, raw: &RawIssuer, base_dir: &Path, p: &mut Problems) -> Opti
         refresh_interval,
         min_refresh_interval,
         scope_claims,
+        jwks_limits,
     })
+}
+
+/// `[limits]`: each bound within a range that keeps it a bound.
+fn limits(raw: Option<&RawLimits>, p: &mut Problems) -> LimitsConfig {
+    let defaults = LimitsConfig::default();
+    let Some(raw) = raw else { return defaults };
+    let mut bounded = |key: &str, value: Option<i64>, range: std::ops::RangeInclusive<i64>, default: usize| {
+        let Some(value) = value else { return default };
+        if range.contains(&value) {
+            usize::try_from(value).unwrap_or(default)
+        } else {
+            p.add(
+                &format!("limits.{key}"),
+                format!("must be between {} and {} (got {value})", range.start(), range.end()),
+            );
+            default
+        }
+    };
+    let max_token_bytes = bounded("max_token_bytes", raw.max_token_bytes, 256..=1024 * 1024, defaults.max_token_bytes);
+    // serde_json stops at 128 levels whatever this says.
+    let max_json_depth = bounded("max_json_depth", raw.max_json_depth, 2..=128, defaults.max_json_depth);
+    let max_bytes = bounded("max_jwks_bytes", raw.max_jwks_bytes, 1024..=64 * 1024 * 1024, defaults.jwks.max_bytes);
+    let max_keys = bounded("max_jwks_keys", raw.max_jwks_keys, 1..=10_000, defaults.jwks.max_keys);
+    let streams = bounded(
+        "http2_max_concurrent_streams",
+        raw.http2_max_concurrent_streams,
+        1..=10_000,
+        defaults.http2_max_concurrent_streams as usize,
+    );
+    let http2_max_pending_resets = bounded(
+        "http2_max_pending_resets",
+        raw.http2_max_pending_resets,
+        1..=100_000,
+        defaults.http2_max_pending_resets,
+    );
+    let http2_max_error_resets =
+        bounded("http2_max_error_resets", raw.http2_max_error_resets, 1..=100_000, defaults.http2_max_error_resets);
+    let fetch_timeout =
+        p.duration("limits.jwks_fetch_timeout", raw.jwks_fetch_timeout.as_deref(), defaults.jwks.fetch_timeout);
+    if fetch_timeout.is_zero() {
+        p.add("limits.jwks_fetch_timeout", "must be longer than 0s");
+    }
+    LimitsConfig {
+        max_token_bytes,
+        max_json_depth,
+        jwks: JwksLimits { max_bytes, max_keys, fetch_timeout },
+        http2_max_concurrent_streams: u32::try_from(streams).unwrap_or(defaults.http2_max_concurrent_streams),
+        http2_max_pending_resets,
+        http2_max_error_resets,
+    }
 }
 
 fn algorithms(key: &str, raw: Option<&[String]>, p: &mut Problems) -> Vec<Algorithm> {

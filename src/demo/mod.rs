@@ -104,7 +104,7 @@ impl Demo {
             let shared = Arc::new(arc_swap::ArcSwap::from(Arc::clone(&gateway)));
             let shutdown = until_stopped();
             tasks.push(tokio::spawn(async move {
-                server::run(shared, &config.server, None, gateway_listener, shutdown).await;
+                server::run(shared, &config, None, gateway_listener, shutdown).await;
             }));
         }
         let demo = Demo { gateway_addr, backend_addr, issuer, gateway, stop, tasks };

@@ -4,14 +4,13 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::config::JwksLimits;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 /// A JWKS (or discovery document) larger than this is refused.
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a fetch brought back.
@@ -32,8 +31,8 @@ pub enum FetchError {
     },
     #[error("GET {url} answered {status}")]
     Status { url: String, status: StatusCode },
-    #[error("GET {url}: document is larger than {MAX_DOCUMENT_BYTES} bytes")]
-    TooLarge { url: String },
+    #[error("GET {url}: document is larger than {limit} bytes (limits.max_jwks_bytes)")]
+    TooLarge { url: String, limit: usize },
     #[error("discovery at {url}: {problem}")]
     Discovery { url: String, problem: String },
     #[error("reading {path}: {source}")]
@@ -72,7 +71,6 @@ impl Fetcher {
         let tls = crate::tls::fetch_client_config()?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .timeout(FETCH_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             // A redirect could lead from https to plain http; keys are only
             // taken from the URL that was configured or discovered.
@@ -83,9 +81,9 @@ impl Fetcher {
     }
 
     /// GET with `If-None-Match` when an ETag is known; the body is capped.
-    pub async fn get(&self, url: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+    pub async fn get(&self, url: &str, etag: Option<&str>, limits: &JwksLimits) -> Result<Fetched, FetchError> {
         let err = |source| FetchError::Request { url: url.to_string(), source };
-        let mut request = self.client.get(url);
+        let mut request = self.client.get(url).timeout(limits.fetch_timeout);
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
@@ -99,13 +97,13 @@ impl Fetcher {
             return Err(FetchError::Status { url: url.to_string(), status });
         }
         let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let too_large = || FetchError::TooLarge { url: url.to_string() };
-        if response.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
+        let too_large = || FetchError::TooLarge { url: url.to_string(), limit: limits.max_bytes };
+        if response.content_length().is_some_and(|n| n > limits.max_bytes as u64) {
             return Err(too_large());
         }
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(err)? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            if body.len() + chunk.len() > limits.max_bytes {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
@@ -115,9 +113,9 @@ impl Fetcher {
 
     /// Reads the OIDC discovery document and returns its `jwks_uri`, after
     /// checking that it speaks for `issuer` and points at a safe URL.
-    pub async fn discover(&self, discovery_url: &str, issuer: &str) -> Result<String, FetchError> {
+    pub async fn discover(&self, discovery_url: &str, issuer: &str, limits: &JwksLimits) -> Result<String, FetchError> {
         let problem = |problem: String| FetchError::Discovery { url: discovery_url.to_string(), problem };
-        let Fetched::Document { body, .. } = self.get(discovery_url, None).await? else {
+        let Fetched::Document { body, .. } = self.get(discovery_url, None, limits).await? else {
             return Err(problem("unexpected 304".into()));
         };
         let doc: Discovery =
@@ -138,15 +136,22 @@ impl Fetcher {
 pub type FileStamp = (SystemTime, u64);
 
 /// Reads a JWKS file unless its modification time and size still match `seen`.
-pub async fn read_file(path: &Path, seen: Option<FileStamp>) -> Result<(Option<Bytes>, FileStamp), FetchError> {
+pub async fn read_file(
+    path: &Path,
+    seen: Option<FileStamp>,
+    max_bytes: usize,
+) -> Result<(Option<Bytes>, FileStamp), FetchError> {
     let err = |source| FetchError::File { path: path.display().to_string(), source };
     let meta = tokio::fs::metadata(path).await.map_err(err)?;
     let stamp = (meta.modified().map_err(err)?, meta.len());
     if seen == Some(stamp) {
         return Ok((None, stamp));
     }
-    if meta.len() > MAX_DOCUMENT_BYTES as u64 {
-        return Err(FetchError::Jwks(format!("{}: larger than {MAX_DOCUMENT_BYTES} bytes", path.display())));
+    if meta.len() > max_bytes as u64 {
+        return Err(FetchError::Jwks(format!(
+            "{}: larger than {max_bytes} bytes (limits.max_jwks_bytes)",
+            path.display()
+        )));
     }
     let body = tokio::fs::read(path).await.map_err(err)?;
     Ok((Some(Bytes::from(body)), stamp))

@@ -13,6 +13,7 @@ use serde::Deserialize;
 /// Tokens without `kid` are tried against at most this many keys.
 pub const MAX_KEYS_WITHOUT_KID: usize = 4;
 /// Keys read from one JWKS; real issuers publish a handful.
+/// The default of `limits.max_jwks_keys`.
 pub const MAX_KEYS: usize = 100;
 
 /// The kind of public key, which decides the algorithms it can verify.
@@ -96,15 +97,17 @@ impl KeySet {
     /// Builds a set from a JWKS document. Keys that cannot be used (encryption
     /// keys, symmetric keys, unsupported types, bad parameters) are skipped
     /// and described in the returned list; the rest of the set still works.
-    pub fn from_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), JwksError> {
+    pub fn from_jwks(body: &[u8], max_keys: usize) -> Result<(KeySet, Vec<String>), JwksError> {
         let raw: RawSet = serde_json::from_slice(body)?;
-        let mut keys = Vec::with_capacity(raw.keys.len().min(MAX_KEYS));
+        let mut keys = Vec::with_capacity(raw.keys.len().min(max_keys));
         let mut skipped = Vec::new();
-        if raw.keys.len() > MAX_KEYS {
-            skipped
-                .push(format!("keys[{MAX_KEYS}..{}]: more than {MAX_KEYS} keys; the rest are ignored", raw.keys.len()));
+        if raw.keys.len() > max_keys {
+            skipped.push(format!(
+                "keys[{max_keys}..{}]: more than {max_keys} keys (limits.max_jwks_keys); the rest are ignored",
+                raw.keys.len()
+            ));
         }
-        for (i, value) in raw.keys.into_iter().take(MAX_KEYS).enumerate() {
+        for (i, value) in raw.keys.into_iter().take(max_keys).enumerate() {
             let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
             let name = kid.as_deref().map_or_else(|| format!("keys[{i}]"), |k| format!("kid {k:?}"));
             match parse_key(value) {
@@ -302,7 +305,7 @@ mod tests {
             {"kty": "XYZ", "kid": "weird"},
             {"kty": "RSA", "kid": "pinned-wrong", "alg": "ES256", "n": "AQAB", "e": "AQAB"},
         ]});
-        let (set, skipped) = KeySet::from_jwks(body.to_string().as_bytes()).unwrap();
+        let (set, skipped) = KeySet::from_jwks(body.to_string().as_bytes(), MAX_KEYS).unwrap();
         assert_eq!(set.len(), 1);
         assert!(set.by_kid("good").is_some());
         assert_eq!(skipped.len(), 5, "{skipped:?}");
@@ -313,7 +316,7 @@ mod tests {
         let mut with_alg = rsa("p");
         with_alg["alg"] = json!("RS256");
         let body = json!({"keys": [rsa("any"), with_alg]});
-        let (set, _) = KeySet::from_jwks(body.to_string().as_bytes()).unwrap();
+        let (set, _) = KeySet::from_jwks(body.to_string().as_bytes(), MAX_KEYS).unwrap();
         let any = set.by_kid("any").unwrap();
         assert!(any.accepts(Algorithm::RS256) && any.accepts(Algorithm::PS512));
         assert!(!any.accepts(Algorithm::ES256) && !any.accepts(Algorithm::HS256));
@@ -334,14 +337,14 @@ mod tests {
     #[test]
     fn at_most_max_keys_are_read() {
         let keys: Vec<_> = (0..MAX_KEYS + 5).map(|i| rsa(&format!("k{i}"))).collect();
-        let (set, skipped) = KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+        let (set, skipped) = KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes(), MAX_KEYS).unwrap();
         assert_eq!(set.len(), MAX_KEYS);
         assert_eq!(skipped.len(), 1, "{skipped:?}");
     }
 
     #[test]
     fn not_a_jwks_is_an_error() {
-        assert!(KeySet::from_jwks(b"{\"no\": 1}").is_err());
-        assert!(KeySet::from_jwks(b"<html>").is_err());
+        assert!(KeySet::from_jwks(b"{\"no\": 1}", MAX_KEYS).is_err());
+        assert!(KeySet::from_jwks(b"<html>", MAX_KEYS).is_err());
     }
 }

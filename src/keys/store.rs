@@ -99,6 +99,7 @@ impl IssuerKeys {
             && self.config.jwks == config.jwks
             && self.config.refresh_interval == config.refresh_interval
             && self.config.min_refresh_interval == config.min_refresh_interval
+            && self.config.jwks_limits == config.jwks_limits
     }
 
     /// This issuer's auth-failure and fetch counters.
@@ -190,7 +191,8 @@ impl IssuerKeys {
         let outcome = match result {
             Ok(None) => FetchOutcome::NotModified,
             Ok(Some(body)) => {
-                let (keys, skipped) = KeySet::from_jwks(&body).map_err(|e| FetchError::Jwks(e.to_string()))?;
+                let (keys, skipped) = KeySet::from_jwks(&body, self.config.jwks_limits.max_keys)
+                    .map_err(|e| FetchError::Jwks(e.to_string()))?;
                 for why in &skipped {
                     warn!(issuer = %self.issuer, "skipping key {why}");
                 }
@@ -213,7 +215,7 @@ impl IssuerKeys {
     async fn fetch_document(&self, state: &mut FetchState) -> Result<Option<bytes::Bytes>, FetchError> {
         let url = match &self.source {
             JwksSource::File(path) => {
-                let (body, stamp) = read_file(path, state.file_stamp).await?;
+                let (body, stamp) = read_file(path, state.file_stamp, self.config.jwks_limits.max_bytes).await?;
                 if body.is_some() {
                     // An unchanged file is not parsed again, even if it was bad.
                     state.file_stamp = Some(stamp);
@@ -224,7 +226,7 @@ impl IssuerKeys {
             JwksSource::Discovery { discovery_url } => match &state.jwks_uri {
                 Some(uri) => uri.clone(),
                 None => {
-                    let uri = self.fetcher.discover(discovery_url, &self.issuer).await?;
+                    let uri = self.fetcher.discover(discovery_url, &self.issuer, &self.config.jwks_limits).await?;
                     state.jwks_uri = Some(uri.clone());
                     uri
                 }
@@ -232,7 +234,7 @@ impl IssuerKeys {
         };
         // With no keys loaded, a 304 would leave us with nothing: ask unconditionally.
         let etag = if self.has_keys() { state.etag.as_deref() } else { None };
-        match self.fetcher.get(&url, etag).await? {
+        match self.fetcher.get(&url, etag, &self.config.jwks_limits).await? {
             Fetched::NotModified { max_age } => {
                 // RFC 9111 §4.3.4: a 304 freshens the stored response; what it
                 // does not restate (often Cache-Control) stays as it was.

@@ -340,7 +340,7 @@ impl TestGateway {
         let task = {
             let (shared, tls) = (Arc::clone(&shared), tls.clone());
             tokio::spawn(async move {
-                jwtgate::server::run(shared, &config.server, tls, listener, async {
+                jwtgate::server::run(shared, &config, tls, listener, async {
                     let _ = rx.await;
                 })
                 .await;
