@@ -3,7 +3,7 @@
 //! body `{"error", "error_description"}`.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -152,6 +152,61 @@ impl Refusal {
         }
         response
     }
+
+    /// The gRPC code for this refusal (grpc/doc/statuscodes.md).
+    pub fn grpc_status(&self) -> u8 {
+        match self {
+            Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16, // UNAUTHENTICATED
+            Self::InsufficientScope { .. } => 7,                                        // PERMISSION_DENIED
+            Self::BadPath(_) => 3,                                                      // INVALID_ARGUMENT
+            Self::KeysUnavailable | Self::BadGateway(_) => 14,                          // UNAVAILABLE
+            Self::GatewayTimeout(_) => 4,                                               // DEADLINE_EXCEEDED
+        }
+    }
+
+    /// The refusal as a gRPC client understands it: HTTP 200 with
+    /// `grpc-status` and `grpc-message` in a trailers-only answer (headers,
+    /// no body). `WWW-Authenticate` stays for anyone who reads it.
+    pub fn to_grpc_response(&self, realm: &str) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::default());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(GRPC_STATUS.clone(), HeaderValue::from(u16::from(self.grpc_status())));
+        if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(self.description())) {
+            headers.insert(GRPC_MESSAGE.clone(), message);
+        }
+        if let Some(value) = self.www_authenticate(realm).and_then(|v| HeaderValue::try_from(v).ok()) {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// Whether a request speaks gRPC (`content-type: application/grpc`, `+proto`, `+json`…).
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= 16
+            && v[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(v.get(16), None | Some(b'+' | b';'))
+    })
+}
+
+/// gRPC's percent-encoding of `grpc-message`: bytes outside printable
+/// ASCII, and `%`, as `%XX`.
+fn grpc_percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A JSON answer: the one shape of every body jwtgate writes itself
@@ -183,6 +238,25 @@ mod tests {
         let r = Refusal::KeysUnavailable.to_response("jwtgate");
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn grpc_requests_get_grpc_statuses() {
+        let header = |value: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+            is_grpc(&h)
+        };
+        assert!(header("application/grpc") && header("application/grpc+proto") && header("Application/GRPC;x=1"));
+        assert!(!header("application/grpc-web-text") && !header("application/json") && !header("application/grp"));
+        let r =
+            Refusal::InsufficientScope { failure: ScopeFailure::Scopes, scope: "admin".into() }.to_grpc_response("x");
+        assert_eq!(
+            (r.status(), &r.headers()["grpc-status"], &r.headers()[CONTENT_TYPE]),
+            (StatusCode::OK, &HeaderValue::from(7u16), &HeaderValue::from_static("application/grpc"))
+        );
+        assert_eq!(Refusal::MissingToken.to_grpc_response("x").headers()["grpc-status"], "16");
+        assert_eq!(grpc_percent_encode("100% ok\n"), "100%25 ok%0A");
     }
 
     #[test]

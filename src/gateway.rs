@@ -148,6 +148,7 @@ impl Gateway {
         // Kept for the access log; cloning a Uri only bumps reference counts.
         let method = request.method().clone();
         let uri = request.uri().clone();
+        let grpc = crate::error::is_grpc(request.headers());
         let mut notes = Notes::default();
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -170,7 +171,9 @@ impl Gateway {
                 info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
                       reason = refusal.reason(), route = notes.route, latency_ms,
                       sub = notes.subject(), "request");
-                refusal.to_response(&self.realm).map(Either::Right)
+                let answer =
+                    if grpc { refusal.to_grpc_response(&self.realm) } else { refusal.to_response(&self.realm) };
+                answer.map(Either::Right)
             }
         };
         response.headers_mut().insert(&X_REQUEST_ID, request_id);

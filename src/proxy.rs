@@ -6,7 +6,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, HOST, HeaderValue};
+use http::header::{AUTHORIZATION, HOST, HeaderValue, TE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version, request};
 use hyper::body::Incoming;
@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::Problem;
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::Refusal;
 use crate::headers;
 use crate::server::Peer;
@@ -45,12 +45,16 @@ impl Upstream {
         connector.set_connect_timeout(Some(config.connect_timeout));
         // hyper-rustls leaves http:// connections as they are.
         connector.enforce_http(false);
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config(tls::upstream_client_config(config)?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(https);
+        let https = HttpsConnectorBuilder::new().with_tls_config(tls::upstream_client_config(config)?).https_or_http();
+        // ALPN offers h2 only where HTTP/2 may be used: "auto" on https.
+        let https = match config.protocol {
+            UpstreamProtocol::Auto => https.enable_all_versions().wrap_connector(connector),
+            UpstreamProtocol::Http1 | UpstreamProtocol::H2c => https.enable_http1().wrap_connector(connector),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(config.protocol == UpstreamProtocol::H2c)
+            .build(https);
         let scheme = config.origin.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = config.origin.authority().cloned().unwrap_or_else(|| Authority::from_static("localhost"));
         let host = upstream_host(&scheme, &authority);
@@ -106,7 +110,12 @@ impl Upstream {
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
+        // `TE: trailers` is the one TE value HTTP/2 allows, and gRPC needs it.
+        let te_trailers = headers.get(TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
         headers::remove_hop_by_hop(headers);
+        if te_trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
         if !self.forward_authorization {
             headers.remove(AUTHORIZATION);
         }

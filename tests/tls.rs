@@ -216,6 +216,28 @@ async fn https_upstreams_are_verified_against_ca_file() {
 }
 
 #[tokio::test]
+async fn protocol_auto_negotiates_http2_with_an_https_upstream() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let ca = TestCa::new("upstream CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let mut server = (*ca.server().server_config(None)).clone();
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let upstream = TestUpstream::start_tls(Arc::new(server)).await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+
+    for (protocol, version) in [("auto", http::Version::HTTP_2), ("http1", http::Version::HTTP_11)] {
+        let lines = format!("{}protocol = \"{protocol}\"\n", path_line("ca_file", &ca_file));
+        let gateway = gateway_to(&idp, &upstream, &lines).await;
+        let (status, _, body) = support::get(&gateway.url("/negotiated"), Some(&token)).await;
+        assert_eq!(status, 200, "{protocol}: {body}");
+        assert_eq!(upstream.last().version, version, "{protocol}");
+    }
+}
+
+#[tokio::test]
 async fn mtls_upstreams_get_the_client_certificate() {
     let key = SigningKey::rsa("k");
     let idp = TestIdp::start(&[&key]).await;

@@ -134,10 +134,21 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub forward_authorization: bool,
     pub preserve_host: bool,
+    pub protocol: UpstreamProtocol,
     /// For https upstreams: trusted in addition to the system's roots.
     pub ca_file: Option<PathBuf>,
     /// For https upstreams: a client certificate (mTLS).
     pub client_identity: Option<ClientIdentity>,
+}
+
+/// How jwtgate speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (cleartext); what gRPC servers speak.
+    H2c,
+    /// HTTP/2 or HTTP/1.1 as ALPN settles on an https upstream; HTTP/1.1 on http.
+    Auto,
 }
 
 /// A certificate chain and its key, as PEM files.
@@ -442,6 +453,22 @@ mod tests {
         assert_eq!(config.limits.http2_max_concurrent_streams, 5);
         let jwks = JwksLimits { max_bytes: 2048, max_keys: 7, fetch_timeout: Duration::from_secs(3) };
         assert_eq!((config.limits.jwks, config.issuers[0].jwks_limits), (jwks, jwks));
+    }
+
+    #[test]
+    fn upstream_protocols() {
+        assert_eq!(parse(MINIMAL).unwrap().upstream.protocol, UpstreamProtocol::Http1);
+        let h2c = MINIMAL.replace("[upstream]", "[upstream]\nprotocol = \"h2c\"");
+        assert_eq!(parse(&h2c).unwrap().upstream.protocol, UpstreamProtocol::H2c);
+        let tls_h2c = h2c.replace("http://127", "https://127");
+        assert!(problems(&tls_h2c)[0].starts_with("test.toml: upstream.protocol: h2c is cleartext HTTP/2"));
+        let auto = tls_h2c.replace("\"h2c\"", "\"auto\"");
+        assert_eq!(parse(&auto).unwrap().upstream.protocol, UpstreamProtocol::Auto);
+        let bad = h2c.replace("\"h2c\"", "\"spdy\"");
+        assert_eq!(
+            problems(&bad),
+            ["test.toml: upstream.protocol: must be \"http1\", \"h2c\" or \"auto\" (got \"spdy\")"]
+        );
     }
 
     #[test]

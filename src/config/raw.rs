@@ -73,6 +73,7 @@ pub struct RawUpstream {
     pub timeout: Option<String>,
     pub forward_authorization: Option<bool>,
     pub preserve_host: Option<bool>,
+    pub protocol: Option<String>,
     pub ca_file: Option<String>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::raw::{RawConfig, RawHeaders, RawIssuer, RawLimits, RawRoute, RawServer, RawServerTls, RawUpstream};
 use super::{
     AuthMode, CacheConfig, ClientIdentity, Config, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksLimits,
-    JwksSource, LimitsConfig, Problem, RouteConfig, ServerConfig, ServerTlsConfig, UpstreamConfig,
+    JwksSource, LimitsConfig, Problem, RouteConfig, ServerConfig, ServerTlsConfig, UpstreamConfig, UpstreamProtocol,
 };
 use crate::auth::claims::ClaimPath;
 use crate::keys::set::SUPPORTED_ALGORITHMS;
@@ -210,6 +210,22 @@ fn upstream(key: &str, raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> 
         }
         (None, None) => None,
     };
+    let protocol = match raw.protocol.as_deref() {
+        None | Some("http1") => UpstreamProtocol::Http1,
+        Some("h2c") if scheme == Scheme::HTTPS => {
+            p.add(
+                &format!("{key}.protocol"),
+                "h2c is cleartext HTTP/2; an https:// upstream negotiates HTTP/2 with \"auto\"",
+            );
+            UpstreamProtocol::Http1
+        }
+        Some("h2c") => UpstreamProtocol::H2c,
+        Some("auto") => UpstreamProtocol::Auto,
+        Some(other) => {
+            p.add(&format!("{key}.protocol"), format!("must be \"http1\", \"h2c\" or \"auto\" (got {other:?})"));
+            UpstreamProtocol::Http1
+        }
+    };
     if scheme == Scheme::HTTP {
         for (name, set) in [
             ("ca_file", raw.ca_file.is_some()),
@@ -237,6 +253,7 @@ fn upstream(key: &str, raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> 
         timeout,
         forward_authorization: raw.forward_authorization.unwrap_or(false),
         preserve_host: raw.preserve_host.unwrap_or(false),
+        protocol,
         ca_file: raw.ca_file.as_ref().map(|file| base_dir.join(file)),
         client_identity,
     })

@@ -27,20 +27,27 @@ pub fn json_response(status: u16, value: &serde_json::Value) -> Response<TestBod
 }
 
 /// Serves `handler` on a fresh loopback port until the returned task is aborted.
-pub async fn serve<F, Fut>(handler: F) -> (SocketAddr, JoinHandle<()>)
+pub async fn serve<F, Fut, B>(handler: F) -> (SocketAddr, JoinHandle<()>)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     serve_maybe_tls(handler, None).await
 }
 
 /// [`serve`], over TLS when `tls` is given (connections whose handshake
 /// fails are dropped).
-pub async fn serve_maybe_tls<F, Fut>(handler: F, tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, JoinHandle<()>)
+pub async fn serve_maybe_tls<F, Fut, B>(
+    handler: F,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (SocketAddr, JoinHandle<()>)
 where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -129,6 +129,7 @@ pub struct Seen {
     pub method: String,
     pub uri: String,
     pub headers: hyper::HeaderMap,
+    pub version: hyper::Version,
 }
 
 /// An upstream that records requests. Paths:
@@ -196,7 +197,12 @@ async fn upstream_answer(
     got_first: &Notify,
     req: Request<hyper::body::Incoming>,
 ) -> Response<TestBody> {
-    let record = Seen { method: req.method().to_string(), uri: req.uri().to_string(), headers: req.headers().clone() };
+    let record = Seen {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        headers: req.headers().clone(),
+        version: req.version(),
+    };
     seen.lock().unwrap().push(record);
     let path = req.uri().path().to_string();
     if path.ends_with("/slow") {
