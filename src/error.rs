@@ -119,10 +119,16 @@ impl Refusal {
         matches!(self, Self::BadGateway(_) | Self::GatewayTimeout(_))
     }
 
-    fn www_authenticate(&self, realm: &str) -> Option<String> {
+    fn www_authenticate(&self, challenge: &Challenge) -> Option<String> {
+        let realm = &challenge.realm;
+        // RFC 9728 §5.1: every 401 tells the client where the resource's metadata is.
+        let metadata = match (&challenge.resource_metadata, self.status()) {
+            (Some(url), StatusCode::UNAUTHORIZED) => format!(", resource_metadata=\"{url}\""),
+            _ => String::new(),
+        };
         let error = match self {
             // RFC 6750 §3.1: no error code when the request had no credentials.
-            Self::MissingToken => return Some(format!("Bearer realm=\"{realm}\"")),
+            Self::MissingToken => return Some(format!("Bearer realm=\"{realm}\"{metadata}")),
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
@@ -130,8 +136,10 @@ impl Refusal {
         };
         // Descriptions are our own constants and scopes are checked at load:
         // printable ASCII without quotes or backslashes.
-        let mut value =
-            format!("Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"", self.description());
+        let mut value = format!(
+            "Bearer realm=\"{realm}\"{metadata}, error=\"{error}\", error_description=\"{}\"",
+            self.description()
+        );
         if let Self::InsufficientScope { scope, .. } = self
             && !scope.is_empty()
         {
@@ -140,11 +148,11 @@ impl Refusal {
         Some(value)
     }
 
-    pub fn to_response(&self, realm: &str) -> Response<Full<Bytes>> {
+    pub fn to_response(&self, challenge: &Challenge) -> Response<Full<Bytes>> {
         let body = serde_json::json!({"error": self.code(), "error_description": self.description()});
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
-        if let Some(value) = self.www_authenticate(realm).and_then(|v| HeaderValue::try_from(v).ok()) {
+        if let Some(value) = self.www_authenticate(challenge).and_then(|v| HeaderValue::try_from(v).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
         if *self == Self::KeysUnavailable {
@@ -167,7 +175,7 @@ impl Refusal {
     /// The refusal as a gRPC client understands it: HTTP 200 with
     /// `grpc-status` and `grpc-message` in a trailers-only answer (headers,
     /// no body). `WWW-Authenticate` stays for anyone who reads it.
-    pub fn to_grpc_response(&self, realm: &str) -> Response<Full<Bytes>> {
+    pub fn to_grpc_response(&self, challenge: &Challenge) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::default());
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -175,11 +183,19 @@ impl Refusal {
         if let Ok(message) = HeaderValue::try_from(grpc_percent_encode(self.description())) {
             headers.insert(GRPC_MESSAGE.clone(), message);
         }
-        if let Some(value) = self.www_authenticate(realm).and_then(|v| HeaderValue::try_from(v).ok()) {
+        if let Some(value) = self.www_authenticate(challenge).and_then(|v| HeaderValue::try_from(v).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
         response
     }
+}
+
+/// What every `WWW-Authenticate` names: the realm, and (RFC 9728) where
+/// the resource's metadata is. Checked at load to fit in a quoted-string.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub realm: String,
+    pub resource_metadata: Option<String>,
 }
 
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
@@ -223,7 +239,29 @@ mod tests {
     use super::*;
 
     fn www(r: &Refusal) -> Option<String> {
-        r.to_response("jwtgate").headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned())
+        r.to_response(&plain()).headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    fn plain() -> Challenge {
+        Challenge { realm: "jwtgate".into(), resource_metadata: None }
+    }
+
+    #[test]
+    fn every_401_names_the_resource_metadata() {
+        let challenge = Challenge {
+            realm: "api".into(),
+            resource_metadata: Some("https://api.example.com/.well-known/oauth-protected-resource".into()),
+        };
+        let www = |r: Refusal| {
+            r.to_response(&challenge).headers().get(WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            www(Refusal::MissingToken).unwrap(),
+            "Bearer realm=\"api\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\""
+        );
+        assert!(www(Refusal::InvalidToken(AuthFailure::Expired)).unwrap().contains("resource_metadata="));
+        let forbidden = Refusal::InsufficientScope { failure: ScopeFailure::Scopes, scope: "a".into() };
+        assert!(!www(forbidden).unwrap().contains("resource_metadata="));
     }
 
     #[test]
@@ -235,7 +273,7 @@ mod tests {
         );
         assert!(www(&Refusal::InvalidRequest("x")).unwrap().contains("error=\"invalid_request\""));
         assert_eq!(www(&Refusal::BadGateway("x")), None);
-        let r = Refusal::KeysUnavailable.to_response("jwtgate");
+        let r = Refusal::KeysUnavailable.to_response(&plain());
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
     }
@@ -249,13 +287,13 @@ mod tests {
         };
         assert!(header("application/grpc") && header("application/grpc+proto") && header("Application/GRPC;x=1"));
         assert!(!header("application/grpc-web-text") && !header("application/json") && !header("application/grp"));
-        let r =
-            Refusal::InsufficientScope { failure: ScopeFailure::Scopes, scope: "admin".into() }.to_grpc_response("x");
+        let r = Refusal::InsufficientScope { failure: ScopeFailure::Scopes, scope: "admin".into() }
+            .to_grpc_response(&plain());
         assert_eq!(
             (r.status(), &r.headers()["grpc-status"], &r.headers()[CONTENT_TYPE]),
             (StatusCode::OK, &HeaderValue::from(7u16), &HeaderValue::from_static("application/grpc"))
         );
-        assert_eq!(Refusal::MissingToken.to_grpc_response("x").headers()["grpc-status"], "16");
+        assert_eq!(Refusal::MissingToken.to_grpc_response(&plain()).headers()["grpc-status"], "16");
         assert_eq!(grpc_percent_encode("100% ok\n"), "100%25 ok%0A");
     }
 

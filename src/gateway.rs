@@ -16,12 +16,13 @@ use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::{Authenticator, Verified, bearer};
 use crate::config::{AuthMode, Config, Problem};
-use crate::error::Refusal;
+use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::metrics::{Metrics, Outcome};
 use crate::path;
 use crate::proxy::{REQUEST_TIMED_OUT, Upstream};
+use crate::resource_metadata::ResourceMetadata;
 use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
 use crate::upgrade;
@@ -48,7 +49,7 @@ pub enum GatewayError {
 /// One configuration's worth of request handling. A reload builds a new
 /// `Gateway`; requests in flight finish on the one they started with.
 pub struct Gateway {
-    realm: String,
+    challenge: Challenge,
     request_timeout: Duration,
     max_token_bytes: usize,
     auth: Authenticator,
@@ -59,6 +60,8 @@ pub struct Gateway {
     upstreams: Vec<Upstream>,
     /// `[forward_auth]`: answer checks at this path instead of proxying them.
     forward_auth: Option<ForwardAuth>,
+    /// `[resource_metadata]`: served at its well-known paths, without a token.
+    resource_metadata: Option<ResourceMetadata>,
     keys: Vec<Arc<IssuerKeys>>,
     metrics: Arc<Metrics>,
     request_ids: RequestIds,
@@ -105,7 +108,11 @@ impl Gateway {
             })
             .collect();
         Ok(Gateway {
-            realm: config.server.realm.clone(),
+            challenge: Challenge {
+                realm: config.server.realm.clone(),
+                resource_metadata: config.resource_metadata.as_ref().map(|m| m.url.clone()),
+            },
+            resource_metadata: config.resource_metadata.as_ref().map(ResourceMetadata::new),
             request_timeout: config.server.request_timeout,
             max_token_bytes: config.limits.max_token_bytes,
             auth: Authenticator::new(
@@ -172,7 +179,7 @@ impl Gateway {
                       reason = refusal.reason(), route = notes.route, latency_ms,
                       sub = notes.subject(), "request");
                 let answer =
-                    if grpc { refusal.to_grpc_response(&self.realm) } else { refusal.to_response(&self.realm) };
+                    if grpc { refusal.to_grpc_response(&self.challenge) } else { refusal.to_response(&self.challenge) };
                 answer.map(Either::Right)
             }
         };
@@ -188,6 +195,10 @@ impl Gateway {
         notes: &mut Notes<'a>,
     ) -> Result<Response<Body>, Refusal> {
         let (mut parts, body) = request.into_parts();
+        if let Some(metadata) = self.resource_metadata.as_ref().filter(|m| m.serves(&parts.method, parts.uri.path())) {
+            notes.anonymous = true;
+            return Ok(metadata.response().map(Either::Right));
+        }
         if let Some(original) =
             self.forward_auth.as_ref().and_then(|check| check.original(&parts.method, parts.uri.path(), &parts.headers))
         {

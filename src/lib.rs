@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod reload;
+pub mod resource_metadata;
 pub mod routes;
 pub mod server;
 pub mod tls;

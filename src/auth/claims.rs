@@ -101,6 +101,22 @@ pub fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<(), AuthFai
     Ok(())
 }
 
+/// RFC 9068 §2.2 with a bound: `iat` present and `exp - iat` at most `max` seconds.
+pub fn check_lifetime(claims: &Claims, max: u64) -> Result<(), AuthFailure> {
+    let exp = numeric_date(claims.get("exp"))?.ok_or(AuthFailure::MissingExp)?;
+    let iat = numeric_date(claims.get("iat"))?.ok_or(AuthFailure::MissingRequiredClaim)?;
+    if exp - iat > max as f64 { Err(AuthFailure::LifetimeTooLong) } else { Ok(()) }
+}
+
+/// Every claim in `required` is present (any value, `null` included).
+pub fn check_required(claims: &Claims, required: &[ClaimPath]) -> Result<(), AuthFailure> {
+    if required.iter().all(|path| path.lookup(claims).is_some()) {
+        Ok(())
+    } else {
+        Err(AuthFailure::MissingRequiredClaim)
+    }
+}
+
 /// RFC 7519 NumericDate: a JSON number of seconds, fractions allowed.
 fn numeric_date(value: Option<&Value>) -> Result<Option<f64>, AuthFailure> {
     match value {

@@ -42,6 +42,12 @@ pub enum AuthFailure {
     NotYetValid,
     MissingAudience,
     WrongAudience,
+    /// RFC 9068: the header's `typ` is not the one the issuer requires.
+    WrongType,
+    /// `exp - iat` is longer than the issuer's `max_lifetime`.
+    LifetimeTooLong,
+    /// A claim in `required_claims` (or `iat`, with `max_lifetime`) is absent.
+    MissingRequiredClaim,
 }
 
 impl AuthFailure {
@@ -66,6 +72,9 @@ impl AuthFailure {
             Self::NotYetValid => "token is not valid yet (nbf is in the future)",
             Self::MissingAudience => "token has no aud claim",
             Self::WrongAudience => "audience not accepted",
+            Self::WrongType => "token type (typ header) is not the one this issuer requires",
+            Self::LifetimeTooLong => "token lifetime (exp - iat) is longer than this issuer allows",
+            Self::MissingRequiredClaim => "token lacks a claim this issuer requires",
         }
     }
 
@@ -86,6 +95,9 @@ impl AuthFailure {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::MissingAudience | Self::WrongAudience => "wrong_audience",
+            Self::WrongType => "wrong_type",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::MissingRequiredClaim => "missing_claim",
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct Unverified<'a> {
     pub signature: &'a str,
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The header's `typ`, when it has one.
+    pub typ: Option<String>,
     pub claims: Claims,
 }
 
@@ -51,9 +53,14 @@ pub fn parse(token: &str, max_depth: usize) -> Result<Unverified<'_>, AuthFailur
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(AuthFailure::BadHeader),
     };
+    let typ = match header.get("typ") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(typ)) => Some(typ.clone()),
+        Some(_) => return Err(AuthFailure::BadHeader),
+    };
     let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| AuthFailure::BadPayload)?;
     let claims = parse_object(&payload, max_depth).map_err(|_| AuthFailure::BadPayload)?;
-    Ok(Unverified { signing_input, signature, alg, kid, claims })
+    Ok(Unverified { signing_input, signature, alg, kid, typ, claims })
 }
 
 #[cfg(test)]

@@ -101,6 +101,10 @@ struct Issuer {
     algorithms: Vec<Algorithm>,
     leeway_secs: u64,
     keys: Arc<IssuerKeys>,
+    /// RFC 9068: lower case, without `application/`.
+    require_typ: Option<String>,
+    max_lifetime_secs: Option<u64>,
+    required_claims: Vec<ClaimPath>,
 }
 
 /// Verifies tokens against the configured issuers.
@@ -141,6 +145,9 @@ impl Authenticator {
                     algorithms: config.algorithms.clone(),
                     leeway_secs: config.leeway.as_secs(),
                     keys: Arc::clone(keys),
+                    require_typ: config.require_typ.clone(),
+                    max_lifetime_secs: config.max_lifetime.map(|d| d.as_secs()),
+                    required_claims: config.required_claims.clone(),
                 };
                 (config.issuer.clone(), issuer)
             })
@@ -186,6 +193,12 @@ async fn verify_with(issuer: &Issuer, token: &Unverified<'_>, now: u64) -> Resul
     if !issuer.algorithms.contains(&token.alg) {
         return Err(AuthFailure::AlgorithmNotAllowed);
     }
+    // A header check: refused before any signature work.
+    if let Some(required) = &issuer.require_typ
+        && !token.typ.as_deref().is_some_and(|typ| media_type_matches(typ, required))
+    {
+        return Err(AuthFailure::WrongType);
+    }
     let generation = match verify_signature(issuer, token)? {
         Attempt::Done(result) => result?,
         Attempt::NoKey(generation) => {
@@ -200,7 +213,18 @@ async fn verify_with(issuer: &Issuer, token: &Unverified<'_>, now: u64) -> Resul
     };
     claims::check_times(&token.claims, now, issuer.leeway_secs)?;
     claims::check_audience(&token.claims, &issuer.audiences)?;
+    if let Some(max) = issuer.max_lifetime_secs {
+        claims::check_lifetime(&token.claims, max)?;
+    }
+    claims::check_required(&token.claims, &issuer.required_claims)?;
     Ok(generation)
+}
+
+/// RFC 7515 §4.1.9: `typ` compares case-insensitively, and the
+/// `application/` prefix may be left out (`at+jwt`, `application/at+jwt`).
+fn media_type_matches(typ: &str, required: &str) -> bool {
+    let typ = typ.get(..12).filter(|p| p.eq_ignore_ascii_case("application/")).map_or(typ, |_| &typ[12..]);
+    typ.eq_ignore_ascii_case(required)
 }
 
 /// Checks the signature against the current snapshot without waiting.

@@ -35,6 +35,22 @@ pub struct Config {
     pub cache: CacheConfig,
     pub forward_auth: Option<ForwardAuthConfig>,
     pub limits: LimitsConfig,
+    pub resource_metadata: Option<ResourceMetadataConfig>,
+}
+
+/// `[resource_metadata]`: RFC 9728 protected-resource metadata.
+#[derive(Debug, Clone)]
+pub struct ResourceMetadataConfig {
+    pub resource: String,
+    /// Default: every configured issuer.
+    pub authorization_servers: Vec<String>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub bearer_methods_supported: Vec<String>,
+    pub resource_documentation: Option<String>,
+    /// RFC 9728 §3.1: `/.well-known/oauth-protected-resource` plus the resource's path.
+    pub well_known_path: String,
+    /// The same as a URL, for `resource_metadata` in `WWW-Authenticate`.
+    pub url: String,
 }
 
 /// `[limits]`: bounds on what clients and key servers can make jwtgate
@@ -171,6 +187,11 @@ pub struct IssuerConfig {
     pub scope_claims: Vec<ClaimPath>,
     /// From `[limits]`; kept here so a reload can tell whether they changed.
     pub jwks_limits: JwksLimits,
+    /// RFC 9068 `typ` (lower case, without `application/`), e.g. `at+jwt`.
+    pub require_typ: Option<String>,
+    /// Refuse tokens whose `exp - iat` is longer (and tokens without `iat`).
+    pub max_lifetime: Option<Duration>,
+    pub required_claims: Vec<ClaimPath>,
 }
 
 /// How a route treats the bearer token.
@@ -468,6 +489,36 @@ mod tests {
         assert_eq!(
             problems(&bad),
             ["test.toml: upstream.protocol: must be \"http1\", \"h2c\" or \"auto\" (got \"spdy\")"]
+        );
+    }
+
+    #[test]
+    fn resource_metadata_and_rfc_9068_keys() {
+        let text = format!(
+            "{MINIMAL}\nrequire_typ = \"Application/AT+JWT\"\nmax_lifetime = \"2h\"\nrequired_claims = [\"sub\", \"/act/sub\"]\n\
+             [resource_metadata]\nresource = \"https://api.example.com:8443/v1/\"\n"
+        );
+        let config = parse(&text).unwrap();
+        let issuer = &config.issuers[0];
+        assert_eq!(issuer.require_typ.as_deref(), Some("at+jwt"));
+        assert_eq!(issuer.max_lifetime, Some(Duration::from_secs(7200)));
+        assert_eq!(issuer.required_claims.len(), 2);
+        let metadata = config.resource_metadata.unwrap();
+        assert_eq!(metadata.well_known_path, "/.well-known/oauth-protected-resource/v1");
+        assert_eq!(metadata.url, "https://api.example.com:8443/.well-known/oauth-protected-resource/v1");
+        assert_eq!(metadata.authorization_servers, ["https://tenant.auth0.com/"]);
+
+        let bad = text
+            .replace("https://api.example.com:8443/v1/", "http://api.example.com/")
+            .replace("\"2h\"", "\"0s\"")
+            .replace("Application/AT+JWT", "");
+        assert_eq!(
+            problems(&bad),
+            [
+                "test.toml: resource_metadata.resource: must be an https URL (http only on loopback) (got \"http://api.example.com/\")",
+                "test.toml: issuers[0].require_typ: not a media type (got \"\"); RFC 9068 uses \"at+jwt\"",
+                "test.toml: issuers[0].max_lifetime: must be longer than 0s",
+            ]
         );
     }
 

@@ -22,6 +22,17 @@ pub struct RawConfig {
     pub cache: Option<RawCache>,
     pub forward_auth: Option<RawForwardAuth>,
     pub limits: Option<RawLimits>,
+    pub resource_metadata: Option<RawResourceMetadata>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResourceMetadata {
+    pub resource: Option<String>,
+    pub authorization_servers: Option<Vec<String>>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub bearer_methods_supported: Option<Vec<String>>,
+    pub resource_documentation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +102,9 @@ pub struct RawIssuer {
     pub refresh_interval: Option<String>,
     pub min_refresh_interval: Option<String>,
     pub scope_claims: Option<Vec<String>>,
+    pub require_typ: Option<String>,
+    pub max_lifetime: Option<String>,
+    pub required_claims: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,10 +11,13 @@ use jsonwebtoken::Algorithm;
 use reqwest::Url;
 use serde_json::Value;
 
-use super::raw::{RawConfig, RawHeaders, RawIssuer, RawLimits, RawRoute, RawServer, RawServerTls, RawUpstream};
+use super::raw::{
+    RawConfig, RawHeaders, RawIssuer, RawLimits, RawResourceMetadata, RawRoute, RawServer, RawServerTls, RawUpstream,
+};
 use super::{
     AuthMode, CacheConfig, ClientIdentity, Config, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksLimits,
-    JwksSource, LimitsConfig, Problem, RouteConfig, ServerConfig, ServerTlsConfig, UpstreamConfig, UpstreamProtocol,
+    JwksSource, LimitsConfig, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig, ServerTlsConfig,
+    UpstreamConfig, UpstreamProtocol,
 };
 use crate::auth::claims::ClaimPath;
 use crate::keys::set::SUPPORTED_ALGORITHMS;
@@ -69,6 +72,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     }
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
     let limits = limits(raw.limits.as_ref(), &mut p);
+    let issuer_list: Vec<String> = raw.issuers.iter().filter_map(|i| i.issuer.clone()).collect();
+    let resource_metadata = raw.resource_metadata.as_ref().and_then(|r| resource_metadata(r, &issuer_list, &mut p));
     if raw.issuers.is_empty() {
         p.add("issuers", "at least one [[issuers]] table is required");
     }
@@ -115,9 +120,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         }
     });
     match (default_upstream, p.0.is_empty()) {
-        (Some(upstream), true) => {
-            Ok(Config { server, upstream, upstreams, issuers, routes, headers, cache, forward_auth, limits })
-        }
+        (Some(upstream), true) => Ok(Config {
+            server,
+            upstream,
+            upstreams,
+            issuers,
+            routes,
+            headers,
+            cache,
+            forward_auth,
+            limits,
+            resource_metadata,
+        }),
         _ => Err(p.0),
     }
 }
@@ -293,6 +307,28 @@ fn issuer(
         p.add(&format!("{key}.issuer"), "must not be empty");
     }
     let jwks = jwks_source(key, raw, issuer.map(String::as_str), base_dir, p);
+    let require_typ = raw.require_typ.as_deref().and_then(|typ| {
+        let lower = typ.to_ascii_lowercase();
+        let bare = lower.strip_prefix("application/").unwrap_or(&lower).to_string();
+        if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_graphic()) {
+            p.add(&format!("{key}.require_typ"), format!("not a media type (got {typ:?}); RFC 9068 uses \"at+jwt\""));
+            return None;
+        }
+        Some(bare)
+    });
+    let max_lifetime = raw.max_lifetime.as_deref().map(|text| {
+        let lifetime = p.duration(&format!("{key}.max_lifetime"), Some(text), secs(3600));
+        if lifetime.is_zero() {
+            p.add(&format!("{key}.max_lifetime"), "must be longer than 0s");
+        }
+        lifetime
+    });
+    let required_claims = raw
+        .required_claims
+        .iter()
+        .flatten()
+        .filter_map(|name| ClaimPath::parse(name).map_err(|e| p.add(&format!("{key}.required_claims"), e)).ok())
+        .collect();
     Some(IssuerConfig {
         issuer: issuer?.clone(),
         audiences: audiences?.clone(),
@@ -303,6 +339,53 @@ fn issuer(
         min_refresh_interval,
         scope_claims,
         jwks_limits,
+        require_typ,
+        max_lifetime,
+        required_claims,
+    })
+}
+
+fn resource_metadata(
+    raw: &RawResourceMetadata,
+    issuers: &[String],
+    p: &mut Problems,
+) -> Option<ResourceMetadataConfig> {
+    let key = "resource_metadata";
+    let resource = p.required(&format!("{key}.resource"), raw.resource.as_ref())?;
+    let url = match Url::parse(resource) {
+        Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url)) => url,
+        _ => {
+            p.add(
+                &format!("{key}.resource"),
+                format!("must be an https URL (http only on loopback) (got {resource:?})"),
+            );
+            return None;
+        }
+    };
+    if url.fragment().is_some() || url.query().is_some() || url.as_str().contains(['"', '\\']) {
+        p.add(&format!("{key}.resource"), format!("must have no query or fragment (got {resource:?})"));
+        return None;
+    }
+    let suffix = url.path().trim_end_matches('/');
+    let well_known_path = format!("{}{suffix}", crate::resource_metadata::WELL_KNOWN);
+    let origin = url.origin().ascii_serialization();
+    let bearer_methods_supported = raw.bearer_methods_supported.clone().unwrap_or_else(|| vec!["header".into()]);
+    for method in &bearer_methods_supported {
+        if !matches!(method.as_str(), "header" | "body" | "query") {
+            p.add(
+                &format!("{key}.bearer_methods_supported"),
+                format!("RFC 6750 names header, body and query (got {method:?})"),
+            );
+        }
+    }
+    Some(ResourceMetadataConfig {
+        resource: resource.clone(),
+        authorization_servers: raw.authorization_servers.clone().unwrap_or_else(|| issuers.to_vec()),
+        scopes_supported: raw.scopes_supported.clone(),
+        bearer_methods_supported,
+        resource_documentation: raw.resource_documentation.clone(),
+        url: format!("{origin}{well_known_path}"),
+        well_known_path,
     })
 }
 

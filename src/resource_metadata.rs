@@ -1,0 +1,50 @@
+//! RFC 9728 protected-resource metadata: the document that tells a client
+//! (an MCP client, say) which authorization servers issue tokens for this
+//! resource. jwtgate serves it itself, without a token, and points every
+//! 401 at it (`resource_metadata` in `WWW-Authenticate`).
+
+use bytes::Bytes;
+use http::{Method, Response};
+use http_body_util::Full;
+
+use crate::config::ResourceMetadataConfig;
+use crate::error::json_response;
+
+pub struct ResourceMetadata {
+    /// Where it is served: the RFC 9728 §3.1 path (with the resource's own
+    /// path appended) and the bare well-known path.
+    paths: Vec<String>,
+    body: serde_json::Value,
+}
+
+impl ResourceMetadata {
+    pub fn new(config: &ResourceMetadataConfig) -> ResourceMetadata {
+        let mut body = serde_json::json!({
+            "resource": config.resource,
+            "authorization_servers": config.authorization_servers,
+            "bearer_methods_supported": config.bearer_methods_supported,
+        });
+        if let Some(scopes) = &config.scopes_supported {
+            body["scopes_supported"] = serde_json::json!(scopes);
+        }
+        if let Some(documentation) = &config.resource_documentation {
+            body["resource_documentation"] = serde_json::json!(documentation);
+        }
+        let mut paths = vec![config.well_known_path.clone()];
+        if config.well_known_path != WELL_KNOWN {
+            paths.push(WELL_KNOWN.to_string());
+        }
+        ResourceMetadata { paths, body }
+    }
+
+    /// Whether this request asks for the metadata.
+    pub fn serves(&self, method: &Method, path: &str) -> bool {
+        (method == Method::GET || method == Method::HEAD) && self.paths.iter().any(|p| p == path)
+    }
+
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        json_response(http::StatusCode::OK, &self.body)
+    }
+}
+
+pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
