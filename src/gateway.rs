@@ -14,7 +14,8 @@ use tracing::info;
 
 use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
-use crate::auth::{Authenticator, Verified, bearer};
+use crate::auth::locations::{self, TokenLocation};
+use crate::auth::{AuthFailure, Authenticator, Verified};
 use crate::config::{AuthMode, Config, Problem};
 use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
@@ -52,6 +53,8 @@ pub struct Gateway {
     challenge: Challenge,
     request_timeout: Duration,
     max_token_bytes: usize,
+    /// Every place some issuer takes tokens from: the header first.
+    token_locations: Vec<TokenLocation>,
     auth: Authenticator,
     routes: RouteTable,
     identity: IdentityHeaders,
@@ -115,6 +118,7 @@ impl Gateway {
             resource_metadata: config.resource_metadata.as_ref().map(ResourceMetadata::new),
             request_timeout: config.server.request_timeout,
             max_token_bytes: config.limits.max_token_bytes,
+            token_locations: token_locations(config),
             auth: Authenticator::new(
                 &config.issuers,
                 &keys,
@@ -209,10 +213,20 @@ impl Gateway {
         let uri = parts.uri.clone();
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
         // 2–4. Route, strip, authenticate and authorise.
-        let (route, identity) = self.admit(&parts.method, &path, &mut parts.headers, deadline, notes).await?;
+        let (route, identity, location) =
+            self.admit(&parts.method, &path, uri.query(), &mut parts.headers, deadline, notes).await?;
         // 5. Prepare the upstream request and stream it through.
         let websocket = upgrade::take(&mut parts);
         let upstream = &self.upstreams[route.upstream()];
+        // A token taken from the query never goes further; from a cookie,
+        // only when the upstream asked for credentials.
+        match &location {
+            Some(TokenLocation::Query(name)) => parts.uri = uri_without_param(&parts.uri, name)?,
+            Some(TokenLocation::Cookie(name)) if !upstream.forwards_credentials() => {
+                locations::remove_cookie(&mut parts.headers, name);
+            }
+            _ => {}
+        }
         let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
         upstream_request.headers_mut().extend(identity);
         if let Some(websocket) = &websocket {
@@ -237,7 +251,7 @@ impl Gateway {
         notes: &mut Notes<'a>,
     ) -> Result<Response<Body>, Refusal> {
         let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;
-        let (_, identity) = self.admit(&original.method, &path, &mut headers, deadline, notes).await?;
+        let (_, identity, _) = self.admit(&original.method, &path, None, &mut headers, deadline, notes).await?;
         let mut response = Response::new(Either::Right(Full::default()));
         let answer = response.headers_mut();
         // Every configured name is answered, empty when there is no value:
@@ -254,16 +268,18 @@ impl Gateway {
 
     /// Steps 2 to 4 for a normalised `path`, shared by inline and
     /// forward-auth mode: the route, identity headers stripped from
-    /// `headers`, and the token checked as the route says. Returns the route
-    /// and the identity headers to add.
+    /// `headers`, and the token (from the headers, or `query` where an issuer
+    /// allows) checked as the route says. Returns the route, the identity
+    /// headers to add, and where the token was.
     async fn admit<'a>(
         &'a self,
         method: &Method,
         path: &str,
+        query: Option<&str>,
         headers: &mut HeaderMap,
         deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
-    ) -> Result<(&'a Route, Vec<(HeaderName, HeaderValue)>), Refusal> {
+    ) -> Result<(&'a Route, Vec<(HeaderName, HeaderValue)>, Option<TokenLocation>), Refusal> {
         // 2. Match a route.
         let route = self.routes.find(method, path);
         notes.route = Some(route.name());
@@ -273,12 +289,14 @@ impl Gateway {
         let mode = route.auth_for(method, headers);
         let token = match mode {
             AuthMode::Public => None,
-            AuthMode::Optional | AuthMode::Required => bearer::bearer_token(headers, self.max_token_bytes)
-                .inspect_err(|refusal| {
+            AuthMode::Optional | AuthMode::Required => {
+                locations::find(headers, query, &self.token_locations, self.max_token_bytes).inspect_err(|refusal| {
                     self.metrics.auth_failure(None, refusal.reason());
-                })?,
+                })?
+            }
         };
-        let identity = match (token, mode) {
+        let location = token.map(|(_, location)| location.clone());
+        let identity = match (token.map(|(token, _)| token), mode) {
             (Some(token), _) => {
                 // Only an unknown-kid refetch waits here; the timer is armed only then.
                 let verified = tokio::time::timeout_at(deadline, self.auth.verify(token))
@@ -290,6 +308,11 @@ impl Gateway {
                     })?;
                 // Kept before authorising, so a 403 is logged with its subject.
                 let verified = notes.verified.insert(verified);
+                if location.as_ref().is_some_and(|l| !verified.accepts_location(l)) {
+                    self.metrics
+                        .auth_failure(Some(verified.issuer_keys().counters()), AuthFailure::WrongLocation.reason());
+                    return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
+                }
                 route.authorize(verified).inspect_err(|refusal| {
                     self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
                 })?;
@@ -304,8 +327,30 @@ impl Gateway {
                 Vec::new()
             }
         };
-        Ok((route, identity))
+        Ok((route, identity, location))
     }
+}
+
+/// The union of the issuers' `token_from`, the header first.
+fn token_locations(config: &Config) -> Vec<TokenLocation> {
+    let mut all = vec![TokenLocation::Header];
+    for location in config.issuers.iter().flat_map(|issuer| &issuer.token_from) {
+        if !all.contains(location) {
+            all.push(location.clone());
+        }
+    }
+    all
+}
+
+/// `uri` without query parameter `name`.
+fn uri_without_param(uri: &http::Uri, name: &str) -> Result<http::Uri, Refusal> {
+    let Some(query) = uri.query() else { return Ok(uri.clone()) };
+    let kept = locations::query_without(query, name);
+    let path_and_query = if kept.is_empty() { uri.path().to_string() } else { format!("{}?{kept}", uri.path()) };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query =
+        Some(path_and_query.parse().map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?);
+    http::Uri::from_parts(parts).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))
 }
 
 /// Request ids: the client's `X-Request-Id` when it is a sensible token,

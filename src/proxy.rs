@@ -70,6 +70,11 @@ impl Upstream {
         })
     }
 
+    /// Whether credentials (`Authorization`, a token cookie) go on to the upstream.
+    pub fn forwards_credentials(&self) -> bool {
+        self.forward_authorization
+    }
+
     /// The request the upstream receives: normalised `path` with the original
     /// query, hop-by-hop headers and (by default) `Authorization` removed,
     /// `Host` and `X-Forwarded-*` set.

@@ -49,7 +49,7 @@ fn trim_spaces(bytes: &[u8]) -> &[u8] {
 }
 
 /// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(token: &[u8]) -> bool {
+pub(super) fn is_b64token(token: &[u8]) -> bool {
     let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
     // A table lookup per byte: tokens are hundreds of bytes, on every request.
     body_end > 0 && token[..body_end].iter().all(|&b| B64TOKEN[usize::from(b)])

@@ -12,6 +12,7 @@ pub mod bearer;
 pub mod cache;
 pub mod claims;
 pub mod identity;
+pub mod locations;
 mod strict_json;
 
 pub use strict_json::DEFAULT_MAX_DEPTH as DEFAULT_MAX_JSON_DEPTH;
@@ -48,6 +49,8 @@ pub enum AuthFailure {
     LifetimeTooLong,
     /// A claim in `required_claims` (or `iat`, with `max_lifetime`) is absent.
     MissingRequiredClaim,
+    /// Sent in a cookie or query parameter its issuer's `token_from` does not list.
+    WrongLocation,
 }
 
 impl AuthFailure {
@@ -75,6 +78,7 @@ impl AuthFailure {
             Self::WrongType => "token type (typ header) is not the one this issuer requires",
             Self::LifetimeTooLong => "token lifetime (exp - iat) is longer than this issuer allows",
             Self::MissingRequiredClaim => "token lacks a claim this issuer requires",
+            Self::WrongLocation => "this issuer's tokens are not accepted from where this one was sent (token_from)",
         }
     }
 
@@ -98,6 +102,7 @@ impl AuthFailure {
             Self::WrongType => "wrong_type",
             Self::LifetimeTooLong => "lifetime_too_long",
             Self::MissingRequiredClaim => "missing_claim",
+            Self::WrongLocation => "wrong_location",
         }
     }
 }

@@ -10,6 +10,7 @@ use jsonwebtoken::Algorithm;
 use super::AuthFailure;
 use super::cache::TokenCache;
 use super::claims::{self, ClaimPath};
+use super::locations::TokenLocation;
 use super::token::{self, Claims, Unverified};
 use crate::config::IssuerConfig;
 use crate::keys::{IssuerKeys, VerifyingKey};
@@ -37,6 +38,7 @@ struct IssuerProfile {
     name: String,
     scope_claims: Vec<ClaimPath>,
     keys: Arc<IssuerKeys>,
+    token_from: Vec<TokenLocation>,
 }
 
 impl Verified {
@@ -52,6 +54,11 @@ impl Verified {
     /// The key store (and counters) of the issuer that vouched for the token.
     pub fn issuer_keys(&self) -> &IssuerKeys {
         &self.0.profile.keys
+    }
+
+    /// Whether the issuer accepts its tokens from `location`.
+    pub fn accepts_location(&self, location: &TokenLocation) -> bool {
+        self.0.profile.token_from.contains(location)
     }
 
     pub fn kid(&self) -> Option<&str> {
@@ -140,6 +147,7 @@ impl Authenticator {
                         name: config.issuer.clone(),
                         scope_claims: config.scope_claims.clone(),
                         keys: Arc::clone(keys),
+                        token_from: config.token_from.clone(),
                     }),
                     audiences: config.audiences.clone(),
                     algorithms: config.algorithms.clone(),

@@ -19,6 +19,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use crate::auth::claims::ClaimPath;
+use crate::auth::locations::TokenLocation;
 
 /// The validated configuration of one gateway.
 #[derive(Debug, Clone)]
@@ -192,6 +193,8 @@ pub struct IssuerConfig {
     /// Refuse tokens whose `exp - iat` is longer (and tokens without `iat`).
     pub max_lifetime: Option<Duration>,
     pub required_claims: Vec<ClaimPath>,
+    /// Where its tokens may be sent; `[Header]` by default.
+    pub token_from: Vec<TokenLocation>,
 }
 
 /// How a route treats the bearer token.
@@ -520,6 +523,24 @@ mod tests {
                 "test.toml: issuers[0].max_lifetime: must be longer than 0s",
             ]
         );
+    }
+
+    #[test]
+    fn token_locations_are_validated() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.issuers[0].token_from, [TokenLocation::Header]);
+        let text = format!("{MINIMAL}\ntoken_from = [\"cookie:at\", \"query:access_token\"]\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.issuers[0].token_from,
+            [TokenLocation::Cookie("at".into()), TokenLocation::Query("access_token".into())]
+        );
+        let bad = text.replace("cookie:at", "body");
+        assert_eq!(
+            problems(&bad),
+            ["test.toml: issuers[0].token_from: \"body\" is not \"header\", \"cookie:NAME\" or \"query:NAME\""]
+        );
+        assert!(problems(&format!("{MINIMAL}\ntoken_from = []\n"))[0].contains("at least one location"));
     }
 
     #[test]

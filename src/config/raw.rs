@@ -105,6 +105,7 @@ pub struct RawIssuer {
     pub require_typ: Option<String>,
     pub max_lifetime: Option<String>,
     pub required_claims: Option<Vec<String>>,
+    pub token_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

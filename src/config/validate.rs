@@ -20,6 +20,7 @@ use super::{
     UpstreamConfig, UpstreamProtocol,
 };
 use crate::auth::claims::ClaimPath;
+use crate::auth::locations::TokenLocation;
 use crate::keys::set::SUPPORTED_ALGORITHMS;
 
 /// hyper refuses a read buffer below 8 KiB.
@@ -323,6 +324,17 @@ fn issuer(
         }
         lifetime
     });
+    let token_from = match &raw.token_from {
+        None => vec![TokenLocation::Header],
+        Some(list) if list.is_empty() => {
+            p.add(&format!("{key}.token_from"), "must list at least one location, e.g. [\"header\"]");
+            Vec::new()
+        }
+        Some(list) => list
+            .iter()
+            .filter_map(|l| TokenLocation::parse(l).map_err(|e| p.add(&format!("{key}.token_from"), e)).ok())
+            .collect(),
+    };
     let required_claims = raw
         .required_claims
         .iter()
@@ -342,6 +354,7 @@ fn issuer(
         require_typ,
         max_lifetime,
         required_claims,
+        token_from,
     })
 }
 

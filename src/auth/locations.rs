@@ -1,0 +1,144 @@
+//! Where a token may come from: the `Authorization` header (always first),
+//! a cookie, or a query parameter, as each issuer's `token_from` allows.
+//! Browsers cannot set headers on a WebSocket upgrade or an `EventSource`,
+//! which is what the other two are for.
+
+use http::HeaderMap;
+use http::header::COOKIE;
+
+use super::AuthFailure;
+use super::bearer::{bearer_token, is_b64token};
+use crate::error::Refusal;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLocation {
+    Header,
+    Cookie(String),
+    Query(String),
+}
+
+impl TokenLocation {
+    /// `header`, `cookie:NAME` or `query:NAME`.
+    pub fn parse(text: &str) -> Result<TokenLocation, String> {
+        let valid_name = |name: &str| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~!$'*+^`|#".contains(&b))
+        };
+        match text.split_once(':') {
+            None if text == "header" => Ok(TokenLocation::Header),
+            Some(("cookie", name)) if valid_name(name) => Ok(TokenLocation::Cookie(name.to_string())),
+            Some(("query", name)) if valid_name(name) => Ok(TokenLocation::Query(name.to_string())),
+            _ => Err(format!("{text:?} is not \"header\", \"cookie:NAME\" or \"query:NAME\"")),
+        }
+    }
+}
+
+/// The first token found, looking in `locations` in order, and where it was.
+pub fn find<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    locations: &'a [TokenLocation],
+    max_bytes: usize,
+) -> Result<Option<(&'a str, &'a TokenLocation)>, Refusal> {
+    for location in locations {
+        let token = match location {
+            TokenLocation::Header => bearer_token(headers, max_bytes)?,
+            TokenLocation::Cookie(name) => checked(cookie(headers, name), max_bytes)?,
+            TokenLocation::Query(name) => checked(query.and_then(|q| query_param(q, name)), max_bytes)?,
+        };
+        if let Some(token) = token {
+            return Ok(Some((token, location)));
+        }
+    }
+    Ok(None)
+}
+
+fn checked(token: Option<&str>, max_bytes: usize) -> Result<Option<&str>, Refusal> {
+    match token {
+        None | Some("") => Ok(None),
+        Some(token) if token.len() > max_bytes => Err(Refusal::InvalidToken(AuthFailure::TooLarge)),
+        Some(token) if !is_b64token(token.as_bytes()) => {
+            Err(Refusal::InvalidRequest("the token cookie or query parameter has characters a token cannot have"))
+        }
+        Some(token) => Ok(Some(token)),
+    }
+}
+
+/// The value of cookie `name` (RFC 6265 §4.2.1: `name=value; name=value`).
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name).then(|| value.trim_matches('"')))
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').filter_map(|pair| pair.split_once('=')).find_map(|(key, value)| (key == name).then_some(value))
+}
+
+/// `query` without parameter `name`: the token is never forwarded.
+pub fn query_without(query: &str, name: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The `Cookie` header values without cookie `name`.
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = http::HeaderValue::try_from(kept.join("; "))
+    {
+        headers.insert(COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(TokenLocation::parse("header"), Ok(TokenLocation::Header));
+        assert_eq!(TokenLocation::parse("cookie:at"), Ok(TokenLocation::Cookie("at".into())));
+        assert_eq!(TokenLocation::parse("query:access_token"), Ok(TokenLocation::Query("access_token".into())));
+        for bad in ["", "body", "cookie:", "query", "cookie:a b", "header:x"] {
+            assert!(TokenLocation::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn finds_in_order_and_strips() {
+        let locations = [TokenLocation::Header, TokenLocation::Cookie("at".into()), TokenLocation::Query("t".into())];
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("theme=dark; at=abc.def.ghi; x=1"));
+        let found = find(&headers, Some("a=1&t=q.q.q"), &locations, 1024).unwrap().unwrap();
+        assert_eq!(found, ("abc.def.ghi", &locations[1]));
+        headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer h.h.h"));
+        assert_eq!(find(&headers, None, &locations, 1024).unwrap().unwrap().0, "h.h.h");
+        let none = HeaderMap::new();
+        let only_query = find(&none, Some("a=1&t=q.q.q"), &locations, 1024).unwrap().unwrap();
+        assert_eq!(only_query, ("q.q.q", &locations[2]));
+        assert!(find(&none, Some("t=%3Cscript"), &locations, 1024).is_err());
+        assert_eq!(query_without("a=1&t=q.q.q&b=2&t=x", "t"), "a=1&b=2");
+        remove_cookie(&mut headers, "at");
+        assert_eq!(headers[COOKIE], "theme=dark; x=1");
+        remove_cookie(&mut headers, "theme");
+        remove_cookie(&mut headers, "x");
+        assert!(!headers.contains_key(COOKIE));
+    }
+}
