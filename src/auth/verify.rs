@@ -1,7 +1,7 @@
 //! [`Authenticator::verify`]: from a token string to [`Verified`], the proof
 //! the rest of the request path asks for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,7 +12,7 @@ use super::cache::TokenCache;
 use super::claims::{self, ClaimPath};
 use super::locations::TokenLocation;
 use super::token::{self, Claims, Unverified};
-use crate::config::IssuerConfig;
+use crate::config::{IssuerConfig, TENANT, Tenants};
 use crate::keys::{IssuerKeys, VerifyingKey};
 
 /// Proof that a token passed every check; the only way to get one is
@@ -102,6 +102,14 @@ impl From<AuthFailure> for Rejected<'_> {
     }
 }
 
+/// An issuer with `{tenant}` in it: `prefix{tenant}suffix`.
+struct Template {
+    suffix: String,
+    /// `None`: any tenant.
+    tenants: Option<HashSet<String>>,
+    issuer: Issuer,
+}
+
 struct Issuer {
     profile: Arc<IssuerProfile>,
     audiences: Vec<String>,
@@ -117,6 +125,10 @@ struct Issuer {
 /// Verifies tokens against the configured issuers.
 pub struct Authenticator {
     issuers: HashMap<String, Issuer>,
+    /// Multi-tenant issuers, by the length of their text before `{tenant}`
+    /// and then by that text: a lookup costs one hash per distinct length,
+    /// whatever the number of issuers or tenants.
+    templates: Vec<(usize, HashMap<String, Vec<Template>>)>,
     cache: Option<TokenCache>,
     max_json_depth: usize,
 }
@@ -138,29 +150,64 @@ impl Authenticator {
         cache: Option<TokenCache>,
         max_json_depth: usize,
     ) -> Authenticator {
-        let issuers = issuers
-            .iter()
-            .zip(keys)
-            .map(|(config, keys)| {
-                let issuer = Issuer {
-                    profile: Arc::new(IssuerProfile {
-                        name: config.issuer.clone(),
-                        scope_claims: config.scope_claims.clone(),
-                        keys: Arc::clone(keys),
-                        token_from: config.token_from.clone(),
-                    }),
-                    audiences: config.audiences.clone(),
-                    algorithms: config.algorithms.clone(),
-                    leeway_secs: config.leeway.as_secs(),
+        let mut exact = HashMap::new();
+        let mut templates: Vec<(usize, HashMap<String, Vec<Template>>)> = Vec::new();
+        for (config, keys) in issuers.iter().zip(keys) {
+            let issuer = Issuer {
+                profile: Arc::new(IssuerProfile {
+                    name: config.issuer.clone(),
+                    scope_claims: config.scope_claims.clone(),
                     keys: Arc::clone(keys),
-                    require_typ: config.require_typ.clone(),
-                    max_lifetime_secs: config.max_lifetime.map(|d| d.as_secs()),
-                    required_claims: config.required_claims.clone(),
-                };
-                (config.issuer.clone(), issuer)
-            })
-            .collect();
-        Authenticator { issuers, cache, max_json_depth }
+                    token_from: config.token_from.clone(),
+                }),
+                audiences: config.audiences.clone(),
+                algorithms: config.algorithms.clone(),
+                leeway_secs: config.leeway.as_secs(),
+                keys: Arc::clone(keys),
+                require_typ: config.require_typ.clone(),
+                max_lifetime_secs: config.max_lifetime.map(|d| d.as_secs()),
+                required_claims: config.required_claims.clone(),
+            };
+            match (&config.tenants, config.issuer.split_once(TENANT)) {
+                (Some(tenants), Some((prefix, suffix))) => {
+                    let tenants = match tenants {
+                        Tenants::Any => None,
+                        Tenants::Only(list) => Some(list.iter().cloned().collect()),
+                    };
+                    let template = Template { suffix: suffix.to_string(), tenants, issuer };
+                    let index = templates.iter().position(|(len, _)| *len == prefix.len()).unwrap_or_else(|| {
+                        templates.push((prefix.len(), HashMap::new()));
+                        templates.len() - 1
+                    });
+                    templates[index].1.entry(prefix.to_string()).or_default().push(template);
+                }
+                _ => {
+                    exact.insert(config.issuer.clone(), issuer);
+                }
+            }
+        }
+        Authenticator { issuers: exact, templates, cache, max_json_depth }
+    }
+
+    /// The issuer a token's `iss` names, and its tenant for a templated one.
+    fn find_issuer<'a, 'i>(&'a self, iss: &'i str) -> Option<(&'a Issuer, Option<&'i str>)> {
+        if let Some(issuer) = self.issuers.get(iss) {
+            return Some((issuer, None));
+        }
+        for (len, by_prefix) in &self.templates {
+            let Some(candidates) = iss.get(..*len).and_then(|prefix| by_prefix.get(prefix)) else { continue };
+            for template in candidates {
+                let Some(tenant) = iss[*len..].strip_suffix(template.suffix.as_str()) else { continue };
+                if tenant.is_empty() || tenant.contains('/') {
+                    continue;
+                }
+                if template.tenants.as_ref().is_some_and(|allowed| !allowed.contains(tenant)) {
+                    continue;
+                }
+                return Some((&template.issuer, Some(tenant)));
+            }
+        }
+        None
     }
 
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
@@ -176,15 +223,23 @@ impl Authenticator {
         }
         let parsed = token::parse(token, self.max_json_depth)?;
         let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
-        let issuer = self.issuers.get(iss).ok_or(AuthFailure::UnknownIssuer)?;
+        let (issuer, tenant) = self.find_issuer(iss).ok_or(AuthFailure::UnknownIssuer)?;
+        let tenant = tenant.map(str::to_owned);
         let generation = verify_with(issuer, &parsed, now)
             .await
             .map_err(|failure| Rejected { failure, issuer: Some(&issuer.keys) })?;
         let exp = parsed.claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let mut claims = parsed.claims;
+        // The tenant is a claim of ours: routes and headers name it
+        // "{tenant}", and a token can never supply its own.
+        match tenant {
+            Some(tenant) => claims.insert(TENANT.to_string(), serde_json::Value::String(tenant)),
+            None => claims.remove(TENANT),
+        };
         let verified = Verified(Arc::new(Identity {
             profile: Arc::clone(&issuer.profile),
             kid: parsed.kid,
-            claims: parsed.claims,
+            claims,
             valid_until: exp + issuer.leeway_secs as f64,
             generation,
         }));

@@ -195,7 +195,20 @@ pub struct IssuerConfig {
     pub required_claims: Vec<ClaimPath>,
     /// Where its tokens may be sent; `[Header]` by default.
     pub token_from: Vec<TokenLocation>,
+    /// With `{tenant}` in `issuer`: the tenants accepted.
+    pub tenants: Option<Tenants>,
 }
+
+/// The tenants of a templated issuer (`https://login.example.com/{tenant}/v2.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenants {
+    Any,
+    Only(Vec<String>),
+}
+
+/// The placeholder in a multi-tenant issuer, and the claim name under which
+/// a verified token's tenant is available to routes and headers.
+pub const TENANT: &str = "{tenant}";
 
 /// How a route treats the bearer token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -541,6 +554,26 @@ mod tests {
             ["test.toml: issuers[0].token_from: \"body\" is not \"header\", \"cookie:NAME\" or \"query:NAME\""]
         );
         assert!(problems(&format!("{MINIMAL}\ntoken_from = []\n"))[0].contains("at least one location"));
+    }
+
+    #[test]
+    fn templated_issuers_need_tenants_and_their_own_key_source() {
+        let templated = MINIMAL.replace("https://tenant.auth0.com/", "https://login.example.com/{tenant}/v2.0");
+        assert_eq!(
+            problems(&templated),
+            [
+                "test.toml: issuers[0].jwks_url: an issuer with {tenant} needs jwks_url or jwks_file (one key set for all tenants)",
+                "test.toml: issuers[0].tenants: required with {tenant} in the issuer: a list, or [\"*\"] for any",
+            ]
+        );
+        let good = format!("{templated}\njwks_url = \"https://login.example.com/keys\"\ntenants = [\"a\", \"b\"]\n");
+        assert_eq!(parse(&good).unwrap().issuers[0].tenants, Some(Tenants::Only(vec!["a".into(), "b".into()])));
+        let star = good.replace("[\"a\", \"b\"]", "[\"*\"]");
+        assert_eq!(parse(&star).unwrap().issuers[0].tenants, Some(Tenants::Any));
+        let bad = good.replace("[\"a\", \"b\"]", "[\"a/b\", \"*\"]");
+        assert!(problems(&bad)[0].contains("tenants are non-empty names"));
+        let stray = format!("{MINIMAL}\ntenants = [\"a\"]\n");
+        assert!(problems(&stray)[0].contains("applies only to an issuer with {tenant}"));
     }
 
     #[test]

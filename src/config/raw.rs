@@ -106,6 +106,7 @@ pub struct RawIssuer {
     pub max_lifetime: Option<String>,
     pub required_claims: Option<Vec<String>>,
     pub token_from: Option<Vec<String>>,
+    pub tenants: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

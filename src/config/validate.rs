@@ -16,8 +16,8 @@ use super::raw::{
 };
 use super::{
     AuthMode, CacheConfig, ClientIdentity, Config, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksLimits,
-    JwksSource, LimitsConfig, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig, ServerTlsConfig,
-    UpstreamConfig, UpstreamProtocol,
+    JwksSource, LimitsConfig, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig, ServerTlsConfig, TENANT,
+    Tenants, UpstreamConfig, UpstreamProtocol,
 };
 use crate::auth::claims::ClaimPath;
 use crate::auth::locations::TokenLocation;
@@ -73,7 +73,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     }
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
     let limits = limits(raw.limits.as_ref(), &mut p);
-    let issuer_list: Vec<String> = raw.issuers.iter().filter_map(|i| i.issuer.clone()).collect();
+    // Authorization servers by default: every issuer, each listed tenant of a templated one.
+    let issuer_list: Vec<String> = raw
+        .issuers
+        .iter()
+        .flat_map(|i| match (i.issuer.as_deref(), &i.tenants) {
+            (Some(issuer), Some(tenants)) if issuer.contains(TENANT) => {
+                tenants.iter().filter(|t| *t != "*").map(|t| issuer.replace(TENANT, t)).collect::<Vec<_>>()
+            }
+            (Some(issuer), _) => vec![issuer.to_string()],
+            (None, _) => Vec::new(),
+        })
+        .collect();
     let resource_metadata = raw.resource_metadata.as_ref().and_then(|r| resource_metadata(r, &issuer_list, &mut p));
     if raw.issuers.is_empty() {
         p.add("issuers", "at least one [[issuers]] table is required");
@@ -308,6 +319,34 @@ fn issuer(
         p.add(&format!("{key}.issuer"), "must not be empty");
     }
     let jwks = jwks_source(key, raw, issuer.map(String::as_str), base_dir, p);
+    let templated = issuer.is_some_and(|i| i.contains(TENANT));
+    if issuer.is_some_and(|i| i.matches(TENANT).count() > 1) {
+        p.add(&format!("{key}.issuer"), "{tenant} may appear once");
+    }
+    if templated && raw.jwks_url.is_none() && raw.jwks_file.is_none() {
+        p.add(
+            &format!("{key}.jwks_url"),
+            "an issuer with {tenant} needs jwks_url or jwks_file (one key set for all tenants)",
+        );
+    }
+    let tenants = match (&raw.tenants, templated) {
+        (None, false) => None,
+        (Some(_), false) => {
+            p.add(&format!("{key}.tenants"), "applies only to an issuer with {tenant} in it");
+            None
+        }
+        (None, true) => {
+            p.add(&format!("{key}.tenants"), "required with {tenant} in the issuer: a list, or [\"*\"] for any");
+            None
+        }
+        (Some(list), true) if list.len() == 1 && list[0] == "*" => Some(Tenants::Any),
+        (Some(list), true) => {
+            if list.is_empty() || list.iter().any(|t| t.is_empty() || t == "*" || t.contains(['/', '{', '}'])) {
+                p.add(&format!("{key}.tenants"), "tenants are non-empty names without '/', or [\"*\"] alone");
+            }
+            Some(Tenants::Only(list.clone()))
+        }
+    };
     let require_typ = raw.require_typ.as_deref().and_then(|typ| {
         let lower = typ.to_ascii_lowercase();
         let bare = lower.strip_prefix("application/").unwrap_or(&lower).to_string();
@@ -355,6 +394,7 @@ fn issuer(
         max_lifetime,
         required_claims,
         token_from,
+        tenants,
     })
 }
 
@@ -485,7 +525,7 @@ fn jwks_source(
         (Some(url), None) => check_fetch_url(&format!("{key}.jwks_url"), url, p).then(|| JwksSource::Url(url.clone())),
         (None, Some(file)) => Some(JwksSource::File(base_dir.join(file))),
         (None, None) => {
-            let issuer = issuer?;
+            let issuer = issuer.filter(|i| !i.contains(super::TENANT))?;
             let discovery_url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
             check_fetch_url(&format!("{key}.issuer"), &discovery_url, p)
                 .then_some(JwksSource::Discovery { discovery_url })
