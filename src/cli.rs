@@ -44,6 +44,30 @@ pub enum Command {
         #[arg(long)]
         online: bool,
     },
+    /// Explain, check by check, what the gateway would answer a request carrying TOKEN.
+    ///
+    /// Exit 0 if the request would be let through, 1 if refused.
+    Explain {
+        /// Configuration file [default: $JWTGATE_CONFIG, else config.toml]
+        #[arg(short, long, env = "JWTGATE_CONFIG", default_value = "config.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request path, with a query if any
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Do not fetch keys: take every issuer's keys from --jwks
+        #[arg(long, requires = "jwks")]
+        offline: bool,
+        /// A JWKS file, with --offline
+        #[arg(long, requires = "offline")]
+        jwks: Option<PathBuf>,
+        /// Judge as of this time (RFC 3339, or seconds since the epoch) instead of now
+        #[arg(long)]
+        at: Option<String>,
+        /// The token; "-" or nothing reads it from standard input
+        token: Option<String>,
+    },
     /// Run a development issuer, a private backend and the gateway in front of it, all on loopback.
     Demo {
         /// Where the gateway listens.

@@ -15,7 +15,7 @@ use tracing::info;
 use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::locations::{self, TokenLocation};
-use crate::auth::{AuthFailure, Authenticator, Verified};
+use crate::auth::{AuthFailure, Authenticator, Trace, Verified};
 use crate::config::{AuthMode, Config, Problem};
 use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
@@ -68,6 +68,13 @@ pub struct Gateway {
     keys: Vec<Arc<IssuerKeys>>,
     metrics: Arc<Metrics>,
     request_ids: RequestIds,
+}
+
+/// [`Gateway::decide`]'s answer: the route matched (none for a refused
+/// path) and the identity headers or the refusal.
+pub struct Decision<'a> {
+    pub route: Option<&'a Route>,
+    pub result: Result<Vec<(HeaderName, HeaderValue)>, Refusal>,
 }
 
 /// What the access log and metrics say of a request beyond its status.
@@ -151,6 +158,43 @@ impl Gateway {
         &self.metrics
     }
 
+    /// What the request path decides for a request with this method, path
+    /// and headers, as of `at` (seconds since the epoch), with each token
+    /// check that passes told to `trace`: the same steps as [`handle`](Self::handle),
+    /// for `jwtgate explain`. Ok holds the identity headers that would be added.
+    pub async fn decide(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        mut headers: HeaderMap,
+        at: u64,
+        trace: &mut impl Trace,
+    ) -> Decision<'_> {
+        let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
+        let path = match path::normalize(path) {
+            Ok(path) => path,
+            Err(why) => return Decision { route: None, result: Err(Refusal::BadPath(why)) },
+        };
+        let route = self.routes.find(method, &path);
+        let mut notes = Notes::default();
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let result = self
+            .admit(method, &path, query, &mut headers, deadline, &mut notes, Some(at), trace)
+            .await
+            .map(|(_, identity, _)| identity);
+        Decision { route: Some(route), result }
+    }
+
+    /// The configured issuer a token's `iss` selects (and its tenant).
+    pub fn issuer_for<'i>(&self, iss: &'i str) -> Option<(&str, Option<&'i str>)> {
+        self.auth.issuer_for(iss)
+    }
+
+    /// The answer the gateway gives for `refusal`, exactly as a client gets it.
+    pub fn refusal_response(&self, refusal: &Refusal) -> Response<Full<Bytes>> {
+        refusal.to_response(&self.challenge)
+    }
+
     pub async fn handle(&self, mut request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let _in_flight = self.metrics.in_flight();
         let started = Instant::now();
@@ -214,7 +258,7 @@ impl Gateway {
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
         // 2–4. Route, strip, authenticate and authorise.
         let (route, identity, location) =
-            self.admit(&parts.method, &path, uri.query(), &mut parts.headers, deadline, notes).await?;
+            self.admit(&parts.method, &path, uri.query(), &mut parts.headers, deadline, notes, None, &mut ()).await?;
         // 5. Prepare the upstream request and stream it through.
         let websocket = upgrade::take(&mut parts);
         let upstream = &self.upstreams[route.upstream()];
@@ -251,7 +295,8 @@ impl Gateway {
         notes: &mut Notes<'a>,
     ) -> Result<Response<Body>, Refusal> {
         let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;
-        let (_, identity, _) = self.admit(&original.method, &path, None, &mut headers, deadline, notes).await?;
+        let (_, identity, _) =
+            self.admit(&original.method, &path, None, &mut headers, deadline, notes, None, &mut ()).await?;
         let mut response = Response::new(Either::Right(Full::default()));
         let answer = response.headers_mut();
         // Every configured name is answered, empty when there is no value:
@@ -271,6 +316,9 @@ impl Gateway {
     /// `headers`, and the token (from the headers, or `query` where an issuer
     /// allows) checked as the route says. Returns the route, the identity
     /// headers to add, and where the token was.
+    /// `at` and `trace` are for `jwtgate explain`: a fixed time instead of
+    /// the clock, and a record of each check passed.
+    #[allow(clippy::too_many_arguments)]
     async fn admit<'a>(
         &'a self,
         method: &Method,
@@ -279,6 +327,8 @@ impl Gateway {
         headers: &mut HeaderMap,
         deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
+        at: Option<u64>,
+        trace: &mut impl Trace,
     ) -> Result<(&'a Route, Vec<(HeaderName, HeaderValue)>, Option<TokenLocation>), Refusal> {
         // 2. Match a route.
         let route = self.routes.find(method, path);
@@ -299,7 +349,13 @@ impl Gateway {
         let identity = match (token.map(|(token, _)| token), mode) {
             (Some(token), _) => {
                 // Only an unknown-kid refetch waits here; the timer is armed only then.
-                let verified = tokio::time::timeout_at(deadline, self.auth.verify(token))
+                let verification = async {
+                    match at {
+                        None => self.auth.verify(token).await,
+                        Some(now) => self.auth.verify_traced(token, now, trace).await,
+                    }
+                };
+                let verified = tokio::time::timeout_at(deadline, verification)
                     .await
                     .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
                     .map_err(|rejected| {

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod forward_auth;
 pub mod gateway;
 pub mod headers;

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, online } => check(&config, online),
         Command::Demo { listen } => demo(listen),
+        Command::Explain { config, method, path, offline: _, jwks, at, token } => {
+            explain(&config, &method, path, jwks, at.as_deref(), token.as_deref())
+        }
         Command::Token { token_url, client_id, audience, scope, format, auth, client_secret_file } => {
             let client_secret = match client_secret(client_secret_file.as_deref()) {
                 Ok(secret) => secret,
@@ -163,6 +166,68 @@ fn check(path: &Path, online: bool) -> ExitCode {
     let (listing, all_ok) = runtime.block_on(check::online(&config));
     print!("{listing}");
     if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn explain(
+    path: &Path,
+    method: &str,
+    request_path: String,
+    jwks: Option<PathBuf>,
+    at: Option<&str>,
+    token: Option<&str>,
+) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("{message}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let Ok(method) = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+        return usage(format!("not an HTTP method: {method:?}"));
+    };
+    let at = match at.map(parse_time).transpose() {
+        Ok(at) => at,
+        Err(message) => return usage(message),
+    };
+    let token = match token {
+        Some(token) if token != "-" => token.trim().to_string(),
+        _ => {
+            let mut text = String::new();
+            if let Err(error) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                return usage(format!("cannot read the token from standard input: {error}"));
+            }
+            text.trim().to_string()
+        }
+    };
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let options = jwtgate::explain::Options { method, path: request_path, jwks, at };
+    match runtime.block_on(jwtgate::explain::explain(&config, &token, &options)) {
+        Ok((report, allowed)) => {
+            print!("{report}");
+            if allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// RFC 3339, or seconds since the epoch.
+fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    humantime::parse_rfc3339(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .ok_or_else(|| format!("--at: not an RFC 3339 time or seconds since the epoch: {text:?}"))
 }
 
 fn demo(listen: SocketAddr) -> ExitCode {

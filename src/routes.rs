@@ -88,6 +88,33 @@ impl Route {
         &self.name
     }
 
+    /// The route's demands, for `jwtgate explain`.
+    pub fn describe(&self) -> String {
+        let auth = match self.auth {
+            AuthMode::Required => "required",
+            AuthMode::Optional => "optional",
+            AuthMode::Public => "public",
+        };
+        let mut out = format!("{}  auth {auth}", self.name);
+        if let Some(methods) = &self.methods {
+            let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            out.push_str(&format!("  methods {}", names.join(",")));
+        }
+        if !self.scopes.is_empty() {
+            out.push_str(&format!("  scopes {}", self.scopes.join(" ")));
+        }
+        if !self.any_scopes.is_empty() {
+            out.push_str(&format!("  any_scopes {}", self.any_scopes.join(" ")));
+        }
+        for (claim, value) in &self.claims {
+            out.push_str(&format!("  claim {}={value}", claim.name()));
+        }
+        if let Some(issuers) = &self.issuers {
+            out.push_str(&format!("  issuers {}", issuers.join(" ")));
+        }
+        out
+    }
+
     /// Which of the gateway's upstreams this route sends to (0: `[upstream]`).
     pub fn upstream(&self) -> usize {
         self.upstream

@@ -19,7 +19,7 @@ pub use strict_json::DEFAULT_MAX_DEPTH as DEFAULT_MAX_JSON_DEPTH;
 pub mod token;
 mod verify;
 
-pub use verify::{Authenticator, Rejected, Verified};
+pub use verify::{Authenticator, Rejected, Trace, Verified};
 
 /// Why a token was not accepted. Each names one failed check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

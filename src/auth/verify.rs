@@ -102,6 +102,23 @@ impl From<AuthFailure> for Rejected<'_> {
     }
 }
 
+/// Told of each check a token passes, in order (see `jwtgate explain`).
+pub trait Trace {
+    fn passed(&mut self, check: &'static str);
+}
+
+/// No tracing: what every request uses; compiles to nothing.
+impl Trace for () {
+    #[inline(always)]
+    fn passed(&mut self, _check: &'static str) {}
+}
+
+impl Trace for Vec<&'static str> {
+    fn passed(&mut self, check: &'static str) {
+        self.push(check);
+    }
+}
+
 /// An issuer with `{tenant}` in it: `prefix{tenant}suffix`.
 struct Template {
     suffix: String,
@@ -189,6 +206,12 @@ impl Authenticator {
         Authenticator { issuers: exact, templates, cache, max_json_depth }
     }
 
+    /// The configured issuer (as written) that `iss` selects, and the
+    /// tenant for a templated one: the lookup verification makes.
+    pub fn issuer_for<'i>(&self, iss: &'i str) -> Option<(&str, Option<&'i str>)> {
+        self.find_issuer(iss).map(|(issuer, tenant)| (issuer.profile.name.as_str(), tenant))
+    }
+
     /// The issuer a token's `iss` names, and its tenant for a templated one.
     fn find_issuer<'a, 'i>(&'a self, iss: &'i str) -> Option<(&'a Issuer, Option<&'i str>)> {
         if let Some(issuer) = self.issuers.get(iss) {
@@ -212,6 +235,13 @@ impl Authenticator {
 
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.verify_traced(token, now, &mut ()).await
+    }
+
+    /// [`verify`](Self::verify) as of `now` (seconds since the epoch), telling
+    /// `trace` each check that passes: what `jwtgate explain` shows. The
+    /// request path passes `()`, which records nothing.
+    pub async fn verify_traced(&self, token: &str, now: u64, trace: &mut impl Trace) -> Result<Verified, Rejected<'_>> {
         let cached = self.cache.as_ref().map(|cache| (cache, TokenCache::key(token)));
         if let Some((cache, key)) = &cached
             && let Some(verified) = cache.get(key)
@@ -222,10 +252,12 @@ impl Authenticator {
             cache.remove(key);
         }
         let parsed = token::parse(token, self.max_json_depth)?;
+        trace.passed("structure: three base64url segments, a JSON header with alg and no crit, a JSON object payload");
         let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
         let (issuer, tenant) = self.find_issuer(iss).ok_or(AuthFailure::UnknownIssuer)?;
+        trace.passed("issuer: iss names a configured issuer");
         let tenant = tenant.map(str::to_owned);
-        let generation = verify_with(issuer, &parsed, now)
+        let generation = verify_with(issuer, &parsed, now, trace)
             .await
             .map_err(|failure| Rejected { failure, issuer: Some(&issuer.keys) })?;
         let exp = parsed.claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0);
@@ -252,15 +284,24 @@ impl Authenticator {
 
 /// Everything after the issuer is known: algorithm, key, signature, claims.
 /// Returns the generation of the key snapshot that verified the signature.
-async fn verify_with(issuer: &Issuer, token: &Unverified<'_>, now: u64) -> Result<u64, AuthFailure> {
+async fn verify_with(
+    issuer: &Issuer,
+    token: &Unverified<'_>,
+    now: u64,
+    trace: &mut impl Trace,
+) -> Result<u64, AuthFailure> {
     if !issuer.algorithms.contains(&token.alg) {
         return Err(AuthFailure::AlgorithmNotAllowed);
     }
+    trace.passed("algorithm: allowed for this issuer");
     // A header check: refused before any signature work.
     if let Some(required) = &issuer.require_typ
         && !token.typ.as_deref().is_some_and(|typ| media_type_matches(typ, required))
     {
         return Err(AuthFailure::WrongType);
+    }
+    if issuer.require_typ.is_some() {
+        trace.passed("typ: the type this issuer requires");
     }
     let generation = match verify_signature(issuer, token)? {
         Attempt::Done(result) => result?,
@@ -274,12 +315,19 @@ async fn verify_with(issuer: &Issuer, token: &Unverified<'_>, now: u64) -> Resul
             }
         }
     };
+    trace.passed("key and signature: a key of the issuer's current set verifies the signature");
     claims::check_times(&token.claims, now, issuer.leeway_secs)?;
+    trace.passed("time: exp (required) not passed and nbf reached, within leeway");
     claims::check_audience(&token.claims, &issuer.audiences)?;
+    trace.passed("audience: aud contains an accepted audience");
     if let Some(max) = issuer.max_lifetime_secs {
         claims::check_lifetime(&token.claims, max)?;
+        trace.passed("lifetime: exp - iat within max_lifetime");
     }
     claims::check_required(&token.claims, &issuer.required_claims)?;
+    if !issuer.required_claims.is_empty() {
+        trace.passed("required claims: all present");
+    }
     Ok(generation)
 }
 

@@ -1,0 +1,232 @@
+//! `jwtgate explain`: why a token is (or is not) accepted for a request,
+//! step by step. Every decision comes from the request path's own code
+//! ([`Gateway::decide`], the Authenticator with a [`Trace`]); this module
+//! only builds the gateway, loads keys and writes the report.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Method;
+use http::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::config::{Config, JwksSource};
+use crate::error::Refusal;
+use crate::gateway::Gateway;
+
+pub struct Options {
+    pub method: Method,
+    /// Path and query, as a client would send them.
+    pub path: String,
+    /// Keys from this JWKS file for every issuer, instead of fetching.
+    pub jwks: Option<PathBuf>,
+    /// Seconds since the epoch to judge at; the clock when absent.
+    pub at: Option<u64>,
+}
+
+/// The report, and whether the request would be let through.
+pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<(String, bool), String> {
+    let mut config = config.clone();
+    // Nothing cached: every check runs.
+    config.cache.max_tokens = 0;
+    if let Some(file) = &options.jwks {
+        for issuer in &mut config.issuers {
+            issuer.jwks = JwksSource::File(file.clone());
+        }
+    }
+    let gateway = Gateway::new(&config).map_err(|e| e.to_string())?;
+    let now = options.at.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let mut out = String::new();
+
+    let _ = writeln!(out, "request   {} {}", options.method, options.path);
+    describe_token(&mut out, token, now);
+
+    let _ = writeln!(out, "keys");
+    for (config, keys) in config.issuers.iter().zip(gateway.issuer_keys()) {
+        match keys.fetch().await {
+            Ok(_) => {
+                let listed: Vec<String> = keys
+                    .load()
+                    .as_ref()
+                    .map(|snapshot| {
+                        snapshot
+                            .keys
+                            .keys()
+                            .iter()
+                            .map(|k| format!("{} ({:?})", k.kid.as_deref().unwrap_or("no kid"), k.kind))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  {}: {}", config.issuer, listed.join(", "));
+            }
+            Err(error) => {
+                let _ = writeln!(out, "  {}: cannot load: {error}", config.issuer);
+            }
+        }
+    }
+
+    describe_issuer_and_key(&mut out, &gateway, token);
+
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::try_from(format!("Bearer {token}")) {
+        headers.insert(AUTHORIZATION, value);
+    }
+    let mut passed: Vec<&'static str> = Vec::new();
+    let decision = gateway.decide(&options.method, &options.path, headers, now, &mut passed).await;
+
+    let _ = writeln!(out, "checks");
+    for check in &passed {
+        let _ = writeln!(out, "  pass  {check}");
+    }
+    match &decision.result {
+        Err(Refusal::InsufficientScope { .. }) | Ok(_) => {}
+        Err(refusal) => {
+            let _ = writeln!(out, "  FAIL  {}", refusal.description());
+        }
+    }
+    match decision.route {
+        Some(route) => {
+            let _ = writeln!(out, "route     {}", route.describe());
+            match &decision.result {
+                Err(refusal @ Refusal::InsufficientScope { .. }) => {
+                    let _ = writeln!(out, "  FAIL  {}", refusal.description());
+                }
+                Ok(_) => {
+                    let _ = writeln!(out, "  pass  the route's requirements");
+                }
+                Err(_) => {}
+            }
+        }
+        None => {
+            let _ = writeln!(out, "route     none: the path is refused before routing");
+        }
+    }
+
+    let _ = writeln!(out, "answer");
+    let allowed = match decision.result {
+        Ok(identity) => {
+            let _ = writeln!(out, "  forwarded to the upstream");
+            for (name, value) in identity {
+                let _ = writeln!(out, "  {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+            }
+            true
+        }
+        Err(refusal) => {
+            let response = gateway.refusal_response(&refusal);
+            let _ = writeln!(out, "  HTTP {}", response.status());
+            if let Some(challenge) = response.headers().get(WWW_AUTHENTICATE) {
+                let _ = writeln!(out, "  WWW-Authenticate: {}", String::from_utf8_lossy(challenge.as_bytes()));
+            }
+            let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let _ = writeln!(out, "  {}", String::from_utf8_lossy(&body));
+            false
+        }
+    };
+    Ok((out, allowed))
+}
+
+/// Which configured issuer the token's `iss` selects, and which of its
+/// keys the token's `kid` names.
+fn describe_issuer_and_key(out: &mut String, gateway: &Gateway, token: &str) {
+    let Ok(parsed) = crate::auth::token::parse(token, crate::auth::DEFAULT_MAX_JSON_DEPTH) else { return };
+    let Some(iss) = parsed.claims.get("iss").and_then(Value::as_str) else {
+        let _ = writeln!(out, "issuer    none: the token has no iss");
+        return;
+    };
+    let Some((name, tenant)) = gateway.issuer_for(iss) else {
+        let _ = writeln!(out, "issuer    {iss:?} is not a configured issuer");
+        return;
+    };
+    match tenant {
+        Some(tenant) => {
+            let _ = writeln!(out, "issuer    {name} (tenant {tenant})");
+        }
+        None => {
+            let _ = writeln!(out, "issuer    {name} (iss matches exactly)");
+        }
+    }
+    let Some(keys) = gateway.issuer_keys().iter().find(|k| k.issuer() == name) else { return };
+    let snapshot = keys.load();
+    let key = match (&parsed.kid, snapshot.as_ref()) {
+        (Some(kid), Some(snapshot)) => match snapshot.keys.by_kid(kid) {
+            Some(key) => format!("kid {kid}: in the issuer's set, key type {:?}, token alg {:?}", key.kind, parsed.alg),
+            None => format!("kid {kid}: not in the issuer's current set"),
+        },
+        (None, Some(_)) => format!("no kid: tried against the issuer's keys for {:?}", parsed.alg),
+        (_, None) => "the issuer's keys are not loaded".to_string(),
+    };
+    let _ = writeln!(out, "key       {key}");
+}
+
+/// The token's header and claims as sent, with its times in UTC and
+/// relative to `now`. For reading only: no decision is taken here.
+fn describe_token(out: &mut String, token: &str, now: u64) {
+    let mut segments = token.split('.');
+    let decode = |segment: Option<&str>| -> Option<Value> {
+        let bytes = URL_SAFE_NO_PAD.decode(segment?).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let (header, claims) = (decode(segments.next()), decode(segments.next()));
+    match &header {
+        Some(header) => {
+            let _ = writeln!(out, "header    {header}");
+        }
+        None => {
+            let _ = writeln!(out, "header    (not base64url JSON)");
+        }
+    }
+    let Some(Value::Object(claims)) = &claims else {
+        let _ = writeln!(out, "claims    (not a base64url JSON object)");
+        return;
+    };
+    let _ = writeln!(out, "claims");
+    for (name, value) in claims {
+        let when = match (name.as_str(), value.as_f64()) {
+            ("exp", Some(t)) => format!("  ({}, {})", utc(t), relative(now, t, "expires in", "expired")),
+            ("nbf", Some(t)) => format!("  ({}, {})", utc(t), relative(now, t, "valid in", "valid since")),
+            ("iat", Some(t)) => format!("  ({}, {})", utc(t), relative(now, t, "issued in", "issued")),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {name}: {value}{when}");
+    }
+}
+
+fn utc(seconds: f64) -> String {
+    if !(0.0..=253_402_300_799.0).contains(&seconds) {
+        return "out of range".to_string();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds as u64)).to_string()
+}
+
+/// "expires in 12 min" / "expired 3 min ago".
+fn relative(now: u64, at: f64, future: &str, past: &str) -> String {
+    let delta = at - now as f64;
+    let span = |secs: f64| {
+        let secs = secs.abs().round() as u64;
+        match secs {
+            0..=119 => format!("{secs} s"),
+            120..=7199 => format!("{} min", secs / 60),
+            7200..=172_799 => format!("{} h", secs / 3600),
+            _ => format!("{} days", secs / 86_400),
+        }
+    };
+    if delta > 0.0 { format!("{future} {}", span(delta)) } else { format!("{past} {} ago", span(delta)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(relative(1000, 820.0, "expires in", "expired"), "expired 3 min ago");
+        assert_eq!(relative(1000, 1030.0, "expires in", "expired"), "expires in 30 s");
+        assert_eq!(relative(0, 3.0 * 86_400.0, "expires in", "expired"), "expires in 3 days");
+        assert_eq!(utc(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(-1.0), "out of range");
+    }
+}

@@ -1,0 +1,118 @@
+//! `jwtgate explain`, run as a binary against golden output: an expired
+//! token, a wrong audience, a missing scope and an allowed request, judged
+//! offline (`--jwks`) at a fixed time (`--at`) so the output never varies.
+//! `UPDATE_GOLDEN=1 cargo test --test explain` rewrites the files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::keys::SigningKey;
+
+const AT: u64 = 1_800_000_000;
+const ISSUER: &str = "https://issuer.example/";
+
+const CONFIG: &str = r#"
+[upstream]
+url = "http://127.0.0.1:9"
+[[issuers]]
+issuer = "https://issuer.example/"
+audiences = ["api"]
+[headers]
+claims = { sub = "X-Auth-Subject" }
+[[routes]]
+path = "/admin"
+scopes = ["admin"]
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    key: SigningKey,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::rsa("k1");
+    std::fs::write(dir.path().join("jwks.json"), json!({"keys": [key.jwk()]}).to_string()).unwrap();
+    std::fs::write(dir.path().join("jwtgate.toml"), CONFIG).unwrap();
+    Setup { dir, key }
+}
+
+impl Setup {
+    fn token(&self, changes: Value) -> String {
+        let mut claims =
+            json!({"iss": ISSUER, "aud": "api", "sub": "alice", "scope": "read", "iat": AT - 600, "exp": AT + 600});
+        for (k, v) in changes.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        self.key.mint(&claims)
+    }
+
+    /// Runs explain with the token on standard input; its output and exit code.
+    fn explain(&self, path: &str, token: &str) -> (String, i32) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+            .args(["explain", "-c"])
+            .arg(self.dir.path().join("jwtgate.toml"))
+            .args(["--path", path, "--offline", "--jwks"])
+            .arg(self.dir.path().join("jwks.json"))
+            .args(["--at", &AT.to_string(), "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.stderr.is_empty() || output.status.code().is_some(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (String::from_utf8(output.stdout).unwrap(), output.status.code().unwrap())
+    }
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("explain-{name}.txt"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(actual, expected, "explain output differs from {}", path.display());
+}
+
+#[test]
+fn an_expired_token() {
+    let s = setup();
+    let (out, code) = s.explain("/orders", &s.token(json!({"exp": AT - 180})));
+    assert_eq!(code, 1);
+    golden("expired", &out);
+}
+
+#[test]
+fn a_wrong_audience() {
+    let s = setup();
+    let (out, code) = s.explain("/orders", &s.token(json!({"aud": "someone-else"})));
+    assert_eq!(code, 1);
+    golden("wrong-audience", &out);
+}
+
+#[test]
+fn a_missing_scope() {
+    let s = setup();
+    let (out, code) = s.explain("/admin/users", &s.token(json!({})));
+    assert_eq!(code, 1);
+    golden("missing-scope", &out);
+}
+
+#[test]
+fn an_allowed_request() {
+    let s = setup();
+    let (out, code) = s.explain("/orders?page=2", &s.token(json!({})));
+    assert_eq!(code, 0);
+    golden("allowed", &out);
+}
