@@ -191,25 +191,45 @@ fn path_line(key: &str, path: &Path) -> String {
     format!("{key} = {:?}\n", path.display().to_string())
 }
 
+/// An issuer, and an upstream CA written to `ca.pem` in a fresh directory.
+struct UpstreamTls {
+    key: SigningKey,
+    idp: TestIdp,
+    ca: TestCa,
+    dir: tempfile::TempDir,
+    ca_file: std::path::PathBuf,
+}
+
+impl UpstreamTls {
+    async fn new() -> UpstreamTls {
+        let key = SigningKey::rsa("k");
+        let idp = TestIdp::start(&[&key]).await;
+        let ca = TestCa::new("upstream CA");
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        UpstreamTls { key, idp, ca, dir, ca_file }
+    }
+
+    fn token(&self) -> String {
+        self.key.mint(&claims(&self.idp.issuer, "api"))
+    }
+}
+
 #[tokio::test]
 async fn https_upstreams_are_verified_against_ca_file() {
-    let key = SigningKey::rsa("k");
-    let idp = TestIdp::start(&[&key]).await;
-    let ca = TestCa::new("upstream CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    let upstream = TestUpstream::start_tls(ca.server().server_config(None)).await;
+    let t = UpstreamTls::new().await;
+    let (idp, ca_file, token) = (&t.idp, &t.ca_file, t.token());
+    let upstream = TestUpstream::start_tls(t.ca.server().server_config(None)).await;
     assert!(upstream.url().starts_with("https://127.0.0.1:"));
-    let token = key.mint(&claims(&idp.issuer, "api"));
 
-    let trusting = gateway_to(&idp, &upstream, &path_line("ca_file", &ca_file)).await;
+    let trusting = gateway_to(idp, &upstream, &path_line("ca_file", ca_file)).await;
     let (status, _, body) = support::get(&trusting.url("/over-tls"), Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(upstream.last().uri, "/over-tls");
 
     // Without ca_file the system roots do not know the test CA.
-    let untrusting = gateway_to(&idp, &upstream, "").await;
+    let untrusting = gateway_to(idp, &upstream, "").await;
     let answer = support::get(&untrusting.url("/over-tls"), Some(&token)).await;
     support::assert_refused(&answer, 502, "bad_gateway", "TLS handshake with the upstream failed");
     assert_eq!(upstream.count(), 1);
@@ -217,20 +237,15 @@ async fn https_upstreams_are_verified_against_ca_file() {
 
 #[tokio::test]
 async fn protocol_auto_negotiates_http2_with_an_https_upstream() {
-    let key = SigningKey::rsa("k");
-    let idp = TestIdp::start(&[&key]).await;
-    let ca = TestCa::new("upstream CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    let mut server = (*ca.server().server_config(None)).clone();
+    let t = UpstreamTls::new().await;
+    let (idp, ca_file, token) = (&t.idp, &t.ca_file, t.token());
+    let mut server = (*t.ca.server().server_config(None)).clone();
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let upstream = TestUpstream::start_tls(Arc::new(server)).await;
-    let token = key.mint(&claims(&idp.issuer, "api"));
 
     for (protocol, version) in [("auto", http::Version::HTTP_2), ("http1", http::Version::HTTP_11)] {
-        let lines = format!("{}protocol = \"{protocol}\"\n", path_line("ca_file", &ca_file));
-        let gateway = gateway_to(&idp, &upstream, &lines).await;
+        let lines = format!("{}protocol = \"{protocol}\"\n", path_line("ca_file", ca_file));
+        let gateway = gateway_to(idp, &upstream, &lines).await;
         let (status, _, body) = support::get(&gateway.url("/negotiated"), Some(&token)).await;
         assert_eq!(status, 200, "{protocol}: {body}");
         assert_eq!(upstream.last().version, version, "{protocol}");
@@ -239,24 +254,20 @@ async fn protocol_auto_negotiates_http2_with_an_https_upstream() {
 
 #[tokio::test]
 async fn mtls_upstreams_get_the_client_certificate() {
-    let key = SigningKey::rsa("k");
-    let idp = TestIdp::start(&[&key]).await;
-    let (server_ca, client_ca) = (TestCa::new("upstream CA"), TestCa::new("client CA"));
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, server_ca.pem()).unwrap();
-    let client = client_ca.client("jwtgate").write(dir.path(), "client");
-    let upstream = TestUpstream::start_tls(server_ca.server().server_config(Some(&client_ca))).await;
-    let token = key.mint(&claims(&idp.issuer, "api"));
+    let t = UpstreamTls::new().await;
+    let (idp, ca_file, token) = (&t.idp, &t.ca_file, t.token());
+    let client_ca = TestCa::new("client CA");
+    let client = client_ca.client("jwtgate").write(t.dir.path(), "client");
+    let upstream = TestUpstream::start_tls(t.ca.server().server_config(Some(&client_ca))).await;
 
-    let without = gateway_to(&idp, &upstream, &path_line("ca_file", &ca_file)).await;
+    let without = gateway_to(idp, &upstream, &path_line("ca_file", ca_file)).await;
     let (status, _, _) = support::get(&without.url("/"), Some(&token)).await;
     assert_eq!(status, 502);
     assert_eq!(upstream.count(), 0);
 
     let lines =
-        [path_line("ca_file", &ca_file), path_line("client_cert", &client.cert), path_line("client_key", &client.key)];
-    let with = gateway_to(&idp, &upstream, &lines.concat()).await;
+        [path_line("ca_file", ca_file), path_line("client_cert", &client.cert), path_line("client_key", &client.key)];
+    let with = gateway_to(idp, &upstream, &lines.concat()).await;
     let (status, _, body) = support::get(&with.url("/mtls"), Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(upstream.last().uri, "/mtls");

@@ -411,6 +411,20 @@ pub fn client() -> reqwest::Client {
     CLIENT.with(Clone::clone)
 }
 
+/// Opens an h2c connection to `addr` and sends one request without a token
+/// (a 401), so the server's SETTINGS have been read; returns the number of
+/// concurrent streams the server allows.
+pub async fn h2c_stream_limit(addr: SocketAddr) -> usize {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = hyper::Request::get(format!("http://{addr}/")).body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 401);
+    client.current_max_send_streams()
+}
+
 /// GET `url` with `Authorization: Bearer token` (when given); status and JSON body.
 pub async fn get(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut request = client().get(url);
