@@ -25,6 +25,11 @@ use crate::config::{Config, LimitsConfig};
 use crate::gateway::SharedGateway;
 use crate::tls::ServerTls;
 
+/// A connection's place under `max_connections`, handed to an upgraded
+/// session so that it holds the place until the session ends.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -174,7 +179,14 @@ where
                 let _ = stream.set_nodelay(true);
                 let peer = Peer::new(client, limits.tls.is_some());
                 let handler = handler.clone();
-                let service = service_fn(move |request| {
+                // Shared with an upgraded (WebSocket) session, which outlives
+                // the HTTP connection and must keep counting against max_connections.
+                let slot = Arc::new(slot);
+                let session_slot = Arc::clone(&slot);
+                let service = service_fn(move |mut request: Request<Incoming>| {
+                    if request.headers().contains_key(http::header::UPGRADE) {
+                        request.extensions_mut().insert(ConnectionSlot(Arc::clone(&session_slot)));
+                    }
                     let response = handler(request, peer.clone());
                     async move { Ok::<_, Infallible>(response.await) }
                 });

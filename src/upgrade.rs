@@ -11,11 +11,16 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
+use crate::server::ConnectionSlot;
+
 /// A client's pending upgrade: the protocol it asked for and its side of
 /// the connection, handed over once the answer is sent.
 pub struct Pending {
     protocol: HeaderValue,
     client: OnUpgrade,
+    /// The client connection's place under `server.max_connections`, held
+    /// until the session ends.
+    slot: Option<ConnectionSlot>,
 }
 
 /// Takes the upgrade out of a request that asks for a WebSocket.
@@ -25,7 +30,8 @@ pub fn take(parts: &mut request::Parts) -> Option<Pending> {
     }
     let protocol = parts.headers.get(UPGRADE)?.clone();
     let client = parts.extensions.remove::<OnUpgrade>()?;
-    Some(Pending { protocol, client })
+    let slot = parts.extensions.remove::<ConnectionSlot>();
+    Some(Pending { protocol, client, slot })
 }
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
@@ -54,6 +60,7 @@ impl Pending {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, self.protocol);
         tokio::spawn(async move {
+            let _slot = self.slot;
             let (client, upstream) = match tokio::try_join!(self.client, upstream) {
                 Ok(pair) => pair,
                 Err(error) => {

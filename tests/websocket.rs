@@ -124,3 +124,30 @@ async fn other_upgrades_are_not_passed_on() {
     let seen = upstream.last();
     assert!(seen.headers.get("upgrade").is_none() && seen.headers.get("connection").is_none());
 }
+
+#[tokio::test]
+async fn a_websocket_session_keeps_its_place_under_max_connections() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let echo = echo_server().await;
+    let gateway = toml(&format!("http://{}", echo.addr), &idp.issuer).server("max_connections = 1\n").start().await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let mut request = format!("ws://{}/chat", gateway.addr).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket.send(Message::text("hi")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
+
+    // The session holds the only place: another client waits in the backlog.
+    let url = gateway.url("/x");
+    let waiting = support::client().get(&url).bearer_auth(&token).timeout(std::time::Duration::from_millis(500));
+    assert!(waiting.send().await.is_err(), "a second connection was served beside the session");
+
+    let closed = echo.closed.notified();
+    socket.close(None).await.unwrap();
+    drop(socket);
+    tokio::time::timeout(std::time::Duration::from_secs(5), closed).await.unwrap();
+    // Served now: the echo server speaks only WebSocket, so the gateway's own 502 is the answer.
+    let served = support::client().get(&url).bearer_auth(&token).timeout(std::time::Duration::from_secs(5));
+    assert_eq!(served.send().await.unwrap().status(), 502);
+}
