@@ -19,6 +19,8 @@ pub struct Original {
     pub method: Method,
     /// As the client sent it; normalised later like any request path.
     pub path: String,
+    /// The query, where a token may be (an issuer's `token_from`).
+    pub query: Option<String>,
 }
 
 pub struct ForwardAuth {
@@ -33,12 +35,19 @@ impl ForwardAuth {
 
     /// `None` when `path` is not a check request: not the configured path,
     /// and not below it.
-    pub fn original(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Result<Original, Refusal>> {
+    /// `query` is the check request's own: Envoy keeps the original one there.
+    pub fn original(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Option<Result<Original, Refusal>> {
         let suffix = path.strip_prefix(self.path.as_str())?;
         if !suffix.is_empty() && !suffix.starts_with('/') {
             return None;
         }
-        Some(original(method, suffix, headers))
+        Some(original(method, suffix, query, headers))
     }
 }
 
@@ -47,7 +56,7 @@ impl ForwardAuth {
 /// Traefik's and Caddy's `X-Forwarded-Uri`/`-Method`, then Envoy's
 /// `ext_authz`, which appends the original path to the check path and keeps
 /// the method.
-fn original(method: &Method, suffix: &str, headers: &HeaderMap) -> Result<Original, Refusal> {
+fn original(method: &Method, suffix: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Original, Refusal> {
     for (uri_header, method_header) in [(&X_ORIGINAL_URI, &X_ORIGINAL_METHOD), (&X_FORWARDED_URI, &X_FORWARDED_METHOD)]
     {
         let Some(uri) = headers.get(uri_header) else { continue };
@@ -61,14 +70,14 @@ fn original(method: &Method, suffix: &str, headers: &HeaderMap) -> Result<Origin
                 .map_err(|_| Refusal::InvalidRequest("the forward-auth request's original method is not a method"))?,
             None => method.clone(),
         };
-        return Ok(Original { method, path: uri.path().to_string() });
+        return Ok(Original { method, path: uri.path().to_string(), query: uri.query().map(str::to_owned) });
     }
     if suffix.is_empty() {
         return Err(Refusal::InvalidRequest(
             "a forward-auth request must name the original request (X-Original-URI, X-Forwarded-Uri, or a path after the check path)",
         ));
     }
-    Ok(Original { method: method.clone(), path: suffix.to_string() })
+    Ok(Original { method: method.clone(), path: suffix.to_string(), query: query.map(str::to_owned) })
 }
 
 #[cfg(test)]
@@ -81,17 +90,19 @@ mod tests {
         for (name, value) in headers {
             map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
-        ForwardAuth::new("/auth").original(&method, path, &map)
+        let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+        ForwardAuth::new("/auth").original(&method, path, query, &map)
     }
 
     fn original(method: Method, path: &str) -> Option<Result<Original, Refusal>> {
-        Some(Ok(Original { method, path: path.into() }))
+        let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q.to_string())));
+        Some(Ok(Original { method, path: path.into(), query }))
     }
 
     #[test]
     fn each_edge_proxy_names_the_original_request_its_own_way() {
         let nginx = [("x-original-uri", "/admin/users?page=2"), ("x-original-method", "DELETE")];
-        assert_eq!(ask(Method::GET, "/auth", &nginx), original(Method::DELETE, "/admin/users"));
+        assert_eq!(ask(Method::GET, "/auth", &nginx), original(Method::DELETE, "/admin/users?page=2"));
         let traefik = [("x-forwarded-uri", "/orders"), ("x-forwarded-method", "POST")];
         assert_eq!(ask(Method::GET, "/auth", &traefik), original(Method::POST, "/orders"));
         assert_eq!(ask(Method::PUT, "/auth/orders/7", &[]), original(Method::PUT, "/orders/7"));

@@ -247,8 +247,10 @@ impl Gateway {
             notes.anonymous = true;
             return Ok(metadata.response().map(Either::Right));
         }
-        if let Some(original) =
-            self.forward_auth.as_ref().and_then(|check| check.original(&parts.method, parts.uri.path(), &parts.headers))
+        if let Some(original) = self
+            .forward_auth
+            .as_ref()
+            .and_then(|check| check.original(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers))
         {
             return self.answer_check(original?, parts.headers, deadline, notes).await;
         }
@@ -295,8 +297,9 @@ impl Gateway {
         notes: &mut Notes<'a>,
     ) -> Result<Response<Body>, Refusal> {
         let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;
+        let query = original.query.as_deref();
         let (_, identity, _) =
-            self.admit(&original.method, &path, None, &mut headers, deadline, notes, None, &mut ()).await?;
+            self.admit(&original.method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
         let mut response = Response::new(Either::Right(Full::default()));
         let answer = response.headers_mut();
         // Every configured name is answered, empty when there is no value:

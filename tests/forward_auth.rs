@@ -215,3 +215,27 @@ async fn nginx_auth_request_allows_denies_and_copies_the_identity() {
     assert_eq!(w.upstream.last().method, "DELETE");
     assert_eq!(w.upstream.count(), 3);
 }
+
+#[tokio::test]
+async fn a_query_token_in_the_original_uri_counts_where_the_issuer_allows_it() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = toml(&upstream.url(), &idp.issuer)
+        .issuer("token_from = [\"header\", \"query:access_token\"]\n[forward_auth]\npath = \"/auth\"\n")
+        .start()
+        .await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let nginx = client()
+        .get(gateway.url("/auth"))
+        .header("x-original-uri", format!("/events?access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nginx.status(), 200);
+    let envoy = client().get(gateway.url(&format!("/auth/events?access_token={token}"))).send().await.unwrap();
+    assert_eq!(envoy.status(), 200);
+    let none = client().get(gateway.url("/auth")).header("x-original-uri", "/events?x=1").send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(upstream.count(), 0);
+}
