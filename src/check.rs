@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::config::{AuthMode, Config, JwksSource, Problem};
+use crate::config::{AuthMode, Config, JwksSource, Problem, UpstreamProtocol};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::tls::{self, ServerTls};
 
@@ -14,9 +14,17 @@ pub fn summary(config: &Config) -> String {
     let up = &config.upstream;
     let protocols = if config.server.tls.is_some() { "TLS: HTTP/1.1 and h2" } else { "HTTP/1.1 and h2c" };
     let _ = writeln!(out, "listen      {} ({protocols})", config.server.listen);
-    let _ = writeln!(out, "upstream    {}{}", up.origin.to_string().trim_end_matches('/'), up.base_path);
+    let upstream_line = |up: &crate::config::UpstreamConfig| {
+        let protocol = match up.protocol {
+            UpstreamProtocol::Http1 => "",
+            UpstreamProtocol::H2c => " (h2c)",
+            UpstreamProtocol::Auto => " (HTTP/2 or HTTP/1.1 by ALPN)",
+        };
+        format!("{}{}{protocol}", up.origin.to_string().trim_end_matches('/'), up.base_path)
+    };
+    let _ = writeln!(out, "upstream    {}", upstream_line(up));
     for (name, up) in &config.upstreams {
-        let _ = writeln!(out, "upstream    {name}: {}{}", up.origin.to_string().trim_end_matches('/'), up.base_path);
+        let _ = writeln!(out, "upstream    {name}: {}", upstream_line(up));
     }
     for issuer in &config.issuers {
         let source = match &issuer.jwks {
@@ -62,6 +70,9 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "otherwise   a valid token from any issuer, no scopes");
+    if let Some(metadata) = &config.resource_metadata {
+        let _ = writeln!(out, "metadata    {} (RFC 9728, named in every 401)", metadata.url);
+    }
     if let Some(forward_auth) = &config.forward_auth {
         let _ = writeln!(out, "checks      {} answers forward-auth checks instead of proxying", forward_auth.path);
     }
