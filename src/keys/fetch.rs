@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
+use tokio::io::AsyncReadExt;
 
 /// A JWKS (or discovery document) larger than this is refused.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,13 +148,18 @@ pub async fn read_file(
     if seen == Some(stamp) {
         return Ok((None, stamp));
     }
+    let too_large =
+        || FetchError::Jwks(format!("{}: larger than {max_bytes} bytes (limits.max_jwks_bytes)", path.display()));
     if meta.len() > max_bytes as u64 {
-        return Err(FetchError::Jwks(format!(
-            "{}: larger than {max_bytes} bytes (limits.max_jwks_bytes)",
-            path.display()
-        )));
+        return Err(too_large());
     }
-    let body = tokio::fs::read(path).await.map_err(err)?;
+    // Read with the bound too: the file may grow between the stat and the read.
+    let file = tokio::fs::File::open(path).await.map_err(err)?;
+    let mut body = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(max_bytes));
+    file.take(max_bytes as u64 + 1).read_to_end(&mut body).await.map_err(err)?;
+    if body.len() > max_bytes {
+        return Err(too_large());
+    }
     Ok((Some(Bytes::from(body)), stamp))
 }
 
@@ -176,6 +182,14 @@ fn max_age(cache_control: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/dev/zero` says it is empty and never ends: only the bounded read stops it.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_file_is_read_only_up_to_the_limit_whatever_its_size_said() {
+        let error = read_file(Path::new("/dev/zero"), None, 4096).await.err().unwrap();
+        assert!(error.to_string().contains("larger than 4096 bytes"), "{error}");
+    }
 
     #[test]
     fn reads_max_age() {
