@@ -104,19 +104,23 @@ impl Gateway {
     /// whose issuer and key source did not change (their keys and counters
     /// carry over); the others start fetching now.
     pub fn build(config: &Config, metrics: Arc<Metrics>, reuse: &[Arc<IssuerKeys>]) -> Result<Gateway, GatewayError> {
-        let fetcher = Fetcher::new()?;
-        let keys: Vec<Arc<IssuerKeys>> = config
-            .issuers
-            .iter()
-            .map(|issuer| match reuse.iter().find(|k| k.same_source(issuer)) {
-                Some(kept) => Arc::clone(kept),
-                None => {
-                    let keys = Arc::new(IssuerKeys::new(issuer, fetcher.clone()));
-                    IssuerKeys::spawn_refresher(&keys);
-                    keys
-                }
-            })
-            .collect();
+        // The HTTP client (and the system roots it reads) is built only when
+        // some issuer needs fetching anew: a reload that keeps them all builds none.
+        let mut fetcher: Option<Fetcher> = None;
+        let mut keys: Vec<Arc<IssuerKeys>> = Vec::with_capacity(config.issuers.len());
+        for issuer in &config.issuers {
+            if let Some(kept) = reuse.iter().find(|k| k.same_source(issuer)) {
+                keys.push(Arc::clone(kept));
+                continue;
+            }
+            let fetcher = match &fetcher {
+                Some(fetcher) => fetcher.clone(),
+                None => fetcher.insert(Fetcher::new()?).clone(),
+            };
+            let store = Arc::new(IssuerKeys::new(issuer, fetcher));
+            IssuerKeys::spawn_refresher(&store);
+            keys.push(store);
+        }
         Ok(Gateway {
             challenge: Challenge {
                 realm: config.server.realm.clone(),

@@ -74,20 +74,20 @@ impl Reloader {
     /// Reloads on every SIGHUP, and on file changes when `watch` is set. Runs until aborted.
     pub async fn run(self, watch: bool) {
         let mut hangups = hangup_signals();
-        let mut seen = stamp(&self.path);
+        let mut seen = stamp(&self.path).await;
         let mut ticks = tokio::time::interval(WATCH_INTERVAL);
         loop {
             tokio::select! {
                 Some(()) = next_hangup(&mut hangups) => {
                     info!("SIGHUP: reloading the configuration");
                     self.reload();
-                    seen = stamp(&self.path);
+                    seen = stamp(&self.path).await;
                 }
                 _ = ticks.tick(), if watch => {
-                    let now = stamp(&self.path);
+                    let now = stamp(&self.path).await;
                     if now != seen {
                         tokio::time::sleep(SETTLE).await;
-                        seen = stamp(&self.path);
+                        seen = stamp(&self.path).await;
                         info!(file = %self.path.display(), "configuration file changed: reloading");
                         self.reload();
                     }
@@ -122,8 +122,9 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
-fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
+/// The file's modification time and size, read without blocking the runtime.
+async fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = tokio::fs::metadata(path).await.ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }
 
