@@ -228,7 +228,12 @@ fn grpc_percent_encode(text: &str) -> String {
 /// A JSON answer: the one shape of every body jwtgate writes itself
 /// (refusals, admin endpoints, the demo's issuer and backend).
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    json_bytes_response(status, Bytes::from(value.to_string()))
+}
+
+/// [`json_response`] for a body serialised once, ahead of time.
+pub fn json_bytes_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

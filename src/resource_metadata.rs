@@ -8,13 +8,14 @@ use http::{Method, Response};
 use http_body_util::Full;
 
 use crate::config::ResourceMetadataConfig;
-use crate::error::json_response;
+use crate::error::json_bytes_response;
 
 pub struct ResourceMetadata {
     /// Where it is served: the RFC 9728 §3.1 path (with the resource's own
     /// path appended) and the bare well-known path.
     paths: Vec<String>,
-    body: serde_json::Value,
+    /// The JSON document, serialised once.
+    body: Bytes,
 }
 
 impl ResourceMetadata {
@@ -34,7 +35,7 @@ impl ResourceMetadata {
         if config.well_known_path != WELL_KNOWN {
             paths.push(WELL_KNOWN.to_string());
         }
-        ResourceMetadata { paths, body }
+        ResourceMetadata { paths, body: Bytes::from(body.to_string()) }
     }
 
     /// Whether this request asks for the metadata.
@@ -43,7 +44,7 @@ impl ResourceMetadata {
     }
 
     pub fn response(&self) -> Response<Full<Bytes>> {
-        json_response(http::StatusCode::OK, &self.body)
+        json_bytes_response(http::StatusCode::OK, self.body.clone())
     }
 }
 
