@@ -34,7 +34,7 @@ fn hot_path(c: &mut Criterion) {
     });
 
     let config = config();
-    let table = RouteTable::new(&config.routes, &[]);
+    let table = RouteTable::new(&config.routes, &[], false);
     group.bench_function("route: last of 20", |b| {
         b.iter(|| table.find(black_box(&Method::GET), black_box("/service-19/items/42")).name().len())
     });

@@ -53,6 +53,8 @@ pub enum Refusal {
         scope: String,
     },
     BadPath(&'static str),
+    /// A body the gateway must read before deciding is larger than it reads.
+    TooLarge(&'static str),
     KeysUnavailable,
     BadGateway(&'static str),
     GatewayTimeout(&'static str),
@@ -73,6 +75,7 @@ impl Refusal {
             Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -83,7 +86,7 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
-            Self::InvalidRequest(_) | Self::BadPath(_) => "invalid_request",
+            Self::InvalidRequest(_) | Self::BadPath(_) | Self::TooLarge(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::KeysUnavailable => "temporarily_unavailable",
@@ -95,7 +98,7 @@ impl Refusal {
     pub fn description(&self) -> &'static str {
         match self {
             Self::MissingToken => "this route needs a bearer token in the Authorization header",
-            Self::InvalidRequest(why) | Self::BadPath(why) => why,
+            Self::InvalidRequest(why) | Self::BadPath(why) | Self::TooLarge(why) => why,
             Self::InvalidToken(failure) => failure.description(),
             Self::InsufficientScope { failure, .. } => failure.description(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
@@ -169,6 +172,7 @@ impl Refusal {
             Self::BadPath(_) => 3,                                                      // INVALID_ARGUMENT
             Self::KeysUnavailable | Self::BadGateway(_) => 14,                          // UNAVAILABLE
             Self::GatewayTimeout(_) => 4,                                               // DEADLINE_EXCEEDED
+            Self::TooLarge(_) => 8,                                                     // RESOURCE_EXHAUSTED
         }
     }
 

@@ -2,10 +2,18 @@
 //! `forwardAuth`, Caddy `forward_auth`, Envoy `ext_authz`) asks whether a
 //! request may pass, and jwtgate answers instead of proxying. This module
 //! only reads which request is being asked about; the gateway then applies
-//! the same normalisation, routes and checks as inline mode.
+//! the same routes and checks as inline mode.
+//!
+//! Two rules keep the edge and jwtgate agreeing on the request:
+//! - The original request is read from the one header set of the edge named
+//!   in `[forward_auth] edge`, which the edge sets itself: a header another
+//!   edge would use is the client's, copied along, and never trusted.
+//! - jwtgate cannot change what the edge forwards, so only an original path
+//!   that is already canonical can be approved; any other is refused.
 
 use http::{HeaderMap, HeaderName, Method, Uri};
 
+use crate::config::Edge;
 use crate::error::Refusal;
 
 static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -17,7 +25,7 @@ static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-met
 #[derive(Debug, PartialEq, Eq)]
 pub struct Original {
     pub method: Method,
-    /// As the client sent it; normalised later like any request path.
+    /// As the client sent it; approved only when already canonical.
     pub path: String,
     /// The query, where a token may be (an issuer's `token_from`).
     pub query: Option<String>,
@@ -26,11 +34,16 @@ pub struct Original {
 pub struct ForwardAuth {
     /// Normalised, without a trailing `/`.
     path: String,
+    edge: Edge,
 }
 
 impl ForwardAuth {
-    pub fn new(path: &str) -> ForwardAuth {
-        ForwardAuth { path: path.to_string() }
+    pub fn new(path: &str, edge: Edge) -> ForwardAuth {
+        ForwardAuth { path: path.to_string(), edge }
+    }
+
+    pub fn edge(&self) -> Edge {
+        self.edge
     }
 
     /// `None` when `path` is not a check request: not the configured path,
@@ -47,51 +60,56 @@ impl ForwardAuth {
         if !suffix.is_empty() && !suffix.starts_with('/') {
             return None;
         }
-        Some(original(method, suffix, query, headers))
+        Some(match self.edge {
+            Edge::Nginx => from_headers(&X_ORIGINAL_URI, &X_ORIGINAL_METHOD, headers),
+            Edge::Traefik | Edge::Caddy => from_headers(&X_FORWARDED_URI, &X_FORWARDED_METHOD, headers),
+            Edge::Envoy if suffix.is_empty() => Err(Refusal::InvalidRequest(
+                "a forward-auth request from Envoy must name the original path after the check path",
+            )),
+            Edge::Envoy => {
+                Ok(Original { method: method.clone(), path: suffix.to_string(), query: query.map(str::to_owned) })
+            }
+        })
     }
 }
 
-/// Where each edge proxy puts the original request, in this order: nginx's
-/// `X-Original-URI`/`-Method` (set in its `auth_request` location), then
-/// Traefik's and Caddy's `X-Forwarded-Uri`/`-Method`, then Envoy's
-/// `ext_authz`, which appends the original path to the check path and keeps
-/// the method.
-fn original(method: &Method, suffix: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Original, Refusal> {
-    for (uri_header, method_header) in [(&X_ORIGINAL_URI, &X_ORIGINAL_METHOD), (&X_FORWARDED_URI, &X_FORWARDED_METHOD)]
-    {
-        let Some(uri) = headers.get(uri_header) else { continue };
-        let uri = uri
-            .to_str()
-            .ok()
-            .and_then(|text| text.parse::<Uri>().ok())
-            .ok_or(Refusal::InvalidRequest("the forward-auth request's original URI is not a URI"))?;
-        let method = match headers.get(method_header) {
-            Some(name) => Method::from_bytes(name.as_bytes())
-                .map_err(|_| Refusal::InvalidRequest("the forward-auth request's original method is not a method"))?,
-            None => method.clone(),
-        };
-        return Ok(Original { method, path: uri.path().to_string(), query: uri.query().map(str::to_owned) });
-    }
-    if suffix.is_empty() {
-        return Err(Refusal::InvalidRequest(
-            "a forward-auth request must name the original request (X-Original-URI, X-Forwarded-Uri, or a path after the check path)",
-        ));
-    }
-    Ok(Original { method: method.clone(), path: suffix.to_string(), query: query.map(str::to_owned) })
+/// The original request from the edge's own pair of headers: exactly one
+/// of each, both well-formed.
+fn from_headers(uri_header: &HeaderName, method_header: &HeaderName, headers: &HeaderMap) -> Result<Original, Refusal> {
+    let uri = single(headers, uri_header)
+        .ok_or(Refusal::InvalidRequest(
+            "the forward-auth request must carry exactly one original URI header of the configured edge",
+        ))?
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse::<Uri>().ok())
+        .ok_or(Refusal::InvalidRequest("the forward-auth request's original URI is not a URI"))?;
+    let method = single(headers, method_header).ok_or(Refusal::InvalidRequest(
+        "the forward-auth request must carry exactly one original method header of the configured edge",
+    ))?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| Refusal::InvalidRequest("the forward-auth request's original method is not a method"))?;
+    Ok(Original { method, path: uri.path().to_string(), query: uri.query().map(str::to_owned) })
+}
+
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a http::HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderName, HeaderValue};
 
-    fn ask(method: Method, path: &str, headers: &[(&str, &str)]) -> Option<Result<Original, Refusal>> {
+    fn ask(edge: Edge, method: Method, path: &str, headers: &[(&str, &str)]) -> Option<Result<Original, Refusal>> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
         let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
-        ForwardAuth::new("/auth").original(&method, path, query, &map)
+        ForwardAuth::new("/auth", edge).original(&method, path, query, &map)
     }
 
     fn original(method: Method, path: &str) -> Option<Result<Original, Refusal>> {
@@ -102,24 +120,37 @@ mod tests {
     #[test]
     fn each_edge_proxy_names_the_original_request_its_own_way() {
         let nginx = [("x-original-uri", "/admin/users?page=2"), ("x-original-method", "DELETE")];
-        assert_eq!(ask(Method::GET, "/auth", &nginx), original(Method::DELETE, "/admin/users?page=2"));
+        assert_eq!(ask(Edge::Nginx, Method::GET, "/auth", &nginx), original(Method::DELETE, "/admin/users?page=2"));
         let traefik = [("x-forwarded-uri", "/orders"), ("x-forwarded-method", "POST")];
-        assert_eq!(ask(Method::GET, "/auth", &traefik), original(Method::POST, "/orders"));
-        assert_eq!(ask(Method::PUT, "/auth/orders/7", &[]), original(Method::PUT, "/orders/7"));
-        assert_eq!(ask(Method::GET, "/auth", &[("x-original-uri", "/x")]), original(Method::GET, "/x"));
-        // nginx's headers win over a client's X-Forwarded-Uri passed along.
-        let both = [("x-forwarded-uri", "/public"), ("x-original-uri", "/admin")];
-        assert_eq!(ask(Method::GET, "/auth", &both), original(Method::GET, "/admin"));
+        assert_eq!(ask(Edge::Traefik, Method::GET, "/auth", &traefik), original(Method::POST, "/orders"));
+        assert_eq!(ask(Edge::Caddy, Method::GET, "/auth", &traefik), original(Method::POST, "/orders"));
+        assert_eq!(ask(Edge::Envoy, Method::PUT, "/auth/orders/7", &[]), original(Method::PUT, "/orders/7"));
+    }
+
+    #[test]
+    fn only_the_configured_edges_headers_are_read() {
+        // Caddy copies the client's headers into the check: an X-Original-URI
+        // there is the client's.
+        let spoofed = [("x-original-uri", "/public"), ("x-forwarded-uri", "/admin/x"), ("x-forwarded-method", "GET")];
+        assert_eq!(ask(Edge::Caddy, Method::GET, "/auth", &spoofed), original(Method::GET, "/admin/x"));
+        let spoofed = [("x-forwarded-uri", "/public"), ("x-original-uri", "/admin"), ("x-original-method", "GET")];
+        assert_eq!(ask(Edge::Nginx, Method::GET, "/auth", &spoofed), original(Method::GET, "/admin"));
+        // Envoy names the request in its path; headers are the client's.
+        assert!(matches!(ask(Edge::Envoy, Method::GET, "/auth", &spoofed), Some(Err(_))));
+        let twice = [("x-original-uri", "/admin"), ("x-original-uri", "/public"), ("x-original-method", "GET")];
+        assert!(matches!(ask(Edge::Nginx, Method::GET, "/auth", &twice), Some(Err(_))));
     }
 
     #[test]
     fn other_paths_are_not_checks_and_bad_checks_are_refused() {
-        assert!(ask(Method::GET, "/authors", &[]).is_none());
-        assert!(ask(Method::GET, "/", &[]).is_none());
-        assert!(matches!(ask(Method::GET, "/auth", &[]), Some(Err(Refusal::InvalidRequest(_)))));
+        assert!(ask(Edge::Nginx, Method::GET, "/authors", &[]).is_none());
+        assert!(ask(Edge::Nginx, Method::GET, "/", &[]).is_none());
+        assert!(matches!(ask(Edge::Nginx, Method::GET, "/auth", &[]), Some(Err(Refusal::InvalidRequest(_)))));
+        let no_method = [("x-original-uri", "/x")];
+        assert!(matches!(ask(Edge::Nginx, Method::GET, "/auth", &no_method), Some(Err(_))));
         let bad_method = [("x-forwarded-uri", "/x"), ("x-forwarded-method", "G E T")];
-        assert!(matches!(ask(Method::GET, "/auth", &bad_method), Some(Err(Refusal::InvalidRequest(_)))));
-        let bad_uri = [("x-original-uri", "not a uri")];
-        assert!(matches!(ask(Method::GET, "/auth", &bad_uri), Some(Err(Refusal::InvalidRequest(_)))));
+        assert!(matches!(ask(Edge::Traefik, Method::GET, "/auth", &bad_method), Some(Err(Refusal::InvalidRequest(_)))));
+        let bad_uri = [("x-original-uri", "not a uri"), ("x-original-method", "GET")];
+        assert!(matches!(ask(Edge::Nginx, Method::GET, "/auth", &bad_uri), Some(Err(Refusal::InvalidRequest(_)))));
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use tracing::info;
 
@@ -16,17 +16,18 @@ use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::locations::{self, TokenLocation};
 use crate::auth::{AuthFailure, Authenticator, Trace, Verified};
-use crate::config::{AuthMode, Config, Problem};
+use crate::config::{AuthMode, Config, Edge, MethodOverride, Problem};
 use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
+use crate::method_override::{self, Field};
 use crate::metrics::{Metrics, Outcome};
-use crate::path;
-use crate::proxy::{REQUEST_TIMED_OUT, Upstream};
+use crate::proxy::{REQUEST_TIMED_OUT, Upstream, UpstreamBody};
 use crate::resource_metadata::ResourceMetadata;
 use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
 use crate::upgrade;
+use crate::{headers, path};
 
 /// What the gateway answers with: the upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -68,6 +69,8 @@ pub struct Gateway {
     keys: Vec<Arc<IssuerKeys>>,
     metrics: Arc<Metrics>,
     request_ids: RequestIds,
+    method_override: MethodOverride,
+    websocket_idle_timeout: Duration,
 }
 
 /// [`Gateway::decide`]'s answer: the route matched (none for a refused
@@ -85,6 +88,8 @@ struct Notes<'a> {
     verified: Option<Verified>,
     /// Forwarded without a verified token (public route, or optional without one).
     anonymous: bool,
+    /// A forward-auth check: answered in the edge's terms, never gRPC's.
+    check: bool,
 }
 
 impl Notes<'_> {
@@ -139,6 +144,7 @@ impl Gateway {
             routes: RouteTable::new(
                 &config.routes,
                 &config.upstreams.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+                config.server.case_sensitive_routes,
             ),
             identity: IdentityHeaders::new(&config.headers),
             upstreams: std::iter::once(&config.upstream)
@@ -146,10 +152,12 @@ impl Gateway {
                 .map(Upstream::new)
                 .collect::<Result<_, _>>()
                 .map_err(GatewayError::Upstream)?,
-            forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path)),
+            forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
             keys,
             metrics,
             request_ids: RequestIds::new(),
+            method_override: config.server.method_override,
+            websocket_idle_timeout: config.server.websocket_idle_timeout,
         })
     }
 
@@ -179,11 +187,12 @@ impl Gateway {
             Ok(path) => path,
             Err(why) => return Decision { route: None, result: Err(Refusal::BadPath(why)) },
         };
-        let route = self.routes.find(method, &path);
+        let method = canonical_method(method);
+        let route = self.routes.find(&method, &path);
         let mut notes = Notes::default();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let result = self
-            .admit(method, &path, query, &mut headers, deadline, &mut notes, Some(at), trace)
+            .admit(&method, &path, query, &mut headers, deadline, &mut notes, Some(at), trace)
             .await
             .map(|(_, identity, _)| identity);
         Decision { route: Some(route), result }
@@ -230,9 +239,23 @@ impl Gateway {
                 info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
                       reason = refusal.reason(), route = notes.route, latency_ms,
                       sub = notes.subject(), "request");
-                let answer =
-                    if grpc { refusal.to_grpc_response(&self.challenge) } else { refusal.to_response(&self.challenge) };
-                answer.map(Either::Right)
+                // A forward-auth check is answered in the edge's terms: a
+                // gRPC-style refusal is an HTTP 200, which edges read as "allow".
+                let answer = if grpc && !notes.check {
+                    refusal.to_grpc_response(&self.challenge)
+                } else {
+                    refusal.to_response(&self.challenge)
+                };
+                let mut answer = answer.map(Either::Right);
+                // nginx's auth_request turns any answer but 2xx, 401 and 403
+                // into a 500: a client's mistake is a 403 there.
+                if notes.check
+                    && answer.status() == StatusCode::BAD_REQUEST
+                    && self.forward_auth.as_ref().is_some_and(|f| f.edge() == Edge::Nginx)
+                {
+                    *answer.status_mut() = StatusCode::FORBIDDEN;
+                }
+                answer
             }
         };
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
@@ -256,27 +279,41 @@ impl Gateway {
             .as_ref()
             .and_then(|check| check.original(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers))
         {
+            notes.check = true;
             return self.answer_check(original?, parts.headers, deadline, notes).await;
         }
-        // 1. Normalise the path: routes and the upstream both see this one.
+        // 1. Read the request as the upstream will: one spelling of the
+        //    method, one authority, and none of the headers that would
+        //    claim what only the gateway may say.
+        parts.method = canonical_method(&parts.method);
+        check_authority(&parts)?;
+        let protected = |name: &str| name == X_REQUEST_ID.as_str() || self.identity.is_identity(name);
+        if headers::connection_names_protected(&parts.headers, &protected) {
+            return Err(Refusal::InvalidRequest(
+                "Connection names a header the gateway sets or checks (framing, Host, X-Forwarded-*, identity)",
+            ));
+        }
+        headers::remove_spoofable(&mut parts.headers);
+        headers::drop_ambiguous_names(&mut parts.headers);
+        // 2. Canonicalise the path: routes and the upstream both see this one.
         // (A clone of the Uri, so the path can be borrowed while parts move on.)
         let uri = parts.uri.clone();
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
-        // 2–4. Route, strip, authenticate and authorise.
+        // 3. The method the request will be served as, overrides included.
+        let (judged, body) = self.judge_method(&mut parts, body, &path, uri.query(), deadline).await?;
+        // 4–6. Route, strip, authenticate and authorise.
         let (route, identity, location) =
-            self.admit(&parts.method, &path, uri.query(), &mut parts.headers, deadline, notes, None, &mut ()).await?;
-        // 5. Prepare the upstream request and stream it through.
-        let websocket = upgrade::take(&mut parts);
-        let upstream = &self.upstreams[route.upstream()];
-        // A token taken from the query never goes further; from a cookie,
-        // only when the upstream asked for credentials.
-        match &location {
-            Some(TokenLocation::Query(name)) => parts.uri = uri_without_param(&parts.uri, name)?,
-            Some(TokenLocation::Cookie(name)) if !upstream.forwards_credentials() => {
-                locations::remove_cookie(&mut parts.headers, name);
-            }
-            _ => {}
+            self.admit(&judged, &path, uri.query(), &mut parts.headers, deadline, notes, None, &mut ()).await?;
+        if route.lets_preflight_through(&judged, &parts.headers) && has_body(&parts.headers, &body) {
+            return Err(Refusal::InvalidRequest("a CORS preflight let through without a token cannot carry a body"));
         }
+        // 7. Prepare the upstream request and stream it through.
+        let websocket = upgrade::take(&mut parts);
+        if websocket.is_some() && !route.allows_websocket() {
+            return Err(Refusal::InvalidRequest("this route does not allow upgrades (routes[].websocket)"));
+        }
+        let upstream = &self.upstreams[route.upstream()];
+        self.strip_credentials(&mut parts, location.as_ref(), upstream.forwards_credentials())?;
         let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
         upstream_request.headers_mut().extend(identity);
         if let Some(websocket) = &websocket {
@@ -285,10 +322,95 @@ impl Gateway {
         let sent = Instant::now();
         let mut response = upstream.send(upstream_request, deadline).await?;
         self.metrics.upstream_duration(sent.elapsed());
-        if let Some(websocket) = websocket.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
-            websocket.splice(&mut response);
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // A 101 the client did not ask for would leave its connection
+            // in a state nobody agreed on.
+            let websocket =
+                websocket.ok_or(Refusal::BadGateway("upstream switched protocols without being asked to"))?;
+            websocket.splice(&mut response, self.websocket_idle_timeout, self.metrics.websocket_sessions())?;
         }
         Ok(response.map(Either::Left))
+    }
+
+    /// The method `parts` is judged as, and its body (read when a form had
+    /// to be looked into). Only a `POST` is overridden, as frameworks do.
+    async fn judge_method(
+        &self,
+        parts: &mut http::request::Parts,
+        body: Incoming,
+        path: &str,
+        query: Option<&str>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Method, UpstreamBody), Refusal> {
+        let header = match self.method_override {
+            MethodOverride::Strip => {
+                method_override::remove_headers(&mut parts.headers);
+                None
+            }
+            MethodOverride::Honour => method_override::from_headers(&parts.headers)?,
+        };
+        if parts.method != Method::POST {
+            return Ok((parts.method.clone(), UpstreamBody::Streamed(body)));
+        }
+        let mut judged = header.unwrap_or(Method::POST);
+        // A `_method` can only matter where routes tell methods apart.
+        if !self.routes.has_method_rules() {
+            return Ok((judged, UpstreamBody::Streamed(body)));
+        }
+        let mut fields = vec![method_override::in_query(query)];
+        let body = match method_override::form_kind(&parts.headers) {
+            None => UpstreamBody::Streamed(body),
+            Some(kind) => {
+                let read = http_body_util::Limited::new(body, method_override::MAX_FORM_SCAN_BYTES).collect();
+                let bytes = tokio::time::timeout_at(deadline, read)
+                    .await
+                    .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
+                    .map_err(|_| {
+                        Refusal::TooLarge("a form body on a path whose routes depend on the method is read to check for _method, and this one is over 1 MiB")
+                    })?
+                    .to_bytes();
+                fields.push(method_override::in_form(kind, &bytes));
+                UpstreamBody::Read(Some(bytes))
+            }
+        };
+        for asked in fields.into_iter().filter_map(Field::asked) {
+            match self.method_override {
+                MethodOverride::Honour => judged = asked,
+                MethodOverride::Strip => {
+                    if !std::ptr::eq(self.routes.find(&asked, path), self.routes.find(&judged, path)) {
+                        return Err(Refusal::InvalidRequest(
+                            "a _method field would change which route judges this request (server.method_override)",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((judged, body))
+    }
+
+    /// Removes every place a credential could be, that the gateway reads,
+    /// except where the upstream asked for credentials: a forged cookie or
+    /// query token must not travel beside the verified one. A token taken
+    /// from the query never goes further in any case.
+    fn strip_credentials(
+        &self,
+        parts: &mut http::request::Parts,
+        used: Option<&TokenLocation>,
+        forwards_credentials: bool,
+    ) -> Result<(), Refusal> {
+        for location in &self.token_locations {
+            match location {
+                TokenLocation::Header => {}
+                TokenLocation::Cookie(name) if !forwards_credentials => {
+                    locations::remove_cookie(&mut parts.headers, name)
+                }
+                TokenLocation::Query(name) if !forwards_credentials || used == Some(location) => {
+                    parts.uri = uri_without_param(&parts.uri, name)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Forward-auth: the same checks as inline mode for the request the
@@ -300,10 +422,44 @@ impl Gateway {
         deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
     ) -> Result<Response<Body>, Refusal> {
+        // The edge forwards the path as the client wrote it: approved only
+        // if no server could read it differently from the canonical form.
         let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;
+        if path != original.path.as_str() {
+            return Err(Refusal::BadPath(
+                "the original path is not in canonical form, so the backend may read it differently; write it canonically",
+            ));
+        }
         let query = original.query.as_deref();
-        let (_, identity, _) =
-            self.admit(&original.method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
+        let mut method = canonical_method(&original.method);
+        // The edge passes the client's headers to the backend: an override
+        // cannot be removed here, only refused or honoured.
+        match method_override::from_headers(&headers) {
+            Ok(None) => {}
+            Ok(Some(asked)) if self.method_override == MethodOverride::Honour => {
+                if method == Method::POST {
+                    method = asked;
+                }
+            }
+            _ => {
+                return Err(Refusal::InvalidRequest(
+                    "a method override header cannot be approved (server.method_override)",
+                ));
+            }
+        }
+        if method == Method::POST
+            && self.routes.has_method_rules()
+            && let Some(asked) = method_override::in_query(query).asked()
+        {
+            if self.method_override == MethodOverride::Honour {
+                method = asked;
+            } else if !std::ptr::eq(self.routes.find(&asked, &path), self.routes.find(&method, &path)) {
+                return Err(Refusal::InvalidRequest(
+                    "a _method field would change which route judges this request (server.method_override)",
+                ));
+            }
+        }
+        let (_, identity, _) = self.admit(&method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
         let mut response = Response::new(Either::Right(Full::default()));
         let answer = response.headers_mut();
         // Every configured name is answered, empty when there is no value:
@@ -392,6 +548,41 @@ impl Gateway {
         };
         Ok((route, identity, location))
     }
+}
+
+/// Methods are matched without regard to case and forwarded upper-case,
+/// since Flask, Django and others upper-case them before dispatching:
+/// `get` is served as `GET`, so it is judged and forwarded as `GET`.
+fn canonical_method(method: &Method) -> Method {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes()).unwrap_or_else(|_| method.clone())
+    } else {
+        method.clone()
+    }
+}
+
+/// RFC 9112 §3.2.2 and RFC 9113 §8.3.1: a request target's authority and
+/// its `Host` name the same host, or the request is refused (a backend
+/// might follow either). Only one `Host` is accepted.
+fn check_authority(parts: &http::request::Parts) -> Result<(), Refusal> {
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::InvalidRequest("more than one Host header"));
+    }
+    match (parts.uri.authority(), host) {
+        (Some(authority), Some(host)) if !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+            Err(Refusal::InvalidRequest("the Host header and the request's authority name different hosts"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a request carries a body, by its framing or its stream.
+fn has_body(headers: &HeaderMap, body: &UpstreamBody) -> bool {
+    use hyper::body::Body as _;
+    let declared = headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    declared || headers.contains_key(http::header::TRANSFER_ENCODING) || !body.is_end_stream()
 }
 
 /// The union of the issuers' `token_from`, the header first.

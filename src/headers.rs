@@ -1,8 +1,13 @@
 //! Header hygiene between client and upstream, as small pure functions:
-//! hop-by-hop removal (RFC 9110 §7.6.1) and the `X-Forwarded-*` set.
+//! hop-by-hop removal (RFC 9110 §7.6.1), the `X-Forwarded-*` set, and the
+//! client headers that a backend would read as something the gateway
+//! vouches for (forwarding information, method overrides, names that CGI
+//! and WSGI fold into another header's name).
 
 use http::HeaderMap;
-use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, FORWARDED, HOST, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -11,6 +16,72 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static PROXY_AUTHENTICATE: HeaderName = HeaderName::from_static("proxy-authenticate");
 static PROXY_AUTHORIZATION: HeaderName = HeaderName::from_static("proxy-authorization");
+
+/// Headers a client could use to tell the backend where the request came
+/// from or what it was for, which only the gateway (as the last proxy)
+/// may say: frameworks read them for the client address (`X-Real-IP`,
+/// `Forwarded`), the mount point (`X-Forwarded-Prefix`), or even the path
+/// to route (`X-Original-URL`, `X-Rewrite-URL`: Symfony, IIS).
+const SPOOFABLE: [&str; 12] = [
+    "x-real-ip",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+];
+
+/// Headers that ask a framework to treat the request as another method
+/// (Express `method-override`, Rack, Laravel, ASP.NET, Spring).
+pub const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Removes what [`SPOOFABLE`] lists and `Forwarded`, whose facts the
+/// gateway states in `X-Forwarded-*` instead.
+pub fn remove_spoofable(headers: &mut HeaderMap) {
+    headers.remove(FORWARDED);
+    for name in SPOOFABLE {
+        headers.remove(name);
+    }
+}
+
+/// Drops every header whose name contains `_` or `.` (nginx's
+/// `underscores_in_headers off`): CGI, WSGI and PHP turn `-`, `_` and `.`
+/// alike into `_`, so `X_Auth_Subject` or `X.Auth.Subject` would arrive as
+/// the gateway's own `X-Auth-Subject`.
+pub fn drop_ambiguous_names(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| is_ambiguous_name(name.as_str())) {
+        return;
+    }
+    let ambiguous: Vec<HeaderName> = headers.keys().filter(|n| is_ambiguous_name(n.as_str())).cloned().collect();
+    for name in ambiguous {
+        headers.remove(name);
+    }
+}
+
+pub fn is_ambiguous_name(name: &str) -> bool {
+    name.bytes().any(|b| b == b'_' || b == b'.')
+}
+
+/// Whether `Connection` names a header that must reach the upstream as
+/// the gateway set or checked it: the message framing, `Host`, or one of
+/// `protected` (request id, `X-Forwarded-*`, identity headers). Such a
+/// request is refused rather than stripped of them.
+pub fn connection_names_protected(headers: &HeaderMap, protected: &dyn Fn(&str) -> bool) -> bool {
+    headers.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).any(
+        |name| {
+            let name = name.to_ascii_lowercase();
+            [CONTENT_LENGTH.as_str(), TRANSFER_ENCODING.as_str(), HOST.as_str()].contains(&name.as_str())
+                || name.starts_with("x-forwarded-")
+                || protected(&name)
+        },
+    )
+}
 
 /// Removes the fixed hop-by-hop headers and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -111,6 +182,33 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn spoofable_and_ambiguous_headers_go() {
+        let mut h = map(&[
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-original-url", "/admin"),
+            ("x_auth_subject", "admin"),
+            ("x.auth.subject", "admin"),
+            ("x-kept", "1"),
+        ]);
+        remove_spoofable(&mut h);
+        drop_ambiguous_names(&mut h);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn connection_may_not_name_what_the_gateway_sets() {
+        let protected = |name: &str| name == "x-request-id" || name == "x-auth-subject";
+        for value in
+            ["close, Content-Length", "Transfer-Encoding", "host", "X-Forwarded-For", "x-request-id", "X-Auth-Subject"]
+        {
+            assert!(connection_names_protected(&map(&[("connection", value)]), &protected), "{value}");
+        }
+        assert!(!connection_names_protected(&map(&[("connection", "close, x-other")]), &protected));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod gateway;
 pub mod headers;
 pub mod keys;
 pub mod logging;
+pub mod method_override;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

@@ -120,6 +120,9 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     cache_evictions: AtomicU64,
+    /// Upgraded (WebSocket) sessions open now; each also keeps its
+    /// connection's place under `server.max_connections`.
+    websocket_sessions: Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -134,6 +137,7 @@ impl Default for Metrics {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             cache_evictions: AtomicU64::new(0),
+            websocket_sessions: Arc::default(),
         }
     }
 }
@@ -166,6 +170,11 @@ impl Metrics {
 
     pub fn token_cache_eviction(&self) {
         self.cache_evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count of open upgraded sessions, for the tasks that splice them.
+    pub fn websocket_sessions(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.websocket_sessions)
     }
 
     /// Counts a request in flight until the guard is dropped.
@@ -312,6 +321,14 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         family.encode_gauge(&m.in_flight.load(Ordering::Relaxed))?;
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_websocket_sessions",
+            "Upgraded (WebSocket) sessions open right now",
+            None,
+            MetricType::Gauge,
+        )?;
+        family.encode_gauge(&(m.websocket_sessions.load(Ordering::Relaxed) as i64))?;
         Ok(())
     }
 }

@@ -1,24 +1,39 @@
-//! Request path normalisation, done before routing so that the gateway and
-//! the upstream can never disagree about which path a request is for: the
-//! normalised path is both what routes match and what the upstream receives.
+//! Request path canonicalisation, done before routing so that the gateway
+//! and the upstream can never disagree about which path a request is for:
+//! the canonical path is both what routes match and what the upstream
+//! receives, and in forward-auth mode only a path already in this form is
+//! approved. Hand-written: no crate canonicalises for *every* common server
+//! family at once (Tomcat/Spring/Jetty, Express/Node, werkzeug/WSGI, Go,
+//! ASP.NET, nginx) and refuses what they would read differently.
 //!
-//! - `%XX` escapes of unreserved characters (RFC 3986 §2.3) are decoded;
-//!   other escapes are kept, with upper-case hex (§6.2.2.1).
+//! The canonical form:
+//! - Characters that every server decodes to the same thing (RFC 3986
+//!   unreserved, sub-delims other than `;`, `:` and `@`) appear raw:
+//!   `%61dmin` → `admin`, `items%3Apurge` → `items:purge`.
+//! - Everything else is percent-encoded with upper-case hex (§6.2.2.1):
+//!   `é` → `%C3%A9`, `%c3%a9` → `%C3%A9`, a raw `{` → `%7B`.
 //! - `.` and `..` segments are resolved (§5.2.4) and repeated `/` merged.
-//! - Refused: `%2F`/`%5C` (an encoded separator means something different to
-//!   different servers), raw `\`, NUL (raw or `%00`) and other encoded
-//!   control characters (`%0D%0A`), malformed escapes,
-//!   a `..` that would climb above the root, `.`/`..` carrying a `;`
-//!   parameter (`/..;/`, which some Java servers treat as `..`), a
-//!   double-encoded dot or separator (`%252e`, `%252f`, `%255c`) for servers
-//!   that decode twice, and escapes that are not valid UTF-8 once decoded
-//!   (overlong forms such as `%C0%AE`).
+//! - A segment's `;parameters` stay (Tomcat strips them, Express keeps them;
+//!   routes judge a segment by its name before the `;`, which is how the
+//!   servers that strip them read it).
+//!
+//! Refused, because two server families read them differently:
+//! `%2F`/`%5C` (an encoded separator), `%3B` (an encoded parameter
+//! separator), a raw `\`, NUL and other control characters raw or encoded,
+//! malformed escapes, a `..` that would climb above the root, a parameter
+//! on an empty segment (`/;x/admin`: Tomcat merges the empty segment away,
+//! so a following `..` means something else to it), `.`/`..` carrying a
+//! parameter (`/..;/`, which Java servers treat as `..`), a double-encoded
+//! dot or separator (`%252e`, `%252f`, `%255c`) for servers that decode
+//! twice, and escapes that are not valid UTF-8 once decoded (overlong
+//! forms such as `%C0%AE`).
 
 use std::borrow::Cow;
 
 /// Why a path was refused; the text is the client's `error_description`.
 pub type PathError = &'static str;
 
+/// The canonical form of `path`, borrowed when `path` already is canonical.
 pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
         return Err("request path must start with /");
@@ -26,7 +41,7 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     if is_normal(path) {
         return Ok(Cow::Borrowed(path));
     }
-    let decoded = decode_unreserved(path)?;
+    let decoded = decode(path)?;
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for segment in decoded[1..].split('/') {
@@ -39,6 +54,7 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
                 }
                 trailing_slash = true;
             }
+            s if s.starts_with(';') => return Err("request path has a ';' parameter on an empty segment"),
             s => segments.push(s),
         }
     }
@@ -53,9 +69,21 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(out))
 }
 
-/// The common case: nothing to decode, resolve or refuse.
+/// Whether `path` is exactly its own canonical form: what forward-auth
+/// mode asks of an original URI before it can be approved.
+pub fn is_canonical(path: &str) -> bool {
+    normalize(path).is_ok_and(|normal| normal == path)
+}
+
+/// Characters that appear raw in the canonical form, and that an escape
+/// is decoded to: every server reads them the same, raw or escaped.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&b)
+}
+
+/// The common case: nothing to decode, encode, resolve or refuse.
 fn is_normal(path: &str) -> bool {
-    if path.bytes().any(|b| matches!(b, b'%' | b'\\' | 0)) {
+    if !path.bytes().all(|b| is_plain(b) || b == b'/' || b == b';') {
         return false;
     }
     let mut segments = path[1..].split('/').peekable();
@@ -67,52 +95,47 @@ fn is_normal(path: &str) -> bool {
             continue;
         }
         let name = segment.split(';').next().unwrap_or(segment);
-        if name == "." || name == ".." {
+        if name.is_empty() || name == "." || name == ".." {
             return false;
         }
     }
     true
 }
 
-fn decode_unreserved(path: &str) -> Result<String, PathError> {
+fn decode(path: &str) -> Result<String, PathError> {
     let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+    let mut out = String::with_capacity(path.len() + 8);
     // The path as a server that decodes every escape would see it.
     let mut fully_decoded: Vec<u8> = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        match b {
+        let (value, escaped) = if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or("request path has a malformed percent-escape")?;
+            let value = hex_value(hex[0])
+                .zip(hex_value(hex[1]))
+                .map(|(h, l)| h << 4 | l)
+                .ok_or("request path has a malformed percent-escape")?;
+            i += 3;
+            (value, true)
+        } else {
+            i += 1;
+            (b, false)
+        };
+        fully_decoded.push(value);
+        match value {
             0 => return Err("request path contains a NUL byte"),
+            b'\\' if escaped => return Err("request path contains an encoded slash or backslash"),
             b'\\' => return Err("request path contains a backslash"),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or("request path has a malformed percent-escape")?;
-                let value = hex_value(hex[0])
-                    .zip(hex_value(hex[1]))
-                    .map(|(h, l)| h << 4 | l)
-                    .ok_or("request path has a malformed percent-escape")?;
-                fully_decoded.push(value);
-                match value {
-                    b'/' | b'\\' => return Err("request path contains an encoded slash or backslash"),
-                    0 => return Err("request path contains a NUL byte"),
-                    v if v.is_ascii_control() => return Err("request path contains an encoded control character"),
-                    v if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => out.push(v as char),
-                    v => {
-                        out.push('%');
-                        out.push(HEX[usize::from(v >> 4)] as char);
-                        out.push(HEX[usize::from(v & 0xf)] as char);
-                    }
-                }
-                i += 3;
-                continue;
-            }
-            _ => {
-                // Copy the run up to the next special byte as-is (it is valid UTF-8).
-                let end = bytes[i..].iter().position(|&c| matches!(c, b'%' | b'\\' | 0)).map_or(bytes.len(), |p| i + p);
-                out.push_str(&path[i..end]);
-                fully_decoded.extend_from_slice(&bytes[i..end]);
-                i = end;
-                continue;
+            b'/' if escaped => return Err("request path contains an encoded slash or backslash"),
+            b';' if escaped => return Err("request path contains an encoded ';'"),
+            v if v.is_ascii_control() => return Err("request path contains a control character"),
+            b'/' | b';' => out.push(value as char),
+            v if is_plain(v) => out.push(v as char),
+            v => {
+                out.push('%');
+                out.push(HEX[usize::from(v >> 4)] as char);
+                out.push(HEX[usize::from(v & 0xf)] as char);
             }
         }
     }
@@ -133,12 +156,14 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// `%25` followed by the escape of `.`, `/` or `\\`: what a server that
+/// `%25` followed by the escape of `.`, `/`, `\\` or `;`: what a server that
 /// decodes twice turns into that character.
 fn has_double_encoded_separator(path: &str) -> bool {
     path.as_bytes().windows(5).any(|w| {
         w.starts_with(b"%25")
-            && hex_value(w[3]).zip(hex_value(w[4])).is_some_and(|(h, l)| matches!(h << 4 | l, b'.' | b'/' | b'\\'))
+            && hex_value(w[3])
+                .zip(hex_value(w[4]))
+                .is_some_and(|(h, l)| matches!(h << 4 | l, b'.' | b'/' | b'\\' | b';'))
     })
 }
 
@@ -180,7 +205,13 @@ mod tests {
             ("/100%25/x", "/100%25/x"),
             ("/%E2%82%AC", "/%E2%82%AC"),
             ("/x/%7e", "/x/~"),
-            ("/é", "/é"),
+            ("/é", "/%C3%A9"),
+            ("/caf%c3%a9/admin", "/caf%C3%A9/admin"),
+            ("/v1/items%3Apurge", "/v1/items:purge"),
+            ("/a%40b%2b%21", "/a@b+!"),
+            ("/a{b}|", "/a%7Bb%7D%7C"),
+            ("/a;x/../b", "/b"),
+            ("/admin;jsessionid=1/x", "/admin;jsessionid=1/x"),
         ];
         for (input, expected) in cases {
             assert_eq!(normalize(input).unwrap(), expected, "{input}");
@@ -210,6 +241,16 @@ mod tests {
             "/x/%252%652p",
             "/%25%32%65",
             "/%25%32%46",
+            "/;/admin",
+            "/;x/admin/x",
+            "/api/;/admin",
+            "/public/;/../admin/x",
+            "//;x/admin",
+            "/a%3Bb",
+            "/a%3bb/x",
+            "/a%253Bb",
+            "/a%0d%0a",
+            "/a%7f",
         ] {
             assert!(normalize(path).is_err(), "{path:?} should be refused");
         }
@@ -223,7 +264,7 @@ mod tests {
         fn tricky_path() -> impl Strategy<Value = String> {
             let piece = prop::sample::select(vec![
                 "/", "//", ".", "..", "%2e", "%2E", "%2f", "%5c", "%25", "%41", "%7e", "%20", "%c0%ae", ";", "a", "b",
-                "\\", "%", "%0", "%0a", "%7f", "é", "~", "-",
+                "\\", "%", "%0", "%0a", "%7f", "é", "~", "-", "%3b", "%3a", ";x", "{", "%c3%a9", "A",
             ]);
             prop::collection::vec(piece, 0..12).prop_map(|pieces| format!("/{}", pieces.concat()))
         }
@@ -235,10 +276,13 @@ mod tests {
                     prop_assert!(normal.starts_with('/'));
                     let again = normalize(&normal);
                     prop_assert!(matches!(&again, Ok(p) if *p == normal), "{path:?} -> {normal:?} -> {again:?}");
-                    for segment in normal.split('/') {
+                    prop_assert!(is_canonical(&normal));
+                    for segment in normal.split('/').skip(1) {
                         let name = segment.split(';').next().unwrap_or(segment);
                         prop_assert!(name != "." && name != "..", "{path:?} -> {normal:?}");
+                        prop_assert!(segment.is_empty() || !name.is_empty(), "{path:?} -> {normal:?}");
                     }
+                    prop_assert!(normal.bytes().all(|b| is_plain(b) || b"/;%".contains(&b)), "{normal:?}");
                     let upper = normal.to_ascii_uppercase();
                     prop_assert!(!upper.contains("%2F") && !upper.contains("%5C") && !upper.contains("%00"), "{normal:?}");
                     prop_assert!(!normal.contains('\\') && !normal.contains("//"), "{normal:?}");

@@ -4,7 +4,12 @@
 //! Bodies are passed through as streams in both directions.
 
 use std::error::Error as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 
 use http::header::{AUTHORIZATION, HOST, HeaderValue, TE};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -25,8 +30,49 @@ use crate::tls;
 /// The description of a 504 for `server.request_timeout`.
 pub const REQUEST_TIMED_OUT: &str = "request did not complete in time";
 
+/// A request body on its way to the upstream: the client's stream, or
+/// the bytes the gateway had to read first (a form checked for
+/// `_method`). Request trailers never travel: a chunked HTTP/1.1 or h2
+/// trailer section could carry an identity or credential header past every
+/// check made on the head, and no common API reads request trailers.
+pub enum UpstreamBody {
+    Streamed(Incoming),
+    Read(Option<Bytes>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Streamed(body) => loop {
+                match std::task::ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                    Some(Ok(frame)) if frame.is_trailers() => continue,
+                    other => return Poll::Ready(other),
+                }
+            },
+            UpstreamBody::Read(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Streamed(body) => body.is_end_stream(),
+            UpstreamBody::Read(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Streamed(body) => body.size_hint(),
+            UpstreamBody::Read(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
     /// The upstream's own `Host`, as the client would write it (built once).
@@ -138,7 +184,7 @@ impl Upstream {
     /// timer per request.
     pub async fn send(
         &self,
-        request: Request<Incoming>,
+        request: Request<UpstreamBody>,
         deadline: tokio::time::Instant,
     ) -> Result<Response<Incoming>, Refusal> {
         let upstream_deadline = tokio::time::Instant::now() + self.timeout;
@@ -160,6 +206,8 @@ impl Upstream {
                 tracing::warn!(%error, source = ?error.source(), "upstream request failed");
                 Err(Refusal::BadGateway("upstream closed the connection without a complete answer"))
             }
+            // A 101's upgrade headers are judged by the caller first.
+            Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => Ok(response),
             Ok(Ok(mut response)) => {
                 headers::remove_hop_by_hop(response.headers_mut());
                 Ok(response)

@@ -1,7 +1,15 @@
 //! The route table: which rules apply to a request, decided on the
-//! normalised path. Compiled once per configuration; matching allocates
-//! nothing. The first matching route wins; a path that matches none needs a
-//! valid token and no particular scope.
+//! canonical path (see [`crate::path`]). Compiled once per configuration;
+//! matching allocates nothing for ASCII paths. The first matching route
+//! wins; a path that matches none needs a valid token and no particular
+//! scope.
+//!
+//! Matching reads a path the way the most lenient common server would
+//! serve it, so that the strictest applicable route judges it: a segment's
+//! `;parameters` are not part of its name (Tomcat strips them), letters
+//! match without regard to case unless `server.case_sensitive_routes`
+//! (Express, ASP.NET and IIS route case-insensitively), and `HEAD` is
+//! judged as `GET` (servers run the GET handler for it).
 
 use http::{HeaderMap, Method, header};
 use serde_json::Value;
@@ -22,6 +30,8 @@ pub struct Route {
     claims: Vec<(ClaimPath, Value)>,
     issuers: Option<Vec<String>>,
     public_preflight: bool,
+    /// Upgrades may be opened through this route.
+    websocket: bool,
     /// The `scope` attribute of a 403 (RFC 6750 §3): what this route asks for.
     scope_hint: String,
     /// Index into the gateway's upstreams: 0 is `[upstream]`, then
@@ -32,12 +42,13 @@ pub struct Route {
 pub struct RouteTable {
     routes: Vec<Route>,
     default: Route,
+    case_sensitive: bool,
 }
 
 impl RouteTable {
     /// `upstreams`: the names of `[upstreams.NAME]`, in the order of the
     /// gateway's upstreams after the default.
-    pub fn new(configs: &[RouteConfig], upstreams: &[&str]) -> RouteTable {
+    pub fn new(configs: &[RouteConfig], upstreams: &[&str], case_sensitive: bool) -> RouteTable {
         let default = RouteConfig {
             path: "/".into(),
             methods: None,
@@ -48,15 +59,32 @@ impl RouteTable {
             issuers: None,
             public_preflight: false,
             upstream: None,
+            websocket: true,
         };
         let mut default = Route::new(&default, upstreams);
         default.name = "(default)".into();
-        RouteTable { routes: configs.iter().map(|config| Route::new(config, upstreams)).collect(), default }
+        RouteTable {
+            routes: configs.iter().map(|config| Route::new(config, upstreams)).collect(),
+            default,
+            case_sensitive,
+        }
     }
 
-    /// The first route whose prefix and methods match; the default otherwise.
+    /// The first route whose prefix and methods match `path` (canonical);
+    /// the default otherwise.
     pub fn find(&self, method: &Method, path: &str) -> &Route {
-        self.routes.iter().find(|r| r.matches(method, path)).unwrap_or(&self.default)
+        self.routes.iter().find(|r| r.matches(method, path, self.case_sensitive)).unwrap_or(&self.default)
+    }
+
+    /// Whether any route restricts methods: only then can a method
+    /// override change which route judges a request.
+    pub fn has_method_rules(&self) -> bool {
+        self.routes.iter().any(|r| r.methods.is_some())
+    }
+
+    /// Every configured route, in order (not the default).
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 }
 
@@ -79,6 +107,7 @@ impl Route {
             claims: config.claims.clone(),
             issuers: config.issuers.clone(),
             public_preflight: config.public_preflight,
+            websocket: config.websocket,
             scope_hint,
             upstream,
         }
@@ -120,27 +149,47 @@ impl Route {
         self.upstream
     }
 
-    /// Segment-prefix match: `/public` matches `/public` and `/public/x`, not
-    /// `/publicity`. A segment's `;parameters` are not part of its name, so
-    /// `/admin;x=1` is on the `/admin` route as servers that strip
-    /// parameters would read it.
-    fn matches(&self, method: &Method, path: &str) -> bool {
-        if self.methods.as_ref().is_some_and(|m| !m.contains(method)) {
+    /// Whether upgrades (WebSocket) may be opened through this route.
+    pub fn allows_websocket(&self) -> bool {
+        self.websocket
+    }
+
+    /// Whether this route is at least as demanding as `other`: every
+    /// request it lets through, `other` would let through too.
+    pub fn at_least_as_strict_as(&self, other: &Route) -> bool {
+        let rank = |mode: AuthMode| match mode {
+            AuthMode::Public => 0,
+            AuthMode::Optional => 1,
+            AuthMode::Required => 2,
+        };
+        rank(self.auth) >= rank(other.auth)
+            && other.scopes.iter().all(|s| self.scopes.contains(s))
+            && (other.any_scopes.is_empty() || other.any_scopes == self.any_scopes)
+            && other.claims.iter().all(|c| self.claims.contains(c))
+            && other
+                .issuers
+                .as_ref()
+                .is_none_or(|o| self.issuers.as_ref().is_some_and(|s| s.iter().all(|i| o.contains(i))))
+    }
+
+    /// Segment-prefix match on a canonical path: `/public` matches
+    /// `/public` and `/public/x`, not `/publicity`. A segment's
+    /// `;parameters` are not part of its name, so `/admin;x=1` is on the
+    /// `/admin` route as servers that strip parameters would read it.
+    fn matches(&self, method: &Method, path: &str, case_sensitive: bool) -> bool {
+        if let Some(methods) = &self.methods
+            && !methods.contains(method)
+            && !(*method == Method::HEAD && methods.contains(&Method::GET))
+        {
             return false;
         }
-        // Fast path: a plain prefix followed by the end, a `/` or a `;`.
-        if let Some(rest) = path.strip_prefix(self.name.as_str())
-            && !self.segments.is_empty()
-        {
-            return matches!(rest.as_bytes().first(), None | Some(b'/' | b';'));
-        }
-        if !path.contains(';') {
-            return self.segments.is_empty();
-        }
         let mut segments = path.split('/').skip(1);
-        self.segments
-            .iter()
-            .all(|want| segments.next().is_some_and(|seg| seg.split(';').next().unwrap_or(seg) == want.as_str()))
+        self.segments.iter().all(|want| {
+            segments.next().is_some_and(|seg| {
+                let name = seg.split_once(';').map_or(seg, |(name, _)| name);
+                segment_eq(want, name, case_sensitive)
+            })
+        })
     }
 
     /// How this request is authenticated: the route's mode, except that a
@@ -150,6 +199,12 @@ impl Route {
             && headers.contains_key(header::ORIGIN)
             && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
         if self.public_preflight && preflight { AuthMode::Public } else { self.auth }
+    }
+
+    /// Whether this request passes without a token only because it is a
+    /// CORS preflight the route lets through.
+    pub fn lets_preflight_through(&self, method: &Method, headers: &HeaderMap) -> bool {
+        self.auth != AuthMode::Public && self.auth_for(method, headers) == AuthMode::Public
     }
 
     /// The route's demands on a verified token: its issuer, scopes and claims.
@@ -173,6 +228,45 @@ impl Route {
     }
 }
 
+/// Whether two canonical segment names are the same resource name. Without
+/// case sensitivity, letters compare case-folded, non-ASCII ones too
+/// (`%C3%89` is `%C3%A9`, as a Unicode-aware router reads `É` and `é`).
+fn segment_eq(want: &str, got: &str, case_sensitive: bool) -> bool {
+    if want == got {
+        return true;
+    }
+    if case_sensitive {
+        return false;
+    }
+    if !want.contains('%') && !got.contains('%') {
+        return want.eq_ignore_ascii_case(got);
+    }
+    match (percent_decoded(want), percent_decoded(got)) {
+        (Some(a), Some(b)) => a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase)),
+        _ => false,
+    }
+}
+
+/// A canonical segment with its escapes decoded; `None` if not UTF-8.
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(value) = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok())
+            && let Ok(value) = u8::from_str_radix(value, 16)
+        {
+            out.push(value);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +282,7 @@ mod tests {
             issuers: None,
             public_preflight: false,
             upstream: None,
+            websocket: true,
         }
     }
 
@@ -196,6 +291,7 @@ mod tests {
         let table = RouteTable::new(
             &[route("/public/health", Some(vec![Method::GET])), route("/public", None), route("/admin", None)],
             &[],
+            false,
         );
         let find = |m: Method, p: &str| table.find(&m, p).name().to_string();
         assert_eq!(find(Method::GET, "/public"), "/public");
@@ -206,9 +302,32 @@ mod tests {
         assert_eq!(find(Method::GET, "/publicity"), "(default)");
         assert_eq!(find(Method::GET, "/"), "(default)");
         assert_eq!(find(Method::GET, "/admin;jsessionid=1/users"), "/admin");
-        assert_eq!(find(Method::GET, "/Admin"), "(default)");
+        assert_eq!(find(Method::GET, "/Admin"), "/admin");
+        assert_eq!(find(Method::HEAD, "/public/health"), "/public/health");
         assert_eq!(find(Method::GET, "/public;x/../y"), "/public");
         assert_eq!(find(Method::GET, "/x;a/public"), "(default)");
+    }
+
+    #[test]
+    fn case_folds_unless_asked_not_to() {
+        let routes = [route("/caf%C3%A9/admin", None), route("/Reports", None)];
+        let folded = RouteTable::new(&routes, &[], false);
+        let exact = RouteTable::new(&routes, &[], true);
+        for path in ["/CAF%C3%89/ADMIN/x", "/caf%C3%A9/Admin", "/reports;v=1", "/REPORTS/"] {
+            assert_ne!(folded.find(&Method::GET, path).name(), "(default)", "{path}");
+        }
+        assert_eq!(exact.find(&Method::GET, "/CAF%C3%89/admin").name(), "(default)");
+        assert_eq!(exact.find(&Method::GET, "/reports").name(), "(default)");
+        assert_eq!(exact.find(&Method::GET, "/Reports/x").name(), "/Reports");
+    }
+
+    #[test]
+    fn head_is_judged_as_get_but_not_the_reverse() {
+        let table =
+            RouteTable::new(&[route("/r", Some(vec![Method::GET])), route("/h", Some(vec![Method::HEAD]))], &[], false);
+        assert_eq!(table.find(&Method::HEAD, "/r").name(), "/r");
+        assert_eq!(table.find(&Method::GET, "/h").name(), "(default)");
+        assert_eq!(table.find(&Method::POST, "/r").name(), "(default)");
     }
 
     #[test]
@@ -217,14 +336,14 @@ mod tests {
         billing.upstream = Some("billing".into());
         let mut audit = route("/audit", None);
         audit.upstream = Some("audit".into());
-        let table = RouteTable::new(&[billing, audit, route("/other", None)], &["audit", "billing"]);
+        let table = RouteTable::new(&[billing, audit, route("/other", None)], &["audit", "billing"], false);
         let upstream = |p: &str| table.find(&Method::GET, p).upstream();
         assert_eq!((upstream("/billing/x"), upstream("/audit"), upstream("/other"), upstream("/")), (2, 1, 0, 0));
     }
 
     #[test]
     fn the_root_route_matches_everything() {
-        let table = RouteTable::new(&[route("/", None)], &[]);
+        let table = RouteTable::new(&[route("/", None)], &[], false);
         assert_eq!(table.find(&Method::GET, "/anything/at/all").name(), "/");
     }
 

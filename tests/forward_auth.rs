@@ -23,16 +23,22 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::for_edge("nginx").await
+    }
+
+    async fn for_edge(edge: &str) -> World {
         let key = SigningKey::rsa("k");
         let idp = TestIdp::start(&[&key]).await;
         let upstream = TestUpstream::start().await;
         let gateway = toml(&upstream.url(), &idp.issuer)
-            .issuer(
-                "[forward_auth]\npath = \"/auth\"\n\
-                 [headers]\nclaims = { sub = \"X-Auth-Subject\" }\n\
+            .issuer(&format!(
+                "[forward_auth]\npath = \"/auth\"\nedge = \"{edge}\"\n\
+                 [headers]\nclaims = {{ sub = \"X-Auth-Subject\" }}\n\
                  [[routes]]\npath = \"/admin\"\nscopes = [\"admin\"]\n\
-                 [[routes]]\npath = \"/public\"\nauth = \"public\"\n",
-            )
+                 [[routes]]\npath = \"/public\"\nauth = \"public\"\n\
+                 [[routes]]\npath = \"/reports\"\nmethods = [\"GET\"]\nscopes = [\"reports\"]\n\
+                 [[routes]]\npath = \"/items\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n"
+            ))
             .start()
             .await;
         World { key, idp, upstream, gateway }
@@ -69,6 +75,8 @@ async fn checks_apply_the_routes_and_answer_with_identity_headers() {
     let w = World::new().await;
     let nginx = |uri: &'static str, method: &'static str| [("x-original-uri", uri), ("x-original-method", method)];
     let (user, admin) = (w.token("read"), w.token("read admin"));
+    let (status, _) = w.check("/auth", Some(&user), &[("x-original-uri", "/orders")]).await;
+    assert_eq!(status, 403, "nginx's config names the method too");
 
     let (status, headers) = w.check("/auth", Some(&user), &nginx("/orders/1?x=1", "GET")).await;
     assert_eq!(status, 200);
@@ -85,32 +93,126 @@ async fn checks_apply_the_routes_and_answer_with_identity_headers() {
     assert_eq!(status, 401);
     assert_eq!(headers["www-authenticate"], "Bearer realm=\"jwtgate\"");
 
-    // Traefik and Caddy name the request in X-Forwarded-*; Envoy appends its path.
-    let traefik = [("x-forwarded-uri", "/admin"), ("x-forwarded-method", "GET")];
-    assert_eq!(w.check("/auth", Some(&user), &traefik).await.0, 403);
-    assert_eq!(w.check("/auth/public/status", None, &[]).await.0, 200);
-    assert_eq!(w.check("/auth/orders", None, &[]).await.0, 401);
-
     // Nothing was proxied.
     assert_eq!(w.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn each_edge_is_read_through_its_own_headers_only() {
+    for edge in ["traefik", "caddy"] {
+        let w = World::for_edge(edge).await;
+        let user = w.token("read");
+        let admin = [("x-forwarded-uri", "/admin"), ("x-forwarded-method", "GET")];
+        assert_eq!(w.check("/auth", Some(&user), &admin).await.0, 403, "{edge}");
+        // Issue 13, finding 3: the client's X-Original-URI is not the edge's.
+        let spoofed = [("x-original-uri", "/public"), ("x-forwarded-uri", "/admin/x"), ("x-forwarded-method", "GET")];
+        assert_eq!(w.check("/auth", None, &spoofed).await.0, 401, "{edge}");
+        let other_edge = [("x-original-uri", "/public"), ("x-original-method", "GET")];
+        assert_eq!(w.check("/auth", None, &other_edge).await.0, 400, "{edge}");
+    }
+    let w = World::for_edge("envoy").await;
+    assert_eq!(w.check("/auth/public/status", None, &[]).await.0, 200);
+    assert_eq!(w.check("/auth/orders", None, &[]).await.0, 401);
+    assert_eq!(w.check("/auth/orders", None, &[("x-original-uri", "/public")]).await.0, 401);
+    let headers_only = [("x-original-uri", "/public"), ("x-original-method", "GET")];
+    assert_eq!(w.check("/auth", None, &headers_only).await.0, 400);
+}
+
+/// Issue 13, finding 2: the edge forwards the URI as the client wrote it,
+/// so a check about a path that normalisation would change is refused
+/// (403 for nginx, which turns a 400 into a 500), never approved.
+#[tokio::test]
+async fn forward_auth_refuses_an_original_uri_that_is_not_canonical() {
+    let w = World::new().await;
+    let user = w.token("read");
+    for trick in [
+        "/admin/../public/x",
+        "/public/;/../admin/x",
+        "/public/%2e%2e/admin",
+        "//admin",
+        "/%61dmin",
+        "/public/./x",
+        "/public%2fadmin",
+        "/public/x%3bjsessionid",
+        "/public/caf%c3%a9",
+        "/public/v1/items%3Apurge",
+    ] {
+        let nginx = [("x-original-uri", trick), ("x-original-method", "GET")];
+        let (status, headers) = w.check("/auth", None, &nginx).await;
+        assert_eq!(status, 403, "{trick}");
+        assert!(!headers.contains_key("x-auth-subject"), "{trick}");
+        assert_eq!(w.check("/auth", Some(&user), &nginx).await.0, 403, "{trick}");
+    }
+    let envoy = World::for_edge("envoy").await;
+    for trick in ["/auth/admin/../public/x", "/auth/public/;/../admin", "/auth/public/%2e%2e/admin"] {
+        let request = format!("GET {trick} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        let answer = support::raw(envoy.gateway.addr, request.as_bytes()).await;
+        assert_eq!(support::status_of(&answer), 400, "{trick}: {answer}");
+    }
+    // Canonical paths, parameters and escapes included, are judged.
+    for (path, status) in [("/public/x;v=1", 200), ("/public/caf%C3%A9", 200), ("/admin;x/y", 401), ("/ADMIN", 401)] {
+        let nginx = [("x-original-uri", path), ("x-original-method", "GET")];
+        assert_eq!(w.check("/auth", None, &nginx).await.0, status, "{path}");
+    }
+}
+
+/// Issue 14, finding 1: no client header turns a forward-auth refusal into
+/// a 2xx. A gRPC-style refusal is an HTTP 200, which edges read as "allow".
+#[tokio::test]
+async fn forward_auth_refusals_are_never_2xx_whatever_the_client_sends() {
+    let w = World::new().await;
+    let user = w.token("read");
+    let grpc = ["application/grpc", "application/grpc+proto", "application/grpc+json", "application/grpc; charset=x"];
+    for content_type in grpc {
+        for (token, expected) in [(None, 401), (Some(user.as_str()), 403)] {
+            let headers = [
+                ("x-original-uri", "/admin"),
+                ("x-original-method", "GET"),
+                ("content-type", content_type),
+                ("te", "trailers"),
+            ];
+            let (status, answer) = w.check("/auth", token, &headers).await;
+            assert_eq!(status, expected, "{content_type}");
+            assert!(!answer.contains_key("grpc-status"), "{content_type}");
+        }
+    }
+}
+
+/// Issue 13, finding 4, and issue 14, finding 3, in forward-auth mode:
+/// methods are judged case-insensitively, HEAD as GET, and an override
+/// the edge would pass on is refused.
+#[tokio::test]
+async fn forward_auth_judges_method_case_head_and_overrides() {
+    let w = World::new().await;
+    let user = w.token("read");
+    for method in ["get", "GET", "Get", "HEAD", "head"] {
+        let nginx = [("x-original-uri", "/reports"), ("x-original-method", method)];
+        assert_eq!(w.check("/auth", Some(&user), &nginx).await.0, 403, "{method}");
+    }
+    let header = [("x-original-uri", "/items/7"), ("x-original-method", "POST"), ("x-http-method-override", "DELETE")];
+    assert_eq!(w.check("/auth", Some(&user), &header).await.0, 403);
+    let query = [("x-original-uri", "/items/7?_method=DELETE"), ("x-original-method", "POST")];
+    assert_eq!(w.check("/auth", Some(&user), &query).await.0, 403);
+    let plain = [("x-original-uri", "/items/7"), ("x-original-method", "POST")];
+    assert_eq!(w.check("/auth", Some(&user), &plain).await.0, 200);
 }
 
 #[tokio::test]
 async fn checks_normalise_the_original_path_and_never_echo_client_identity_headers() {
     let w = World::new().await;
     let user = w.token("read");
-    for trick in ["/public/../admin", "/public/%2e%2e/admin", "//admin", "/%61dmin"] {
-        let (status, _) = w.check("/auth", Some(&user), &[("x-original-uri", trick)]).await;
+    for trick in ["/public/../admin", "/public/%2e%2e/admin", "//admin", "/%61dmin", "/public/%2fadmin"] {
+        let (status, _) =
+            w.check("/auth", Some(&user), &[("x-original-uri", trick), ("x-original-method", "GET")]).await;
         assert_eq!(status, 403, "{trick}");
     }
-    let (status, _) = w.check("/auth", Some(&user), &[("x-original-uri", "/public/%2fadmin")]).await;
-    assert_eq!(status, 400);
-    let spoofed = [("x-original-uri", "/public/x"), ("x-auth-subject", "mallory")];
+    let spoofed = [("x-original-uri", "/public/x"), ("x-original-method", "GET"), ("x-auth-subject", "mallory")];
     let (status, headers) = w.check("/auth", None, &spoofed).await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-auth-subject"], "", "answered empty, so the edge proxy overwrites the client's");
-    // A check that names no request is refused, not allowed.
-    assert_eq!(w.check("/auth", Some(&user), &[]).await.0, 400);
+    // A check that names no request is refused, not allowed (403: nginx
+    // turns a 400 into a 500).
+    assert_eq!(w.check("/auth", Some(&user), &[]).await.0, 403);
     // Other paths are still proxied inline.
     let (status, _) = w.check("/authors", Some(&user), &[]).await;
     assert_eq!((status, w.upstream.count()), (200, 1));
@@ -229,13 +331,18 @@ async fn a_query_token_in_the_original_uri_counts_where_the_issuer_allows_it() {
     let nginx = client()
         .get(gateway.url("/auth"))
         .header("x-original-uri", format!("/events?access_token={token}"))
+        .header("x-original-method", "GET")
         .send()
         .await
         .unwrap();
     assert_eq!(nginx.status(), 200);
-    let envoy = client().get(gateway.url(&format!("/auth/events?access_token={token}"))).send().await.unwrap();
-    assert_eq!(envoy.status(), 200);
-    let none = client().get(gateway.url("/auth")).header("x-original-uri", "/events?x=1").send().await.unwrap();
+    let none = client()
+        .get(gateway.url("/auth"))
+        .header("x-original-uri", "/events?x=1")
+        .header("x-original-method", "GET")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), 401);
     assert_eq!(upstream.count(), 0);
 }

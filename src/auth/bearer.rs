@@ -21,12 +21,17 @@ pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<Option<&str
         return Err(Refusal::InvalidRequest("more than one Authorization header"));
     }
     let value = value.as_bytes();
-    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+    // A tab ends the scheme too: servers that split on any whitespace
+    // would find a token in `Bearer<TAB>x`, so it is malformed, not absent.
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ' || b == b'\t') {
         Some(i) => (&value[..i], &value[i..]),
         None => (value, &value[value.len()..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
+    }
+    if rest.contains(&b'\t') {
+        return Err(Refusal::InvalidRequest("the Bearer credentials contain a tab; write one space after Bearer"));
     }
     let token = trim_spaces(rest);
     if token.is_empty() {
@@ -96,7 +101,17 @@ mod tests {
 
     #[test]
     fn malformed_values_are_invalid_requests() {
-        for value in [&b"Bearer"[..], b"Bearer ", b"Bearer a b", b"Bearer a,b", b"Bearer =abc", b"Bearer a\"b"] {
+        for value in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer a,b",
+            b"Bearer =abc",
+            b"Bearer a\"b",
+            b"Bearer\tx",
+            b"bearer \tx",
+            b"Bearer x\t",
+        ] {
             assert!(
                 matches!(extract(&[value]), Err(Refusal::InvalidRequest(_))),
                 "{:?}",

@@ -117,11 +117,18 @@ pub fn check_required(claims: &Claims, required: &[ClaimPath]) -> Result<(), Aut
     }
 }
 
-/// RFC 7519 NumericDate: a JSON number of seconds, fractions allowed.
+/// RFC 7519 NumericDate: a JSON number of seconds, fractions allowed,
+/// within the signed 64-bit range that Envoy, jsonwebtoken and most
+/// backends read it into: `1e30` is malformed, not "never expires".
 fn numeric_date(value: Option<&Value>) -> Result<Option<f64>, AuthFailure> {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
     match value {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(AuthFailure::BadTimeClaim),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|f| f.is_finite() && (-LIMIT..LIMIT).contains(f))
+            .map(Some)
+            .ok_or(AuthFailure::BadTimeClaim),
         Some(_) => Err(AuthFailure::BadTimeClaim),
     }
 }
@@ -159,7 +166,15 @@ mod tests {
         assert_eq!(ok(json!({"exp": now + 60, "nbf": now + 20})), Ok(()), "nbf inside leeway");
         assert_eq!(ok(json!({"exp": now + 600, "nbf": now + 60})), Err(AuthFailure::NotYetValid));
         assert_eq!(ok(json!({"exp": now + 60, "nbf": null})), Err(AuthFailure::BadTimeClaim));
-        assert_eq!(ok(json!({"exp": 1e300})), Ok(()));
+        assert_eq!(ok(json!({"exp": 1e300})), Err(AuthFailure::BadTimeClaim));
+        assert_eq!(ok(json!({"exp": 1e30})), Err(AuthFailure::BadTimeClaim));
+        assert_eq!(
+            ok(json!({"exp": 9_223_372_036_854_775_807u64})),
+            Err(AuthFailure::BadTimeClaim),
+            "2^63 once a float"
+        );
+        assert_eq!(ok(json!({"exp": 9_000_000_000_000_000_000u64})), Ok(()), "far future, in range");
+        assert_eq!(ok(json!({"exp": now + 60, "nbf": -1e19})), Err(AuthFailure::BadTimeClaim));
     }
 
     #[test]

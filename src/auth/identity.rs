@@ -2,6 +2,8 @@
 //! Every configured name is stripped from every incoming request first, so
 //! a client can never supply its own identity.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tracing::warn;
@@ -50,13 +52,26 @@ impl IdentityHeaders {
             }
         }
         // The token's own payload segment is exactly the verified JSON,
-        // base64url-encoded without padding: no need to encode it again.
-        if let Some(name) = &self.payload
-            && let Some(Ok(v)) = token.split('.').nth(1).map(HeaderValue::from_str)
-        {
-            out.push((name.clone(), v));
+        // base64url-encoded without padding: no need to encode it again,
+        // unless the gateway's `{tenant}` claim made the two differ.
+        if let Some(name) = &self.payload {
+            let value = if verified.claims_rewritten() {
+                serde_json::to_vec(verified.claims())
+                    .ok()
+                    .and_then(|json| HeaderValue::try_from(URL_SAFE_NO_PAD.encode(json)).ok())
+            } else {
+                token.split('.').nth(1).and_then(|segment| HeaderValue::from_str(segment).ok())
+            };
+            if let Some(value) = value {
+                out.push((name.clone(), value));
+            }
         }
         out
+    }
+
+    /// Whether `name` (lower case) is one of the identity headers.
+    pub fn is_identity(&self, name: &str) -> bool {
+        self.names().any(|n| n.as_str() == name)
     }
 }
 

@@ -70,7 +70,7 @@ impl AuthFailure {
             Self::KeyMismatch => "token algorithm does not match its signing key",
             Self::BadSignature => "token signature is invalid",
             Self::MissingExp => "token has no exp claim",
-            Self::BadTimeClaim => "token exp or nbf is not a number",
+            Self::BadTimeClaim => "token exp, nbf or iat is not a number of seconds within the signed 64-bit range",
             Self::Expired => "token expired",
             Self::NotYetValid => "token is not valid yet (nbf is in the future)",
             Self::MissingAudience => "token has no aud claim",

@@ -30,6 +30,12 @@ pub struct Identity {
     valid_until: f64,
     /// The key-snapshot generation it was verified against.
     generation: u64,
+    /// The fingerprint of the key that verified the signature.
+    key: [u8; 32],
+    /// The claims differ from the token's payload (the gateway's own
+    /// `{tenant}` claim set or removed), so the payload is re-encoded for
+    /// the payload header instead of passed on.
+    claims_rewritten: bool,
 }
 
 /// What later steps need to know of the issuer that vouched for a token.
@@ -73,8 +79,14 @@ impl Verified {
         self.0.claims.get("sub").and_then(|s| s.as_str())
     }
 
-    /// Whether a cached verification still holds: unexpired, and its key
-    /// still in the issuer's current key set.
+    /// Whether [`claims`](Self::claims) differ from the token's own payload.
+    pub fn claims_rewritten(&self) -> bool {
+        self.0.claims_rewritten
+    }
+
+    /// Whether a cached verification still holds: unexpired, and the very
+    /// key that verified it (not merely its `kid`) still in the issuer's
+    /// current key set.
     fn still_holds(&self, now: f64) -> bool {
         let identity = &self.0;
         if now >= identity.valid_until {
@@ -82,8 +94,13 @@ impl Verified {
         }
         match identity.profile.keys.load().as_ref() {
             Some(snapshot) if snapshot.generation == identity.generation => true,
-            // Keys changed: only a token that named its key can be vouched for.
-            Some(snapshot) => identity.kid.as_deref().is_some_and(|kid| snapshot.keys.by_kid(kid).is_some()),
+            // Keys changed: only a token that named its key can be vouched
+            // for, and only while that name still means the same key.
+            Some(snapshot) => identity
+                .kid
+                .as_deref()
+                .and_then(|kid| snapshot.keys.by_kid(kid))
+                .is_some_and(|key| key.fingerprint == identity.key),
             None => false,
         }
     }
@@ -152,8 +169,9 @@ pub struct Authenticator {
 
 /// The outcome of looking at one snapshot.
 enum Attempt {
-    /// Verified against the snapshot of this generation, or refused.
-    Done(Result<u64, AuthFailure>),
+    /// Verified against the snapshot of this generation by the key with
+    /// this fingerprint, or refused.
+    Done(Result<(u64, [u8; 32]), AuthFailure>),
     /// No key fits; a refetch may help. Carries the snapshot generation seen.
     NoKey(u64),
 }
@@ -257,13 +275,14 @@ impl Authenticator {
         let (issuer, tenant) = self.find_issuer(iss).ok_or(AuthFailure::UnknownIssuer)?;
         trace.passed("issuer: iss names a configured issuer");
         let tenant = tenant.map(str::to_owned);
-        let generation = verify_with(issuer, &parsed, now, trace)
+        let (generation, key) = verify_with(issuer, &parsed, now, trace)
             .await
             .map_err(|failure| Rejected { failure, issuer: Some(&issuer.keys) })?;
         let exp = parsed.claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0);
         let mut claims = parsed.claims;
         // The tenant is a claim of ours: routes and headers name it
         // "{tenant}", and a token can never supply its own.
+        let claims_rewritten = tenant.is_some() || claims.contains_key(TENANT);
         match tenant {
             Some(tenant) => claims.insert(TENANT.to_string(), serde_json::Value::String(tenant)),
             None => claims.remove(TENANT),
@@ -274,6 +293,8 @@ impl Authenticator {
             claims,
             valid_until: exp + issuer.leeway_secs as f64,
             generation,
+            key,
+            claims_rewritten,
         }));
         if let Some((cache, key)) = cached {
             cache.insert(key, verified.clone());
@@ -283,13 +304,14 @@ impl Authenticator {
 }
 
 /// Everything after the issuer is known: algorithm, key, signature, claims.
-/// Returns the generation of the key snapshot that verified the signature.
+/// Returns the generation of the key snapshot that verified the signature
+/// and the fingerprint of the key that did.
 async fn verify_with(
     issuer: &Issuer,
     token: &Unverified<'_>,
     now: u64,
     trace: &mut impl Trace,
-) -> Result<u64, AuthFailure> {
+) -> Result<(u64, [u8; 32]), AuthFailure> {
     if !issuer.algorithms.contains(&token.alg) {
         return Err(AuthFailure::AlgorithmNotAllowed);
     }
@@ -303,7 +325,7 @@ async fn verify_with(
     if issuer.require_typ.is_some() {
         trace.passed("typ: the type this issuer requires");
     }
-    let generation = match verify_signature(issuer, token)? {
+    let verified_by = match verify_signature(issuer, token)? {
         Attempt::Done(result) => result?,
         Attempt::NoKey(generation) => {
             if !issuer.keys.refetch_for_unknown_kid(generation).await {
@@ -328,7 +350,7 @@ async fn verify_with(
     if !issuer.required_claims.is_empty() {
         trace.passed("required claims: all present");
     }
-    Ok(generation)
+    Ok(verified_by)
 }
 
 /// RFC 7515 §4.1.9: `typ` compares case-insensitively, and the
@@ -345,11 +367,13 @@ fn verify_signature(issuer: &Issuer, token: &Unverified<'_>) -> Result<Attempt, 
         return Err(AuthFailure::KeysUnavailable);
     };
     let (keys, generation) = (&snapshot.keys, snapshot.generation);
-    let done = |ok: bool| Attempt::Done(if ok { Ok(generation) } else { Err(AuthFailure::BadSignature) });
+    let done = |key: &VerifyingKey, ok: bool| {
+        Attempt::Done(if ok { Ok((generation, key.fingerprint)) } else { Err(AuthFailure::BadSignature) })
+    };
     if let Some(kid) = &token.kid {
         return Ok(match keys.by_kid(kid) {
             Some(key) if !key.accepts(token.alg) => Attempt::Done(Err(AuthFailure::KeyMismatch)),
-            Some(key) => done(signature_holds(key, token)),
+            Some(key) => done(key, signature_holds(key, token)),
             None => Attempt::NoKey(generation),
         });
     }
@@ -357,10 +381,10 @@ fn verify_signature(issuer: &Issuer, token: &Unverified<'_>) -> Result<Attempt, 
     for key in keys.candidates(token.alg) {
         tried = true;
         if signature_holds(key, token) {
-            return Ok(done(true));
+            return Ok(done(key, true));
         }
     }
-    Ok(if tried { done(false) } else { Attempt::NoKey(generation) })
+    Ok(if tried { Attempt::Done(Err(AuthFailure::BadSignature)) } else { Attempt::NoKey(generation) })
 }
 
 fn signature_holds(key: &VerifyingKey, token: &Unverified<'_>) -> bool {

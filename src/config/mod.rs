@@ -102,6 +102,37 @@ impl Default for LimitsConfig {
 pub struct ForwardAuthConfig {
     /// Normalised, without a trailing `/`; never `/` itself.
     pub path: String,
+    /// The edge proxy asking: the one set of headers trusted to name the
+    /// original request.
+    pub edge: Edge,
+}
+
+/// The edge proxies whose forward-auth requests jwtgate reads, each with
+/// the one way it names the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// `auth_request` with `X-Original-URI` and `X-Original-Method` set by
+    /// its `proxy_set_header` (which replaces any the client sent).
+    Nginx,
+    /// `forwardAuth`: `X-Forwarded-Uri` and `X-Forwarded-Method`, set by Traefik.
+    Traefik,
+    /// `forward_auth`: `X-Forwarded-Uri` and `X-Forwarded-Method`, set by Caddy.
+    Caddy,
+    /// `ext_authz` with `path_prefix`: the original path after the check
+    /// path, the original method as the check's.
+    Envoy,
+}
+
+/// `server.method_override`: what to do with a client's request to be
+/// treated as another method (`X-HTTP-Method-Override`, a form's `_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodOverride {
+    /// Override headers are removed; a `_method` that would change the
+    /// route is refused.
+    Strip,
+    /// The request is judged as the method it asks to be treated as, and
+    /// the override travels on.
+    Honour,
 }
 
 /// The verified-token cache.
@@ -126,6 +157,12 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
     pub realm: String,
+    /// `false` (the default): `/ADMIN` is judged by the `/admin` route, as
+    /// Express, ASP.NET and IIS would serve it.
+    pub case_sensitive_routes: bool,
+    pub method_override: MethodOverride,
+    /// An upgraded (WebSocket) session idle this long is closed.
+    pub websocket_idle_timeout: Duration,
     /// TLS on the proxy listener; `None`: plain HTTP/1.1 and h2c.
     pub tls: Option<ServerTlsConfig>,
 }
@@ -237,6 +274,8 @@ pub struct RouteConfig {
     pub public_preflight: bool,
     /// A named upstream (`[upstreams.NAME]`); `None`: `[upstream]`.
     pub upstream: Option<String>,
+    /// Upgrades (WebSocket) may be opened through this route.
+    pub websocket: bool,
 }
 
 /// Identity headers added for verified tokens; every name here is also
@@ -665,7 +704,7 @@ mod tests {
         let expected = [
             "routes[0].auth: scopes, any_scopes and claims need auth = \"required\"",
             "routes[0].issuers: a public route never looks at tokens",
-            "routes[1].path: write the normalised form \"/b\"",
+            "routes[1].path: write the path without dot segments: \"/b\"",
             "routes[1].methods: not an HTTP method",
             "routes[1].auth: must be \"required\", \"optional\" or \"public\"",
             "routes[2].issuers: \"https://other/\" is not one of the configured",

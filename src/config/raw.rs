@@ -52,6 +52,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawForwardAuth {
     pub path: Option<String>,
+    pub edge: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +67,9 @@ pub struct RawServer {
     pub max_header_bytes: Option<i64>,
     pub shutdown_grace: Option<String>,
     pub realm: Option<String>,
+    pub case_sensitive_routes: Option<bool>,
+    pub method_override: Option<String>,
+    pub websocket_idle_timeout: Option<String>,
     pub tls: Option<RawServerTls>,
 }
 
@@ -121,6 +125,7 @@ pub struct RawRoute {
     pub issuers: Option<Vec<String>>,
     pub cors_preflight: Option<String>,
     pub upstream: Option<String>,
+    pub websocket: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

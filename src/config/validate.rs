@@ -15,9 +15,9 @@ use super::raw::{
     RawConfig, RawHeaders, RawIssuer, RawLimits, RawResourceMetadata, RawRoute, RawServer, RawServerTls, RawUpstream,
 };
 use super::{
-    AuthMode, CacheConfig, ClientIdentity, Config, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksLimits,
-    JwksSource, LimitsConfig, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig, ServerTlsConfig, TENANT,
-    Tenants, UpstreamConfig, UpstreamProtocol,
+    AuthMode, CacheConfig, ClientIdentity, Config, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksLimits,
+    JwksSource, LimitsConfig, MethodOverride, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig,
+    ServerTlsConfig, TENANT, Tenants, UpstreamConfig, UpstreamProtocol,
 };
 use crate::auth::claims::ClaimPath;
 use crate::auth::locations::TokenLocation;
@@ -116,10 +116,23 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         }),
     };
     let forward_auth = raw.forward_auth.as_ref().and_then(|f| {
+        let edge = match f.edge.as_deref() {
+            None | Some("nginx") => Edge::Nginx,
+            Some("traefik") => Edge::Traefik,
+            Some("caddy") => Edge::Caddy,
+            Some("envoy") => Edge::Envoy,
+            Some(other) => {
+                p.add(
+                    "forward_auth.edge",
+                    format!("must be \"nginx\", \"traefik\", \"caddy\" or \"envoy\" (got {other:?})"),
+                );
+                Edge::Nginx
+            }
+        };
         let path = p.required("forward_auth.path", f.path.as_ref())?;
         match crate::path::normalize(path) {
             Ok(normal) if normal.len() > 1 && (normal == *path || normal == format!("{path}/")) => {
-                Some(ForwardAuthConfig { path: path.trim_end_matches('/').to_string() })
+                Some(ForwardAuthConfig { path: path.trim_end_matches('/').to_string(), edge })
             }
             Ok(_) => {
                 p.add("forward_auth.path", format!("must be a normalised path other than / (got {path:?})"));
@@ -198,6 +211,20 @@ fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),
         shutdown_grace: p.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), secs(10)),
         realm,
+        case_sensitive_routes: raw.case_sensitive_routes.unwrap_or(false),
+        method_override: match raw.method_override.as_deref() {
+            None | Some("strip") => MethodOverride::Strip,
+            Some("honour") => MethodOverride::Honour,
+            Some(other) => {
+                p.add("server.method_override", format!("must be \"strip\" or \"honour\" (got {other:?})"));
+                MethodOverride::Strip
+            }
+        },
+        websocket_idle_timeout: p.duration(
+            "server.websocket_idle_timeout",
+            raw.websocket_idle_timeout.as_deref(),
+            Duration::from_secs(600),
+        ),
         tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, p)),
     }
 }
@@ -556,12 +583,25 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mu
             p.add(&format!("{key}.path"), "required key is missing");
             None
         }
+        // Written as a person would (`/café`, `/v1/items:purge`) and kept in
+        // the canonical form requests are judged in (`/caf%C3%A9`).
+        Some(path) if path.contains(';') => {
+            p.add(
+                &format!("{key}.path"),
+                format!("';' starts a path parameter, which routes never match on; remove it (got {path:?})"),
+            );
+            None
+        }
         Some(path) => match crate::path::normalize(path) {
-            Ok(normal) if normal == path || normal == format!("{path}/") => {
-                Some(if path.len() > 1 { path.trim_end_matches('/').to_string() } else { path.to_string() })
+            Ok(normal) if path.split('/').all(|s| s != "." && s != "..") => {
+                let normal = normal.into_owned();
+                Some(if normal.len() > 1 { normal.trim_end_matches('/').to_string() } else { normal })
             }
             Ok(normal) => {
-                p.add(&format!("{key}.path"), format!("write the normalised form {normal:?} (got {path:?})"));
+                p.add(
+                    &format!("{key}.path"),
+                    format!("write the path without dot segments: {normal:?} (got {path:?})"),
+                );
                 None
             }
             Err(why) => {
@@ -648,6 +688,8 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mu
         issuers: raw.issuers.clone(),
         public_preflight,
         upstream: raw.upstream.clone(),
+        // A tunnel carries bytes no one judges: not opened without a token unless asked for.
+        websocket: raw.websocket.unwrap_or(auth != AuthMode::Public),
     })
 }
 

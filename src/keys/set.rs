@@ -55,6 +55,10 @@ pub struct VerifyingKey {
     pub alg: Option<Algorithm>,
     /// The key parsed once for each algorithm it accepts.
     verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+    /// SHA-256 of the key's type and public key bytes: what a cached
+    /// verification is bound to, so a different key published under the
+    /// same `kid` vouches for nothing verified with the old one.
+    pub fingerprint: [u8; 32],
 }
 
 impl VerifyingKey {
@@ -189,7 +193,12 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
                 .map_err(|e| format!("key rejected for {alg:?}: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, verifiers })
+    let mut material = Vec::with_capacity(public_key.len() + 8);
+    material.extend_from_slice(format!("{kind:?}:").as_bytes());
+    material.extend_from_slice(&public_key);
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material).as_ref());
+    Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, verifiers, fingerprint })
 }
 
 /// The algorithms jwtgate verifies: asymmetric only, since a JWKS is public.

@@ -244,7 +244,29 @@ async fn upstream_answer(
         return Response::new(full(received));
     }
     if path == "/echo" {
-        let body = req.into_body().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed();
+        // The request's data frames back, then trailers of the upstream's
+        // own naming every request trailer that arrived.
+        let mut request_trailers = Vec::new();
+        let mut data = Vec::new();
+        let mut incoming = req.into_body();
+        while let Some(Ok(frame)) = incoming.frame().await {
+            match frame.into_data() {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        request_trailers.extend(trailers.keys().map(|k| k.to_string()));
+                    }
+                }
+            }
+        }
+        let mut trailers = hyper::HeaderMap::new();
+        let seen = if request_trailers.is_empty() { "none".to_string() } else { request_trailers.join(",") };
+        trailers.insert("x-request-trailers", seen.parse().unwrap());
+        let frames = vec![
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(data))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
         return Response::builder()
             .header("connection", "x-upstream-hop")
             .header("x-upstream-hop", "1")
@@ -446,4 +468,21 @@ pub fn assert_refused(answer: &(u16, reqwest::header::HeaderMap, Value), status:
     assert_eq!(body["error"], error, "error code; body {body}");
     assert_eq!(body["error_description"], description, "description; body {body}");
     assert_eq!(headers["content-type"], "application/json");
+}
+
+/// Sends raw bytes to `addr` and returns everything answered until the
+/// connection closes (or 5 s pass): for requests no client library would
+/// send as written.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status code of a raw answer, 0 when there is none.
+pub fn status_of(answer: &str) -> u16 {
+    answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
