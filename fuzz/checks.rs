@@ -34,19 +34,36 @@ pub fn token(data: &[u8]) {
     }
 }
 
-/// A normalised path is a fixed point, starts with `/`, and keeps no dot
-/// segment, encoded separator, backslash or empty segment.
+/// A canonical path is a fixed point, starts with `/`, and keeps no dot
+/// segment, encoded separator or `;`, backslash, empty segment or
+/// parameter on an empty segment; every byte is a plain character, `/`,
+/// `;` or an upper-case `%XX` escape.
 pub fn path(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(normal) = normalize(text) else { return };
     assert!(normal.starts_with('/'), "{text:?} -> {normal:?}");
     assert_eq!(normalize(&normal).as_deref(), Ok(&*normal), "not idempotent: {text:?}");
-    for segment in normal.split('/') {
+    assert!(jwtgate::path::is_canonical(&normal), "{text:?} -> {normal:?}");
+    for segment in normal[1..].split('/') {
         let name = segment.split(';').next().unwrap_or(segment);
         assert!(name != "." && name != "..", "{text:?} -> {normal:?}");
+        assert!(segment.is_empty() || !name.is_empty(), "parameter on an empty segment: {text:?} -> {normal:?}");
+    }
+    let bytes = normal.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = &bytes[i + 1..i + 3];
+            assert!(hex.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)), "{normal:?}");
+            i += 3;
+        } else {
+            assert!(bytes[i].is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/;".contains(&bytes[i]), "{normal:?}");
+            i += 1;
+        }
     }
     let upper = normal.to_ascii_uppercase();
     assert!(!upper.contains("%2F") && !upper.contains("%5C") && !upper.contains("%00"), "{normal:?}");
+    assert!(!upper.contains("%3B"), "{normal:?}");
     assert!(!normal.contains('\\') && !normal.contains("//"), "{normal:?}");
 }
 

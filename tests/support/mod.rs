@@ -133,7 +133,8 @@ pub struct Seen {
 }
 
 /// An upstream that records requests. Paths:
-/// `/slow` (or any path ending so) waits 3 s; `/echo` streams the request body back;
+/// `/slow` (or any path ending so) waits 3 s; `/echo` answers with the request body and
+/// names the request trailers it got (`x-request-trailers`, header and trailer);
 /// `/bytes/N` streams N bytes; `/gated` and `/upload` prove streaming (see
 /// the fields); anything else answers JSON describing the request.
 pub struct TestUpstream {
@@ -262,12 +263,14 @@ async fn upstream_answer(
         let mut trailers = hyper::HeaderMap::new();
         let seen = if request_trailers.is_empty() { "none".to_string() } else { request_trailers.join(",") };
         trailers.insert("x-request-trailers", seen.parse().unwrap());
+        let seen_header = seen.clone();
         let frames = vec![
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(data))),
             Ok(Frame::trailers(trailers)),
         ];
         let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
         return Response::builder()
+            .header("x-request-trailers", seen_header)
             .header("connection", "x-upstream-hop")
             .header("x-upstream-hop", "1")
             .body(body)
