@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::config::{AuthMode, Config, JwksSource, Problem, UpstreamProtocol};
 use crate::keys::{Fetcher, IssuerKeys};
+use crate::routes::RouteTable;
 use crate::tls::{self, ServerTls};
+use http::Method;
 
 /// A human summary of what the configuration does.
 pub fn summary(config: &Config) -> String {
@@ -81,6 +83,46 @@ pub fn summary(config: &Config) -> String {
     }
     if let Some(header) = &config.headers.payload {
         let _ = writeln!(out, "header      {header} <- the verified payload (base64url JSON)");
+    }
+    out
+}
+
+/// Configurations that are valid but probably not what was meant.
+///
+/// Routes match whole segments: `/admin` covers `/admin` and `/admin/x`,
+/// not `/adminx`. A backend that matches string prefixes (nginx's
+/// `location /admin`) serves `/adminx`, `/admin.json` or `/admin%20`
+/// from its admin handler too, so each protected route whose string-prefix
+/// extensions fall to a less demanding route is named here.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let names: Vec<&str> = config.upstreams.iter().map(|(name, _)| name.as_str()).collect();
+    let table = RouteTable::new(&config.routes, &names, config.server.case_sensitive_routes);
+    let mut out = Vec::new();
+    for (i, (route, raw)) in table.routes().iter().zip(&config.routes).enumerate() {
+        if raw.path == "/" {
+            continue;
+        }
+        let methods = raw.methods.clone().unwrap_or_else(|| vec![Method::GET]);
+        let weaker = ["x", ".json", "-x", "%20", "~"].into_iter().find_map(|suffix| {
+            let probe = format!("{}{suffix}", raw.path);
+            methods.iter().find_map(|method| {
+                let other = table.find(method, &probe);
+                (!std::ptr::eq(other, route) && !other.at_least_as_strict_as(route)).then(|| (probe.clone(), other))
+            })
+        });
+        if let Some((probe, other)) = weaker {
+            out.push(format!(
+                "routes[{i}] {}: {probe} is judged by the less demanding route {}; a backend that matches string \
+                 prefixes (nginx `location {}`) would serve it as {}. Use `location {}/` and `location = {}` there, \
+                 or add a route for it",
+                raw.path,
+                other.name(),
+                raw.path,
+                raw.path,
+                raw.path,
+                raw.path
+            ));
+        }
     }
     out
 }

@@ -156,6 +156,9 @@ fn check(path: &Path, online: bool) -> ExitCode {
     };
     println!("{} is valid", path.display());
     print!("{}", check::summary(&config));
+    for warning in check::warnings(&config) {
+        println!("warning     {warning}");
+    }
     if !online {
         return ExitCode::SUCCESS;
     }

@@ -94,3 +94,34 @@ async fn check_online_lists_keys_or_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot fetch keys"));
 }
+
+/// Issue 14, finding 6f: nginx's `location /admin` also serves `/adminx`;
+/// `check` names every protected route whose string-prefix extensions
+/// jwtgate judges by a less demanding route.
+#[test]
+fn check_warns_when_string_prefix_extensions_fall_to_a_weaker_route() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n";
+    let weak = format!(
+        "{base}[[routes]]\npath = \"/admin\"\nscopes = [\"admin\"]\n[[routes]]\npath = \"/\"\nauth = \"public\"\n"
+    );
+    let (_dir, path) = write_config(&weak);
+    let out = jwtgate(&["check", "-c", &path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warning     routes[0] /admin: /adminx is judged by the less demanding route /"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("routes[1]"), "{stdout}");
+
+    // Covered: the extensions have a route at least as strict.
+    let covered = format!(
+        "{base}[[routes]]\npath = \"/admin\"\nscopes = [\"admin\"]\n[[routes]]\npath = \"/public\"\nauth = \"public\"\n"
+    );
+    let (_dir, path) = write_config(&format!("{covered}[[routes]]\npath = \"/adminx\"\nscopes = [\"admin\"]\n"));
+    let stdout = String::from_utf8_lossy(&jwtgate(&["check", "-c", &path]).stdout).into_owned();
+    assert!(stdout.contains("routes[0] /admin: /admin.json is judged by"), "{stdout}");
+    let (_dir, path) = write_config(&format!("{base}[[routes]]\npath = \"/public\"\nauth = \"public\"\n"));
+    let stdout = String::from_utf8_lossy(&jwtgate(&["check", "-c", &path]).stdout).into_owned();
+    assert!(!stdout.contains("warning"), "a public route has nothing to lose: {stdout}");
+}

@@ -151,3 +151,37 @@ async fn a_websocket_session_keeps_its_place_under_max_connections() {
     let served = support::client().get(&url).bearer_auth(&token).timeout(std::time::Duration::from_secs(5));
     assert_eq!(served.send().await.unwrap().status(), 502);
 }
+
+/// Issue 14, finding 6c: an upgraded session idle for
+/// `websocket_idle_timeout` is closed (and its place under
+/// `max_connections` freed); open sessions are counted on their own.
+#[tokio::test]
+async fn an_idle_websocket_session_is_closed_and_counted_until_then() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let echo = echo_server().await;
+    let gateway = toml(&format!("http://{}", echo.addr), &idp.issuer)
+        .server("websocket_idle_timeout = \"400ms\"\n")
+        .start()
+        .await;
+    let sessions = || async {
+        let text = support::client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix("jwtgate_websocket_sessions ").map(str::to_owned)).unwrap()
+    };
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let mut request = format!("ws://{}/chat", gateway.addr).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    // Traffic keeps it open past the timeout.
+    for _ in 0..4 {
+        socket.send(Message::text("hi")).await.unwrap();
+        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(sessions().await, "1");
+    // Silence closes it.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await.expect("closed when idle");
+    assert!(!matches!(ended, Some(Ok(Message::Text(_)))), "{ended:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(sessions().await, "0");
+}
