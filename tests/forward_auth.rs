@@ -324,8 +324,8 @@ async fn nginx_auth_request_allows_denies_and_copies_the_identity() {
         let answer = support::raw(nginx.addr, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 4"), "{trick}: {answer}");
     }
-    let request = format!("GET /public/x HTTP/1.1\r\nHost: gw\r\nX_Auth_Subject: admin\r\nConnection: close\r\n\r\n");
-    assert!(support::raw(nginx.addr, request.as_bytes()).await.starts_with("HTTP/1.1 200"));
+    let request = b"GET /public/x HTTP/1.1\r\nHost: gw\r\nX_Auth_Subject: admin\r\nConnection: close\r\n\r\n";
+    assert!(support::raw(nginx.addr, request).await.starts_with("HTTP/1.1 200"));
     assert!(w.upstream.last().headers.keys().all(|name| !name.as_str().contains('_')));
     assert_eq!(w.upstream.count(), 4);
 }
