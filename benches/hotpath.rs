@@ -57,6 +57,13 @@ fn hot_path(c: &mut Criterion) {
         .body(())
         .unwrap();
     let (parts, ()) = request.into_parts();
+    group.bench_function("remove untrusted headers (none present)", |b| {
+        b.iter(|| {
+            let mut headers = parts.headers.clone();
+            jwtgate::headers::remove_untrusted(black_box(&mut headers), true);
+            headers
+        })
+    });
     group.bench_function("prepare upstream request", |b| {
         b.iter(|| {
             let parts = parts.clone();

@@ -293,8 +293,7 @@ impl Gateway {
                 "Connection names a header the gateway sets or checks (framing, Host, X-Forwarded-*, identity)",
             ));
         }
-        headers::remove_spoofable(&mut parts.headers);
-        headers::drop_ambiguous_names(&mut parts.headers);
+        headers::remove_untrusted(&mut parts.headers, self.method_override == MethodOverride::Strip);
         // 2. Canonicalise the path: routes and the upstream both see this one.
         // (A clone of the Uri, so the path can be borrowed while parts move on.)
         let uri = parts.uri.clone();
@@ -342,11 +341,9 @@ impl Gateway {
         query: Option<&str>,
         deadline: tokio::time::Instant,
     ) -> Result<(Method, UpstreamBody), Refusal> {
+        // (In strip mode the override headers are gone already.)
         let header = match self.method_override {
-            MethodOverride::Strip => {
-                method_override::remove_headers(&mut parts.headers);
-                None
-            }
+            MethodOverride::Strip => None,
             MethodOverride::Honour => method_override::from_headers(&parts.headers)?,
         };
         if parts.method != Method::POST {

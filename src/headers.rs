@@ -41,25 +41,27 @@ const SPOOFABLE: [&str; 12] = [
 /// (Express `method-override`, Rack, Laravel, ASP.NET, Spring).
 pub const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
-/// Removes what [`SPOOFABLE`] lists and `Forwarded`, whose facts the
-/// gateway states in `X-Forwarded-*` instead.
-pub fn remove_spoofable(headers: &mut HeaderMap) {
-    headers.remove(FORWARDED);
-    for name in SPOOFABLE {
-        headers.remove(name);
-    }
-}
-
-/// Drops every header whose name contains `_` or `.` (nginx's
-/// `underscores_in_headers off`): CGI, WSGI and PHP turn `-`, `_` and `.`
-/// alike into `_`, so `X_Auth_Subject` or `X.Auth.Subject` would arrive as
-/// the gateway's own `X-Auth-Subject`.
-pub fn drop_ambiguous_names(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| is_ambiguous_name(name.as_str())) {
+/// Removes, in one pass over the names (most requests have none of them):
+/// - what [`SPOOFABLE`] lists, and `Forwarded`, whose facts the gateway
+///   states in `X-Forwarded-*` instead;
+/// - every header whose name contains `_` or `.` (nginx's
+///   `underscores_in_headers off`): CGI, WSGI and PHP turn `-`, `_` and `.`
+///   alike into `_`, so `X_Auth_Subject` or `X.Auth.Subject` would arrive
+///   as the gateway's own `X-Auth-Subject`;
+/// - with `overrides`, the [`METHOD_OVERRIDES`].
+pub fn remove_untrusted(headers: &mut HeaderMap, overrides: bool) {
+    let untrusted = |name: &HeaderName| {
+        let text = name.as_str();
+        is_ambiguous_name(text)
+            || *name == FORWARDED
+            || (text.starts_with("x-")
+                && (SPOOFABLE.contains(&text) || (overrides && METHOD_OVERRIDES.contains(&text))))
+    };
+    if !headers.keys().any(untrusted) {
         return;
     }
-    let ambiguous: Vec<HeaderName> = headers.keys().filter(|n| is_ambiguous_name(n.as_str())).cloned().collect();
-    for name in ambiguous {
+    let names: Vec<HeaderName> = headers.keys().filter(|name| untrusted(name)).cloned().collect();
+    for name in names {
         headers.remove(name);
     }
 }
@@ -195,9 +197,14 @@ mod tests {
             ("x.auth.subject", "admin"),
             ("x-kept", "1"),
         ]);
-        remove_spoofable(&mut h);
-        drop_ambiguous_names(&mut h);
+        let mut overridden = h.clone();
+        overridden.insert("x-http-method-override", HeaderValue::from_static("DELETE"));
+        remove_untrusted(&mut h, false);
         assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-kept"]);
+        remove_untrusted(&mut overridden, false);
+        assert!(overridden.contains_key("x-http-method-override"), "kept unless asked");
+        remove_untrusted(&mut overridden, true);
+        assert_eq!(overridden.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]

@@ -30,18 +30,6 @@ pub fn from_headers(headers: &HeaderMap) -> Result<Option<Method>, Refusal> {
     Ok(None)
 }
 
-/// Whether any override header is present.
-pub fn has_header(headers: &HeaderMap) -> bool {
-    METHOD_OVERRIDES.iter().any(|name| headers.contains_key(*name))
-}
-
-/// Removes every override header.
-pub fn remove_headers(headers: &mut HeaderMap) {
-    for name in METHOD_OVERRIDES {
-        headers.remove(name);
-    }
-}
-
 /// The kind of form a body is, when frameworks would look in it for `_method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
@@ -177,9 +165,6 @@ mod tests {
         assert_eq!(from_headers(&headers).ok(), Some(None));
         headers.insert("x-http-method", HeaderValue::from_static("delete"));
         assert_eq!(from_headers(&headers).ok(), Some(Some(Method::DELETE)));
-        assert!(has_header(&headers));
-        remove_headers(&mut headers);
-        assert!(!has_header(&headers));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("Multipart/Form-Data; boundary=x"));
         assert_eq!(form_kind(&headers), Some(Form::Multipart));
     }

@@ -549,3 +549,39 @@ async fn routes_match_case_insensitively_by_default() {
     let exact = World::with("case_sensitive_routes = true", "").await;
     assert_eq!(exact.status("GET", "/ADMIN", Some(&exact.token("read"))).await, 200, "opted out");
 }
+
+/// Issue 13: for any path the gateway forwards, what the upstream receives
+/// is a fixed point of canonicalisation and holds none of the refused
+/// constructs, so no backend downstream can read it two ways.
+#[test]
+fn forwarded_paths_are_canonical_fixed_points() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let w = runtime.block_on(World::new());
+    let piece = prop::sample::select(vec![
+        "/", "//", ".", "..", "%2e", "%2E", "%2f", "%5c", "%25", "%41", "%7e", "%20", "%c0%ae", ";", ";x=1", "a", "B",
+        "%3b", "%3a", ":", "@", "%c3%a9", "%C3%89", "{", "|", "~", "-", "admin", "public", "%00", "%0a", "\\", "%",
+    ]);
+    let paths = prop::collection::vec(piece, 0..10).prop_map(|pieces| format!("/public/{}", pieces.concat()));
+    let config = ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(path in paths)| {
+        let before = w.upstream.count();
+        let answer = runtime.block_on(w.send("GET", &path, None, &[]));
+        let status = status_of(&answer);
+        if w.upstream.count() == before {
+            prop_assert!(status == 400 || status == 401 || status == 403, "{path:?}: {answer}");
+            return Ok(());
+        }
+        let uri = w.upstream.last().uri;
+        let forwarded = uri.split('?').next().unwrap_or(&uri).to_owned();
+        prop_assert!(jwtgate::path::is_canonical(&forwarded), "{path:?} -> {forwarded:?}");
+        let upper = forwarded.to_ascii_uppercase();
+        for refused in ["//", "%2F", "%5C", "%3B", "%00", "\\", "/;", "/./", "/../"] {
+            prop_assert!(!upper.contains(refused), "{path:?} -> {forwarded:?} has {refused}");
+        }
+        prop_assert!(!forwarded.ends_with("/.") && !forwarded.ends_with("/.."), "{path:?} -> {forwarded:?}");
+        // And it is judged by the route the upstream will serve it as.
+        prop_assert!(forwarded.to_ascii_lowercase().starts_with("/public"), "{path:?} -> {forwarded:?}");
+    });
+    assert!(w.upstream.count() >= 50, "only {} of the generated paths were forwarded", w.upstream.count());
+}
