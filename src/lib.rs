@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! server   accept (HTTP/1.1, h2c)
-//! gateway  ├─ path::normalize          decode, resolve dot segments, refuse tricks
+//! gateway  ├─ headers::remove_untrusted one method spelling, one authority, no header only a proxy may set
+//!          ├─ path::normalize          the canonical path: what routes judge and the upstream gets
+//!          ├─ method_override          the method the backend will serve (override stripped or honoured)
 //!          ├─ routes::RouteTable::find first matching route (default: token required)
 //!          ├─ auth::identity::strip    client-sent identity headers removed
 //!          ├─ auth::bearer             one Authorization: Bearer <b64token>
