@@ -1,7 +1,7 @@
 //! The gateway judges exactly what the backend serves: a differential
 //! test against real backends (`tests/backends/`: CPython's wsgiref,
-//! werkzeug, Express, Rack, and Debian's nginx as an upstream), each
-//! started here behind its own jwtgate.
+//! werkzeug, Express, Rack, PHP's built-in server, Node's bare `http`, and
+//! Debian's nginx as an upstream), each started here behind its own jwtgate.
 //!
 //! A generated corpus of request targets (path parameters, empty segments,
 //! encodings, dot segments, case, and the fuzzers' path corpus) goes
@@ -144,6 +144,8 @@ async fn all_backends() -> Vec<Backend> {
             &["-s", "webrick", "-o", "127.0.0.1", "-p", "{port}", "-P", "{dir}/rack.pid", "rack_app.ru"],
         )
         .await,
+        start("php", "php", &["-S", "127.0.0.1:{port}", "php_app.php"]).await,
+        start("node-http", "node", &["node_http_app.js", "{port}"]).await,
         nginx_backend().await,
     ]
 }
@@ -322,7 +324,7 @@ fn is_protected(served: &Served) -> bool {
 }
 
 #[tokio::test]
-#[ignore = "needs python3 with werkzeug, node with tests/backends/node_modules, Debian's ruby-rack, ruby-webrick and nginx (.ci/run installs them)"]
+#[ignore = "needs python3 with werkzeug, node with tests/backends/node_modules, Debian's ruby-rack, ruby-webrick, php-cli and nginx (.ci/run installs them)"]
 async fn no_path_reaches_a_protected_handler_of_a_real_backend_without_its_scope() {
     let key = SigningKey::rsa("k");
     let idp = TestIdp::start(&[&key]).await;

@@ -480,3 +480,68 @@ async fn caddy_forward_auth_allows_denies_and_resists_spoofed_headers() {
     assert_eq!(response.status(), 200);
     assert_eq!(w.upstream.last().method, "DELETE");
 }
+
+/// Issue 14: for every refusal kind, and any set of client headers the
+/// edge copies into the check, the answer is never a 2xx (which every
+/// edge reads as "allow").
+#[test]
+fn no_client_header_turns_any_forward_auth_refusal_into_a_2xx() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let worlds = [runtime.block_on(World::for_edge("nginx")), runtime.block_on(World::for_edge("caddy"))];
+    let client_headers = prop::collection::vec(
+        prop::sample::select(vec![
+            ("content-type", "application/grpc"),
+            ("content-type", "application/grpc+proto"),
+            ("content-type", "application/grpc+json; charset=utf-8"),
+            ("content-type", "Application/GRPC"),
+            ("te", "trailers"),
+            ("accept", "application/grpc"),
+            ("grpc-timeout", "1S"),
+            ("user-agent", "grpc-go/1.60"),
+            ("x-original-uri", "/public"),
+            ("x-original-method", "GET"),
+            ("x-forwarded-uri", "/public"),
+            ("x-forwarded-method", "GET"),
+            ("x-auth-subject", "admin"),
+            ("x-request-id", "r1"),
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "GET"),
+            ("cookie", "access_token=forged"),
+            ("x-http-method-override", "GET"),
+            ("forwarded", "for=1.2.3.4"),
+        ]),
+        0..8,
+    );
+    let kinds = prop::sample::select(vec![0usize, 1, 2, 3, 4, 5, 6]);
+    let config = ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(which in 0..2usize, kind in kinds, extra in client_headers)| {
+        let w = &worlds[which];
+        let (edge_uri, edge_method) =
+            if which == 0 { ("x-original-uri", "x-original-method") } else { ("x-forwarded-uri", "x-forwarded-method") };
+        let mut expired = claims(&w.idp.issuer, "api");
+        expired["exp"] = json!(1);
+        let (read, expired) = (w.token("read"), w.key.mint(&expired));
+        // Each kind is a refusal: no token, a token without the scope, a
+        // token that is no JWT, an expired one, a path that is not
+        // canonical, a path refused outright, and no original request.
+        let (uri, token): (Option<&str>, Option<&str>) = match kind {
+            0 => (Some("/admin/x"), None),
+            1 => (Some("/admin/x"), Some(&read)),
+            2 => (Some("/admin/x"), Some("a.b.c")),
+            3 => (Some("/admin/x"), Some(&expired)),
+            4 => (Some("/admin/../public/x"), Some(&read)),
+            5 => (Some("/public/%2fadmin"), None),
+            _ => (None, Some(&read)),
+        };
+        let mut headers: Vec<(&str, &str)> =
+            extra.into_iter().filter(|(name, _)| *name != edge_uri && *name != edge_method).collect();
+        if let Some(uri) = uri {
+            headers.push((edge_uri, uri));
+            headers.push((edge_method, "GET"));
+        }
+        let (status, answer) = runtime.block_on(w.check("/auth", token, &headers));
+        prop_assert!(!(200..300).contains(&status), "kind {kind}, {headers:?}: {status}");
+        prop_assert!(!answer.contains_key("grpc-status"), "kind {kind}, {headers:?}");
+    });
+}
