@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod explain;
+pub mod form;
 pub mod forward_auth;
 pub mod gateway;
 pub mod headers;

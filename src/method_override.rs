@@ -85,53 +85,56 @@ pub fn in_form(kind: Form, body: &[u8]) -> Field {
 }
 
 fn in_urlencoded(text: &str) -> Field {
-    for pair in text.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if decode_form(key).as_deref() == Some(b"_method".as_slice()) {
-            return decode_form(value).and_then(|v| parse(&v)).map_or(Field::Unreadable, Field::Method);
-        }
+    match crate::form::field(text, "_method") {
+        None => Field::Absent,
+        Some(value) => value.and_then(|v| parse(&v)).map_or(Field::Unreadable, Field::Method),
     }
-    Field::Absent
 }
 
-/// A multipart part named `_method`: found by its `name` parameter in a
-/// `Content-Disposition` line, read case-insensitively and whether quoted
-/// or not. Its value runs from the blank line to the next line break.
+/// A multipart part named `_method`: its `Content-Disposition` line found
+/// case-insensitively, the name quoted, bare or RFC 2231-encoded
+/// (`name*=utf-8''%5Fmethod`, which busboy reads), and compared as
+/// [`crate::form::key_is`] does. Its value runs from the blank line to the
+/// next line break.
 fn in_multipart(body: &[u8]) -> Field {
-    let lower: Vec<u8> = body.iter().map(u8::to_ascii_lowercase).collect();
-    for needle in [&b"name=\"_method\""[..], b"name=_method"] {
-        let Some(at) = find(&lower, needle) else { continue };
-        let after = &body[at..];
-        let Some(start) = find(after, b"\r\n\r\n").map(|i| i + 4) else { return Field::Unreadable };
-        let value = &after[start..];
-        let end = find(value, b"\r\n").unwrap_or(value.len());
+    let mut at = 0;
+    for line in body.split(|&b| b == b'\n') {
+        let start = at;
+        at += line.len() + 1;
+        let Some(params) = strip_prefix_ignore_case(line.trim_ascii(), b"content-disposition:") else { continue };
+        let Ok(params) = std::str::from_utf8(params) else { continue };
+        if !params.split(';').any(|param| names_method(param.trim())) {
+            continue;
+        }
+        let after = &body[start..];
+        let blank = find(after, b"\r\n\r\n").map(|i| i + 4).or_else(|| find(after, b"\n\n").map(|i| i + 2));
+        let Some(value_start) = blank else { return Field::Unreadable };
+        let value = &after[value_start..];
+        let end = value.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(value.len());
         return parse(value[..end].trim_ascii()).map_or(Field::Unreadable, Field::Method);
     }
     Field::Absent
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Whether a `Content-Disposition` parameter is `name` = `_method`.
+fn names_method(param: &str) -> bool {
+    let Some((key, value)) = param.split_once('=') else { return false };
+    let key = key.trim().to_ascii_lowercase();
+    let value = value.trim().trim_matches('"');
+    match key.as_str() {
+        "name" => crate::form::key_is(value, "_method"),
+        // RFC 2231: charset'language'percent-encoded.
+        "name*" => crate::form::key_is(value.rsplit('\'').next().unwrap_or(value), "_method"),
+        _ => false,
+    }
 }
 
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
-fn decode_form(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Some(out)
+fn strip_prefix_ignore_case<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &line[prefix.len()..])
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A method name as frameworks read it: trimmed, upper-cased.
@@ -157,6 +160,12 @@ mod tests {
         assert_eq!(in_form(Form::Multipart, multipart), Field::Method(Method::DELETE));
         let other = b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n_method\r\n--b--\r\n";
         assert_eq!(in_form(Form::Multipart, other), Field::Absent);
+        let encoded = b"--b\r\ncontent-disposition: form-data; name*=utf-8''%5Fmethod\r\n\r\nput\r\n--b--\r\n";
+        assert_eq!(in_form(Form::Multipart, encoded), Field::Method(Method::PUT));
+        let bare = b"--b\nContent-Disposition: form-data; name=_method\n\nDELETE\n--b--\n";
+        assert_eq!(in_form(Form::Multipart, bare), Field::Method(Method::DELETE));
+        let named_x = b"--b\r\nContent-Disposition: form-data; name=\"x_method\"\r\n\r\nDELETE\r\n--b--\r\n";
+        assert_eq!(in_form(Form::Multipart, named_x), Field::Absent);
     }
 
     #[test]

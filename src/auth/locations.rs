@@ -74,17 +74,17 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find_map(|(key, value)| (key == name).then(|| value.trim_matches('"')))
 }
 
+/// The raw value of parameter `name`, its key read as frameworks read it.
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').filter_map(|pair| pair.split_once('=')).find_map(|(key, value)| (key == name).then_some(value))
+    crate::form::pairs(query)
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(key, value)| crate::form::key_is(key, name).then_some(value))
 }
 
-/// `query` without parameter `name`: the token is never forwarded.
+/// `query` without parameter `name`, however a framework would spell it
+/// (`access%5Ftoken`, `;` as a separator): see [`crate::form`].
 pub fn query_without(query: &str, name: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
-        .collect::<Vec<_>>()
-        .join("&")
+    crate::form::without(query, name)
 }
 
 /// The `Cookie` header values without cookie `name`.
