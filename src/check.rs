@@ -76,7 +76,12 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "metadata    {} (RFC 9728, named in every 401)", metadata.url);
     }
     if let Some(forward_auth) = &config.forward_auth {
-        let _ = writeln!(out, "checks      {} answers forward-auth checks instead of proxying", forward_auth.path);
+        let _ = writeln!(
+            out,
+            "checks      {} answers forward-auth checks from {} (only its headers name the request) instead of proxying",
+            forward_auth.path,
+            format!("{:?}", forward_auth.edge).to_lowercase()
+        );
     }
     for (claim, header) in &config.headers.claims {
         let _ = writeln!(out, "header      {header} <- claim {}", claim.name());

@@ -1,34 +1,51 @@
-//! `application/x-www-form-urlencoded` (query strings and form bodies) read
-//! the way the most lenient common framework reads it, so that a field the
-//! gateway looks for (`_method`, a token parameter) cannot hide from it yet
-//! be found by the backend: pairs are separated by `&` or `;` (Rack, and
-//! the CGI convention), keys are percent- and `+`-decoded, and `.` or a
-//! space in a key counts as `_` (PHP turns `.method` into `_method`).
+//! `application/x-www-form-urlencoded` (query strings and form bodies), and
+//! the names of cookies and multipart fields, read the way the most lenient
+//! common framework reads them, so that a field the gateway looks for
+//! (`_method`, a token parameter or cookie) cannot hide from it yet be found
+//! by the backend:
+//! - pairs are separated by `&` or `;` (Rack, and the CGI convention);
+//! - names are percent- and `+`-decoded, leading and trailing spaces
+//!   dropped (Rack, cookie parsers), `[` and `]` dropped (Rack's and PHP's
+//!   nested names), `.` and a space count as `_` (PHP turns `.method` into
+//!   `_method`), and letters compare without case.
+//!
 //! Hand-written because it must be exactly this lenient: form crates
 //! implement one framework's reading, not the union of them.
 
-/// The pairs of `text`, each with its raw text (separator excluded).
-pub fn pairs(text: &str) -> impl Iterator<Item = &str> {
-    text.split(['&', ';']).filter(|pair| !pair.is_empty())
+/// The pairs of `text`, each as its raw bytes (separator excluded).
+pub fn pairs(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|&b| b == b'&' || b == b';').filter(|pair| !pair.is_empty())
 }
 
-/// Whether `key` (raw, from a pair) names the field `name` for some
-/// framework: decoded, leading spaces dropped (Rack), `.` and ` ` as `_`.
-pub fn key_is(key: &str, name: &str) -> bool {
-    decode(key).is_some_and(|decoded| {
-        let folded: Vec<u8> =
-            decoded.trim_ascii_start().iter().map(|&b| if b == b'.' || b == b' ' { b'_' } else { b }).collect();
-        folded == name.as_bytes()
-    })
+/// Splits a pair at its first `=`.
+pub fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
+    match pair.iter().position(|&b| b == b'=') {
+        Some(i) => (&pair[..i], &pair[i + 1..]),
+        None => (pair, &[]),
+    }
 }
 
-/// The decoded value of the first field `name` in `text`; `Some(None)`
-/// when the field is there but its value cannot be decoded.
-pub fn field(text: &str, name: &str) -> Option<Option<Vec<u8>>> {
-    pairs(text).find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        key_is(key, name).then(|| decode(value))
-    })
+/// Whether the raw `key` names the field `name` for some framework: both
+/// folded alike. A key that cannot be decoded names nothing.
+pub fn key_is(key: &[u8], name: &str) -> bool {
+    decode(key).is_some_and(|decoded| folded_name(&decoded) == folded_name(name.as_bytes()))
+}
+
+/// A decoded name as every framework's reading collapses it.
+pub fn folded_name(decoded: &[u8]) -> Vec<u8> {
+    decoded
+        .trim_ascii()
+        .iter()
+        .filter(|&&b| b != b'[' && b != b']')
+        .map(|&b| if b == b'.' || b == b' ' { b'_' } else { b.to_ascii_lowercase() })
+        .collect()
+}
+
+/// The value of every field named `name` in `text`, decoded (`None` for a
+/// value that cannot be decoded), in order: frameworks disagree on which of
+/// several wins, so callers look at all of them.
+pub fn fields(text: &[u8], name: &str) -> Vec<Option<Vec<u8>>> {
+    pairs(text).map(split_pair).filter(|(key, _)| key_is(key, name)).map(|(_, value)| decode(value)).collect()
 }
 
 /// `text` without any pair whose key names `name`, other pairs and their
@@ -37,7 +54,7 @@ pub fn without(text: &str, name: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for piece in text.split_inclusive(['&', ';']) {
         let pair = piece.trim_end_matches(['&', ';']);
-        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        let (key, _) = split_pair(pair.as_bytes());
         if !key_is(key, name) {
             out.push_str(piece);
         }
@@ -46,15 +63,14 @@ pub fn without(text: &str, name: &str) -> String {
 }
 
 /// `+` is a space, `%XX` a byte; `None` for a malformed escape.
-pub fn decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+pub fn decode(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while i < text.len() {
+        match text[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                let hex = std::str::from_utf8(text.get(i + 1..i + 3)?).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
             }
@@ -79,18 +95,22 @@ mod tests {
             "%5Fmethod=PUT",
             ".method=PUT",
             "+_method=PUT",
+            "[_method]=PUT",
+            "_method]=PUT",
+            "_METHOD=PUT",
         ] {
-            assert_eq!(field(query, "_method"), Some(Some(b"PUT".to_vec())), "{query}");
+            assert_eq!(fields(query.as_bytes(), "_method"), [Some(b"PUT".to_vec())], "{query}");
         }
-        assert_eq!(field("x_method=PUT&a", "_method"), None);
-        assert_eq!(field("_method=%zz", "_method"), Some(None));
+        assert!(fields(b"x_method=PUT&a", "_method").is_empty());
+        assert_eq!(fields(b"_method=%zz", "_method"), [None]);
+        assert_eq!(fields(b"_method=POST&_method=DELETE", "_method").len(), 2);
     }
 
     #[test]
     fn without_removes_every_spelling_and_keeps_the_rest() {
         assert_eq!(without("a=1&access_token=x&b=2", "access_token"), "a=1&b=2");
         assert_eq!(without("a=1;access%5Ftoken=x;b=2", "access_token"), "a=1;b=2");
-        assert_eq!(without("access_token=x&access.token=y", "access_token"), "");
+        assert_eq!(without("access_token=x&access.token=y&+access_token=z", "access_token"), "");
         assert_eq!(without("a=1&access_token=x", "access_token"), "a=1");
         assert_eq!(without("a=%zz&b", "access_token"), "a=%zz&b");
     }

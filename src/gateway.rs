@@ -36,6 +36,8 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 pub type SharedGateway = Arc<arc_swap::ArcSwap<Gateway>>;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Set by the shipped nginx forward-auth config: the original request's body size.
+static X_ORIGINAL_CONTENT_LENGTH: HeaderName = HeaderName::from_static("x-original-content-length");
 /// A client's request id longer than this is replaced.
 const MAX_REQUEST_ID: usize = 128;
 
@@ -287,7 +289,8 @@ impl Gateway {
         //    claim what only the gateway may say.
         parts.method = canonical_method(&parts.method);
         check_authority(&parts)?;
-        let protected = |name: &str| name == X_REQUEST_ID.as_str() || self.identity.is_identity(name);
+        let protected =
+            |name: &str| name == X_REQUEST_ID.as_str() || self.identity.is_identity(name) || headers::is_judged(name);
         if headers::connection_names_protected(&parts.headers, &protected) {
             return Err(Refusal::InvalidRequest(
                 "Connection names a header the gateway sets or checks (framing, Host, X-Forwarded-*, identity)",
@@ -332,7 +335,8 @@ impl Gateway {
     }
 
     /// The method `parts` is judged as, and its body (read when a form had
-    /// to be looked into). Only a `POST` is overridden, as frameworks do.
+    /// to be looked into). Only a `POST` is overridden, as frameworks do,
+    /// and only where the routes tell methods apart can an override matter.
     async fn judge_method(
         &self,
         parts: &mut http::request::Parts,
@@ -341,48 +345,76 @@ impl Gateway {
         query: Option<&str>,
         deadline: tokio::time::Instant,
     ) -> Result<(Method, UpstreamBody), Refusal> {
-        // (In strip mode the override headers are gone already.)
-        let header = match self.method_override {
-            MethodOverride::Strip => None,
-            MethodOverride::Honour => method_override::from_headers(&parts.headers)?,
-        };
-        if parts.method != Method::POST {
+        if parts.method != Method::POST || !self.routes.depends_on_method(path) {
             return Ok((parts.method.clone(), UpstreamBody::Streamed(body)));
         }
-        let mut judged = header.unwrap_or(Method::POST);
-        // A `_method` can only matter where routes tell methods apart.
-        if !self.routes.has_method_rules() {
-            return Ok((judged, UpstreamBody::Streamed(body)));
-        }
-        let mut fields = vec![method_override::in_query(query)];
+        // In strip mode the override headers are gone already.
+        let mut fields = match self.method_override {
+            MethodOverride::Strip => Vec::new(),
+            MethodOverride::Honour => method_override::in_headers(&parts.headers),
+        };
+        fields.extend(method_override::in_query(query));
+        let mut read = None;
         let body = match method_override::form_kind(&parts.headers) {
             None => UpstreamBody::Streamed(body),
+            Some(_) if method_override::is_encoded(&parts.headers) => {
+                return Err(Refusal::InvalidRequest(
+                    "an encoded form on a path whose routes depend on the method cannot be checked for _method",
+                ));
+            }
             Some(kind) => {
-                let read = http_body_util::Limited::new(body, method_override::MAX_FORM_SCAN_BYTES).collect();
-                let bytes = tokio::time::timeout_at(deadline, read)
+                let collect = http_body_util::Limited::new(body, method_override::MAX_FORM_SCAN_BYTES).collect();
+                let bytes = tokio::time::timeout_at(deadline, collect)
                     .await
                     .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
                     .map_err(|_| {
                         Refusal::TooLarge("a form body on a path whose routes depend on the method is read to check for _method, and this one is over 1 MiB")
                     })?
                     .to_bytes();
-                fields.push(method_override::in_form(kind, &bytes));
+                fields.extend(method_override::in_form(kind, &bytes));
+                read = Some(bytes.clone());
                 UpstreamBody::Read(Some(bytes))
             }
         };
-        for asked in fields.into_iter().filter_map(Field::asked) {
-            match self.method_override {
-                MethodOverride::Honour => judged = asked,
-                MethodOverride::Strip => {
-                    if !std::ptr::eq(self.routes.find(&asked, path), self.routes.find(&judged, path)) {
-                        return Err(Refusal::InvalidRequest(
-                            "a _method field would change which route judges this request (server.method_override)",
-                        ));
-                    }
-                }
+        let judged = match self.method_override {
+            MethodOverride::Strip => self.refuse_route_changing(&fields, path).map(|()| Method::POST)?,
+            MethodOverride::Honour => {
+                let bare = method_override::values_are_bare(&parts.headers, query, read.as_deref());
+                method_override::honoured(&fields, bare)?.unwrap_or(Method::POST)
+            }
+        };
+        Ok((judged, body))
+    }
+
+    /// Whether the request a forward-auth check is about has a body: its
+    /// framing as the edge copied it, or for nginx (which sends no body to
+    /// `auth_request`) `X-Original-Content-Length` from the shipped config.
+    fn check_declares_body(&self, headers: &HeaderMap) -> bool {
+        let nginx = self.forward_auth.as_ref().is_some_and(|f| f.edge() == Edge::Nginx);
+        declares_body(headers)
+            || (nginx
+                && headers
+                    .get(&X_ORIGINAL_CONTENT_LENGTH)
+                    .is_some_and(|v| !v.as_bytes().is_empty() && v.as_bytes() != b"0"))
+    }
+
+    /// With `"strip"`: an override that cannot be removed (a form field, or
+    /// any override in forward-auth mode) is refused when it is unreadable
+    /// or would be served by another route than the `POST`'s.
+    fn refuse_route_changing(&self, fields: &[Field], path: &str) -> Result<(), Refusal> {
+        let post = self.routes.find(&Method::POST, path);
+        for field in fields {
+            let changes_route = match field {
+                Field::Unreadable => true,
+                Field::Method(asked) => !std::ptr::eq(self.routes.find(asked, path), post),
+            };
+            if changes_route {
+                return Err(Refusal::InvalidRequest(
+                    "a method override (_method or X-HTTP-Method-Override) would change which route judges this request",
+                ));
             }
         }
-        Ok((judged, body))
+        Ok(())
     }
 
     /// Removes every place a credential could be, that the gateway reads,
@@ -429,34 +461,39 @@ impl Gateway {
         }
         let query = original.query.as_deref();
         let mut method = canonical_method(&original.method);
-        // The edge passes the client's headers to the backend: an override
-        // cannot be removed here, only refused or honoured.
-        match method_override::from_headers(&headers) {
-            Ok(None) => {}
-            Ok(Some(asked)) if self.method_override == MethodOverride::Honour => {
-                if method == Method::POST {
-                    method = asked;
+        // The edge passes the client's headers and body to the backend
+        // unchanged: an override cannot be removed here, only refused or
+        // honoured, and a form body is not seen at all.
+        if method == Method::POST && self.routes.depends_on_method(&path) {
+            if method_override::form_kind(&headers).is_some_and(|kind| kind != method_override::Form::Unknown)
+                || (method_override::form_kind(&headers).is_some() && self.check_declares_body(&headers))
+            {
+                return Err(Refusal::InvalidRequest(
+                    "a form POST on a path whose routes depend on the method cannot be approved in forward-auth mode: its _method is not seen",
+                ));
+            }
+            let mut fields = method_override::in_headers(&headers);
+            fields.extend(method_override::in_query(query));
+            match self.method_override {
+                MethodOverride::Strip => self.refuse_route_changing(&fields, &path)?,
+                MethodOverride::Honour => {
+                    let bare = method_override::values_are_bare(&headers, query, None);
+                    if let Some(asked) = method_override::honoured(&fields, bare)? {
+                        method = asked;
+                    }
                 }
             }
-            _ => {
-                return Err(Refusal::InvalidRequest(
-                    "a method override header cannot be approved (server.method_override)",
-                ));
-            }
         }
-        if method == Method::POST
-            && self.routes.has_method_rules()
-            && let Some(asked) = method_override::in_query(query).asked()
-        {
-            if self.method_override == MethodOverride::Honour {
-                method = asked;
-            } else if !std::ptr::eq(self.routes.find(&asked, &path), self.routes.find(&method, &path)) {
-                return Err(Refusal::InvalidRequest(
-                    "a _method field would change which route judges this request (server.method_override)",
-                ));
-            }
+        let preflight_body = self.check_declares_body(&headers);
+        let upgrade = headers.contains_key(http::header::UPGRADE);
+        let (route, identity, _) =
+            self.admit(&method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
+        if route.lets_preflight_through(&method, &headers) && preflight_body {
+            return Err(Refusal::InvalidRequest("a CORS preflight let through without a token cannot carry a body"));
         }
-        let (_, identity, _) = self.admit(&method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
+        if upgrade && !route.allows_websocket() {
+            return Err(Refusal::InvalidRequest("this route does not allow upgrades (routes[].websocket)"));
+        }
         let mut response = Response::new(Either::Right(Full::default()));
         let answer = response.headers_mut();
         // Every configured name is answered, empty when there is no value:
@@ -578,8 +615,14 @@ fn check_authority(parts: &http::request::Parts) -> Result<(), Refusal> {
 /// Whether a request carries a body, by its framing or its stream.
 fn has_body(headers: &HeaderMap, body: &UpstreamBody) -> bool {
     use hyper::body::Body as _;
-    let declared = headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
-    declared || headers.contains_key(http::header::TRANSFER_ENCODING) || !body.is_end_stream()
+    declares_body(headers) || !body.is_end_stream()
+}
+
+/// Whether the headers announce a body: a non-zero `Content-Length` or any
+/// `Transfer-Encoding` (in forward-auth mode, as the edge copied them).
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
 }
 
 /// The union of the issuers' `token_from`, the header first.

@@ -70,6 +70,15 @@ pub fn is_ambiguous_name(name: &str) -> bool {
     name.bytes().any(|b| b == b'_' || b == b'.')
 }
 
+/// Headers the decision reads, which must reach the upstream as they were
+/// judged: credentials, what marks a CORS preflight, what a method
+/// override is read from.
+pub fn is_judged(name: &str) -> bool {
+    matches!(name, "authorization" | "cookie" | "content-type" | "content-encoding" | "origin")
+        || name.starts_with("access-control-request-")
+        || METHOD_OVERRIDES.contains(&name)
+}
+
 /// Whether `Connection` names a header that must reach the upstream as
 /// the gateway set or checked it: the message framing, `Host`, or one of
 /// `protected` (request id, `X-Forwarded-*`, identity headers). Such a

@@ -5,126 +5,144 @@
 //! gateway that judged the `POST` applied the `POST` rules. So either the
 //! override is removed (`server.method_override = "strip"`, the default)
 //! and a `_method` that would change the route is refused, or the request
-//! is judged as the method it asks for (`"honour"`).
+//! is judged as the method it asks for (`"honour"`), and then only when it
+//! asks unambiguously.
 //!
-//! Only `POST` is overridden, as those frameworks do by default.
+//! Only `POST` is overridden, as those frameworks do by default. Fields are
+//! found however any of them would spell them ([`crate::form`]), and every
+//! occurrence counts: frameworks disagree on whether the first or the last
+//! of several wins.
 
-use http::{HeaderMap, Method, header::CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, Method};
 
 use crate::error::Refusal;
+use crate::form;
 use crate::headers::METHOD_OVERRIDES;
 
 /// A form body larger than this is not read to look for `_method`; on a
 /// path whose routes depend on the method it is refused (413) instead.
 pub const MAX_FORM_SCAN_BYTES: usize = 1024 * 1024;
 
-/// The method an override header asks for, if any (the first one present).
-pub fn from_headers(headers: &HeaderMap) -> Result<Option<Method>, Refusal> {
-    for name in METHOD_OVERRIDES {
-        if let Some(value) = headers.get(name) {
-            return parse(value.as_bytes())
-                .map(Some)
-                .ok_or(Refusal::InvalidRequest("the method override header does not name a method"));
-        }
-    }
-    Ok(None)
+/// What one place asks the request to be treated as.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Field {
+    Method(Method),
+    /// Present, but not readable as a method: nothing can be judged.
+    Unreadable,
 }
 
-/// The kind of form a body is, when frameworks would look in it for `_method`.
+impl Field {
+    fn read(raw: Option<&[u8]>) -> Field {
+        raw.and_then(parse).map_or(Field::Unreadable, Field::Method)
+    }
+}
+
+/// Every override header present, in the order of [`METHOD_OVERRIDES`].
+pub fn in_headers(headers: &HeaderMap) -> Vec<Field> {
+    METHOD_OVERRIDES
+        .iter()
+        .flat_map(|name| headers.get_all(*name))
+        .map(|value| Field::read(Some(value.as_bytes())))
+        .collect()
+}
+
+/// How a `POST` body could be read as a form by some framework.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
     UrlEncoded,
     Multipart,
+    /// No usable `Content-Type`: Rack parses such a body as a form anyway,
+    /// so it is read both ways.
+    Unknown,
 }
 
+/// The form a `POST` body may be, or `None` when no framework would read
+/// it as one (`application/json`, `application/octet-stream`…).
 pub fn form_kind(headers: &HeaderMap) -> Option<Form> {
-    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let media = value.split(';').next().unwrap_or(value).trim();
-    if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    let Some(value) = headers.get(CONTENT_TYPE) else { return Some(Form::Unknown) };
+    let Ok(value) = value.to_str() else { return Some(Form::Unknown) };
+    let value = value.trim().to_ascii_lowercase();
+    if value.is_empty() {
+        Some(Form::Unknown)
+    } else if value.contains("urlencoded") {
         Some(Form::UrlEncoded)
-    } else if media.eq_ignore_ascii_case("multipart/form-data") {
+    } else if value.starts_with("multipart/") {
         Some(Form::Multipart)
     } else {
         None
     }
 }
 
-/// What a `_method` field asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Field {
-    Absent,
-    Method(Method),
-    /// Present, but its value could not be read as a method: treated as
-    /// an override to a method no route expects.
-    Unreadable,
+/// Whether the body is encoded (`Content-Encoding` other than `identity`)
+/// so that it cannot be read here, while a framework may decode it.
+pub fn is_encoded(headers: &HeaderMap) -> bool {
+    headers.get_all(CONTENT_ENCODING).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
-impl Field {
-    /// The method the field asks to be judged as: an unreadable value as
-    /// a method no route names, judged by whatever handles unknown methods.
-    pub fn asked(self) -> Option<Method> {
-        match self {
-            Field::Absent => None,
-            Field::Method(method) => Some(method),
-            Field::Unreadable => Method::from_bytes(b"UNREADABLE-OVERRIDE").ok(),
+/// Every `_method` in a query string (Laravel and Express's getter read it there).
+pub fn in_query(query: Option<&str>) -> Vec<Field> {
+    query.map_or_else(Vec::new, |q| in_urlencoded(q.as_bytes()))
+}
+
+/// Every `_method` in a form body of `kind`.
+pub fn in_form(kind: Form, body: &[u8]) -> Vec<Field> {
+    match kind {
+        Form::UrlEncoded => in_urlencoded(body),
+        Form::Multipart => in_multipart(body),
+        Form::Unknown => {
+            let mut fields = in_urlencoded(body);
+            fields.extend(in_multipart(body));
+            fields
         }
     }
 }
 
-/// `_method` in a query string (Laravel and Express's getter read it there).
-pub fn in_query(query: Option<&str>) -> Field {
-    query.map_or(Field::Absent, in_urlencoded)
+fn in_urlencoded(text: &[u8]) -> Vec<Field> {
+    form::fields(text, "_method").into_iter().map(|value| Field::read(value.as_deref())).collect()
 }
 
-/// `_method` in a form body of `kind`.
-pub fn in_form(kind: Form, body: &[u8]) -> Field {
-    match kind {
-        Form::UrlEncoded => std::str::from_utf8(body).map_or(Field::Unreadable, in_urlencoded),
-        Form::Multipart => in_multipart(body),
-    }
-}
-
-fn in_urlencoded(text: &str) -> Field {
-    match crate::form::field(text, "_method") {
-        None => Field::Absent,
-        Some(value) => value.and_then(|v| parse(&v)).map_or(Field::Unreadable, Field::Method),
-    }
-}
-
-/// A multipart part named `_method`: its `Content-Disposition` line found
-/// case-insensitively, the name quoted, bare or RFC 2231-encoded
-/// (`name*=utf-8''%5Fmethod`, which busboy reads), and compared as
-/// [`crate::form::key_is`] does. Its value runs from the blank line to the
-/// next line break.
-fn in_multipart(body: &[u8]) -> Field {
+/// Every multipart part named `_method`, wherever its `Content-Disposition`
+/// line is (a decoy before the first boundary counts too): found
+/// case-insensitively, the name quoted (`"` or `'`, backslash escapes
+/// removed), bare or RFC 2231-encoded (`name*=utf-8''%5Fmethod`, which
+/// busboy reads), and folded as [`form::key_is`] does. Each value runs from
+/// the blank line after it to the next line break.
+fn in_multipart(body: &[u8]) -> Vec<Field> {
+    let mut found = Vec::new();
     let mut at = 0;
     for line in body.split(|&b| b == b'\n') {
         let start = at;
         at += line.len() + 1;
         let Some(params) = strip_prefix_ignore_case(line.trim_ascii(), b"content-disposition:") else { continue };
-        let Ok(params) = std::str::from_utf8(params) else { continue };
-        if !params.split(';').any(|param| names_method(param.trim())) {
+        if !params.split(|&b| b == b';').any(|param| names_method(param.trim_ascii())) {
             continue;
         }
         let after = &body[start..];
         let blank = find(after, b"\r\n\r\n").map(|i| i + 4).or_else(|| find(after, b"\n\n").map(|i| i + 2));
-        let Some(value_start) = blank else { return Field::Unreadable };
-        let value = &after[value_start..];
-        let end = value.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(value.len());
-        return parse(value[..end].trim_ascii()).map_or(Field::Unreadable, Field::Method);
+        let value = blank.map(|i| {
+            let value = &after[i..];
+            let end = value.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(value.len());
+            &value[..end]
+        });
+        found.push(Field::read(value));
     }
-    Field::Absent
+    found
 }
 
 /// Whether a `Content-Disposition` parameter is `name` = `_method`.
-fn names_method(param: &str) -> bool {
-    let Some((key, value)) = param.split_once('=') else { return false };
-    let key = key.trim().to_ascii_lowercase();
-    let value = value.trim().trim_matches('"');
-    match key.as_str() {
-        "name" => crate::form::key_is(value, "_method"),
+fn names_method(param: &[u8]) -> bool {
+    let Some(eq) = param.iter().position(|&b| b == b'=') else { return false };
+    let key = param[..eq].trim_ascii().to_ascii_lowercase();
+    let value = param[eq + 1..].trim_ascii();
+    let unquoted: Vec<u8> = value.iter().copied().filter(|&b| b != b'"' && b != b'\'' && b != b'\\').collect();
+    match key.as_slice() {
+        b"name" => form::folded_name(&unquoted) == b"_method" || form::key_is(&unquoted, "_method"),
         // RFC 2231: charset'language'percent-encoded.
-        "name*" => crate::form::key_is(value.rsplit('\'').next().unwrap_or(value), "_method"),
+        b"name*" => {
+            let encoded = value.rsplit(|&b| b == b'\'').next().unwrap_or(value);
+            form::key_is(encoded, "_method")
+        }
         _ => false,
     }
 }
@@ -143,38 +161,103 @@ fn parse(value: &[u8]) -> Option<Method> {
     Method::from_bytes(&upper).ok().filter(|_| !upper.is_empty())
 }
 
+/// With `"honour"`: the one method all of `fields` ask for, if it is one
+/// that every framework honours as written — `GET`, `HEAD`, `PUT`, `PATCH`
+/// or `DELETE`, without spaces. Several different answers, a value some
+/// framework would ignore (and so serve the `POST`), or an `OPTIONS` (a
+/// tokenless preflight) are refused.
+pub fn honoured(fields: &[Field], raw_ok: bool) -> Result<Option<Method>, Refusal> {
+    let refuse = Refusal::InvalidRequest(
+        "the method override is ambiguous or not one every framework honours (server.method_override)",
+    );
+    let mut asked: Option<&Method> = None;
+    for field in fields {
+        let Field::Method(method) = field else { return Err(refuse) };
+        let honourable = [Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE].contains(method);
+        if !honourable || !raw_ok || asked.is_some_and(|previous| previous != method) {
+            return Err(refuse);
+        }
+        asked = Some(method);
+    }
+    Ok(asked.cloned())
+}
+
+/// Whether every raw override value is a bare method token (no spaces or
+/// `+`): what Express's `method-override` and Rack accept without trimming.
+pub fn values_are_bare(headers: &HeaderMap, query: Option<&str>, body: Option<&[u8]>) -> bool {
+    let bare = |raw: &[u8]| !raw.is_empty() && raw.iter().all(|b| b.is_ascii_alphabetic());
+    let header_values = METHOD_OVERRIDES.iter().flat_map(|name| headers.get_all(*name)).all(|v| bare(v.as_bytes()));
+    let form_values = |text: &[u8]| form::fields(text, "_method").iter().all(|v| v.as_deref().is_some_and(bare));
+    header_values && query.is_none_or(|q| form_values(q.as_bytes())) && body.is_none_or(form_values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
 
     #[test]
-    fn finds_method_fields_as_frameworks_read_them() {
-        assert_eq!(in_query(Some("a=1&_method=delete")), Field::Method(Method::DELETE));
-        assert_eq!(in_query(Some("%5Fmethod=PUT")), Field::Method(Method::PUT));
-        assert_eq!(in_query(Some("x_method=PUT&a")), Field::Absent);
-        assert_eq!(in_query(None), Field::Absent);
-        assert_eq!(in_form(Form::UrlEncoded, b"name=x&_method=+patch+"), Field::Method(Method::PATCH));
-        assert_eq!(in_form(Form::UrlEncoded, b"_method=%ZZ"), Field::Unreadable);
+    fn finds_every_method_field_as_frameworks_read_them() {
+        assert_eq!(in_query(Some("a=1&_method=delete")), [Field::Method(Method::DELETE)]);
+        assert_eq!(
+            in_query(Some("%5Fmethod=PUT;.method=PATCH")),
+            [Field::Method(Method::PUT), Field::Method(Method::PATCH)]
+        );
+        assert!(in_query(Some("x_method=PUT&a")).is_empty());
+        assert!(in_query(None).is_empty());
+        assert_eq!(in_form(Form::UrlEncoded, b"name=x&_method=+patch+"), [Field::Method(Method::PATCH)]);
+        assert_eq!(in_form(Form::UrlEncoded, b"_method=%ZZ"), [Field::Unreadable]);
+        assert_eq!(in_form(Form::UrlEncoded, b"_method=DELETE&x=\xff"), [Field::Method(Method::DELETE)]);
         let multipart = b"--b\r\nContent-Disposition: form-data; NAME=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
-        assert_eq!(in_form(Form::Multipart, multipart), Field::Method(Method::DELETE));
+        assert_eq!(in_form(Form::Multipart, multipart), [Field::Method(Method::DELETE)]);
         let other = b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n_method\r\n--b--\r\n";
-        assert_eq!(in_form(Form::Multipart, other), Field::Absent);
+        assert!(in_form(Form::Multipart, other).is_empty());
         let encoded = b"--b\r\ncontent-disposition: form-data; name*=utf-8''%5Fmethod\r\n\r\nput\r\n--b--\r\n";
-        assert_eq!(in_form(Form::Multipart, encoded), Field::Method(Method::PUT));
+        assert_eq!(in_form(Form::Multipart, encoded), [Field::Method(Method::PUT)]);
         let bare = b"--b\nContent-Disposition: form-data; name=_method\n\nDELETE\n--b--\n";
-        assert_eq!(in_form(Form::Multipart, bare), Field::Method(Method::DELETE));
+        assert_eq!(in_form(Form::Multipart, bare), [Field::Method(Method::DELETE)]);
+        for name in ["'_method'", "\"\\_method\"", "\".method\""] {
+            let body = format!("--b\r\nContent-Disposition: form-data; name={name}\r\n\r\nDELETE\r\n--b--\r\n");
+            assert_eq!(in_form(Form::Multipart, body.as_bytes()), [Field::Method(Method::DELETE)], "{name}");
+        }
+        let decoy = b"Content-Disposition: form-data; name=\"_method\"\r\n\r\nPOST\r\n--b\r\n\
+                      Content-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
+        assert_eq!(in_form(Form::Multipart, decoy).len(), 2);
         let named_x = b"--b\r\nContent-Disposition: form-data; name=\"x_method\"\r\n\r\nDELETE\r\n--b--\r\n";
-        assert_eq!(in_form(Form::Multipart, named_x), Field::Absent);
+        assert!(in_form(Form::Multipart, named_x).is_empty());
+        assert_eq!(in_form(Form::Unknown, b"_method=DELETE"), [Field::Method(Method::DELETE)]);
     }
 
     #[test]
-    fn headers_name_the_override() {
+    fn form_kinds_include_what_rack_and_php_would_parse() {
+        let kind = |value: Option<&[u8]>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_bytes(value).unwrap());
+            }
+            form_kind(&headers)
+        };
+        assert_eq!(kind(None), Some(Form::Unknown));
+        assert_eq!(kind(Some(b"")), Some(Form::Unknown));
+        assert_eq!(kind(Some(b"application/x-www-form-urlencoded, x")), Some(Form::UrlEncoded));
+        assert_eq!(kind(Some(b"Multipart/Mixed; boundary=x")), Some(Form::Multipart));
+        assert_eq!(kind(Some(b"text/\xe9")), Some(Form::Unknown));
+        assert_eq!(kind(Some(b"application/json")), None);
+    }
+
+    #[test]
+    fn honour_only_what_every_framework_honours() {
+        let m = |method: Method| Field::Method(method);
+        assert_eq!(honoured(&[], true).ok(), Some(None));
+        assert_eq!(honoured(&[m(Method::DELETE), m(Method::DELETE)], true).ok(), Some(Some(Method::DELETE)));
+        assert!(honoured(&[m(Method::DELETE), m(Method::GET)], true).is_err());
+        assert!(honoured(&[m(Method::OPTIONS)], true).is_err());
+        assert!(honoured(&[Field::Unreadable], true).is_err());
+        assert!(honoured(&[m(Method::DELETE)], false).is_err());
         let mut headers = HeaderMap::new();
-        assert_eq!(from_headers(&headers).ok(), Some(None));
         headers.insert("x-http-method", HeaderValue::from_static("delete"));
-        assert_eq!(from_headers(&headers).ok(), Some(Some(Method::DELETE)));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("Multipart/Form-Data; boundary=x"));
-        assert_eq!(form_kind(&headers), Some(Form::Multipart));
+        assert_eq!(in_headers(&headers), [m(Method::DELETE)]);
+        assert!(values_are_bare(&headers, Some("_method=PUT"), None));
+        assert!(!values_are_bare(&headers, Some("_method=+PUT"), None));
     }
 }

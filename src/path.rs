@@ -141,13 +141,17 @@ fn decode(path: &str) -> Result<String, PathError> {
     }
     // Overlong or broken UTF-8 in escapes (`%C0%AE` for ".") is how some
     // decoders were talked into a dot or a slash.
-    if std::str::from_utf8(&fully_decoded).is_err() {
-        return Err("request path is not valid UTF-8 once decoded");
+    match std::str::from_utf8(&fully_decoded) {
+        Err(_) => return Err("request path is not valid UTF-8 once decoded"),
+        Ok(text) if has_asymmetric_case(text) => {
+            return Err("request path has a letter that servers fold onto another letter's case (such as ı or ſ)");
+        }
+        Ok(_) => {}
     }
     // Checked on the result, not the input: `%25` followed by `2` and an
     // escaped `e` (`%252%65`) only becomes `%252e` once decoded here.
-    if has_double_encoded_separator(&out) {
-        return Err("request path has a double-encoded dot, slash or backslash");
+    if has_double_encoding(&out) {
+        return Err("request path has a double-encoded escape (%25 followed by hex digits)");
     }
     // A dot segment carrying a parameter is refused rather than guessed at.
     if out.split('/').any(|s| matches!(s.split_once(';'), Some((".", _)) | Some(("..", _)))) {
@@ -156,14 +160,35 @@ fn decode(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// `%25` followed by the escape of `.`, `/`, `\\` or `;`: what a server that
-/// decodes twice turns into that character.
-fn has_double_encoded_separator(path: &str) -> bool {
-    path.as_bytes().windows(5).any(|w| {
-        w.starts_with(b"%25")
-            && hex_value(w[3])
-                .zip(hex_value(w[4]))
-                .is_some_and(|(h, l)| matches!(h << 4 | l, b'.' | b'/' | b'\\' | b';'))
+/// `%25` followed by two hex digits: an escape that a server decoding twice
+/// turns into a character (`%2561` is `a` to it, `%252e` a dot), so the
+/// path it serves is not the one judged here.
+fn has_double_encoding(path: &str) -> bool {
+    path.as_bytes().windows(5).any(|w| w.starts_with(b"%25") && hex_value(w[3]).is_some() && hex_value(w[4]).is_some())
+}
+
+/// A letter whose upper and lower case do not map back to each other
+/// (dotless `ı`, long `ſ`, the Kelvin sign, dotted `İ`…): Java's
+/// `equalsIgnoreCase` and Spring's case-insensitive matching fold them onto
+/// ASCII letters (`/adm%C4%B1n` is `/admin` to them), so no one
+/// case-insensitive comparison agrees with every server.
+fn has_asymmetric_case(text: &str) -> bool {
+    let single = |mut chars: std::char::ToUppercase| match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
+    };
+    let single_lower = |mut chars: std::char::ToLowercase| match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
+    };
+    text.chars().filter(|c| !c.is_ascii()).any(|c| {
+        if c == '\u{130}' {
+            return true;
+        }
+        let upper = single(c.to_uppercase()).unwrap_or(c);
+        let lower = single_lower(c.to_lowercase()).unwrap_or(c);
+        single_lower(upper.to_lowercase()).unwrap_or(upper) != lower
+            || single(lower.to_uppercase()).unwrap_or(lower) != upper
     })
 }
 
@@ -212,6 +237,9 @@ mod tests {
             ("/a{b}|", "/a%7Bb%7D%7C"),
             ("/a;x/../b", "/b"),
             ("/admin;jsessionid=1/x", "/admin;jsessionid=1/x"),
+            ("/stra%C3%9Fe/%C3%89t%C3%A9", "/stra%C3%9Fe/%C3%89t%C3%A9"),
+            ("/100%25", "/100%25"),
+            ("/100%25z", "/100%25z"),
         ];
         for (input, expected) in cases {
             assert_eq!(normalize(input).unwrap(), expected, "{input}");
@@ -251,6 +279,13 @@ mod tests {
             "/a%253Bb",
             "/a%0d%0a",
             "/a%7f",
+            "/%2561dmin",
+            "/%25252e%25252e/",
+            "/adm%C4%B1n",
+            "/admin%C5%BF",
+            "/adm%C4%B0n",
+            "/%E2%84%AA",
+            "/adm\u{131}n",
         ] {
             assert!(normalize(path).is_err(), "{path:?} should be refused");
         }

@@ -76,10 +76,16 @@ impl RouteTable {
         self.routes.iter().find(|r| r.matches(method, path, self.case_sensitive)).unwrap_or(&self.default)
     }
 
-    /// Whether any route restricts methods: only then can a method
-    /// override change which route judges a request.
-    pub fn has_method_rules(&self) -> bool {
-        self.routes.iter().any(|r| r.methods.is_some())
+    /// Whether the route for `path` (canonical) depends on the method: only
+    /// then can a method override change which rules judge a request.
+    pub fn depends_on_method(&self, path: &str) -> bool {
+        if !self.routes.iter().any(|r| r.methods.is_some()) {
+            return false;
+        }
+        let post = self.find(&Method::POST, path);
+        let others = [Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
+        let unknown = Method::from_bytes(b"UNKNOWN-OVERRIDE").ok();
+        others.iter().chain(&unknown).any(|method| !std::ptr::eq(self.find(method, path), post))
     }
 
     /// Every configured route, in order (not the default).

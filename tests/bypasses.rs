@@ -585,3 +585,126 @@ fn forwarded_paths_are_canonical_fixed_points() {
     });
     assert!(w.upstream.count() >= 50, "only {} of the generated paths were forwarded", w.upstream.count());
 }
+
+/// A POST with `head` lines and `body`, with the `read` token, verbatim.
+async fn post(w: &World, target: &str, head: &str, body: &[u8]) -> String {
+    let read = w.token("read");
+    let mut request = format!(
+        "POST {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nAuthorization: Bearer {read}\r\n{head}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    raw(w.gateway.addr, &request).await
+}
+
+/// The red-team pass over the fix for issue 14, finding 3: overrides a
+/// framework reads however the form is spelled, encoded or repeated.
+#[tokio::test]
+async fn method_overrides_that_hide_from_a_strict_reader_are_refused() {
+    let w = World::new().await;
+    let urlencoded = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let cases: [(&str, &[u8]); 13] = [
+        (urlencoded, b"_method=DELETE&x=\xff"),
+        (urlencoded, b"_method=%ZZ"),
+        (urlencoded, b"_method=POST&_method=DELETE"),
+        (urlencoded, b"[_method]=DELETE"),
+        (urlencoded, b".method=DELETE"),
+        (urlencoded, b"a=1;_method=DELETE"),
+        ("", b"_method=DELETE"),
+        ("Content-Type: application/x-www-form-urlencoded, x\r\n", b"_method=DELETE"),
+        ("Content-Type: multipart/mixed; boundary=b\r\n", b"--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n"),
+        (
+            "Content-Type: multipart/form-data; boundary=b\r\n",
+            b"Content-Disposition: form-data; name=\"_method\"\r\n\r\nPOST\r\n--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n",
+        ),
+        ("Content-Type: multipart/form-data; boundary=b\r\n", b"--b\r\nContent-Disposition: form-data; name='_method'\r\n\r\nDELETE\r\n--b--\r\n"),
+        ("Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\n", b"\x1f\x8b\x08\x00"),
+        ("Content-Type: text/é\r\n", b"_method=DELETE"),
+    ];
+    for (head, body) in cases {
+        let answer = post(&w, "/items/7", head, body).await;
+        assert_eq!(status_of(&answer), 400, "{head:?} {:?}: {answer}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(w.upstream.count(), 0);
+    // Where the routes do not depend on the method, nothing is read or refused.
+    let answer = post(&w, "/x", urlencoded, b"_method=DELETE").await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+}
+
+/// With `"honour"`, only an override every framework reads the same way.
+#[tokio::test]
+async fn honoured_overrides_must_be_unambiguous() {
+    let w = World::with("method_override = \"honour\"", "").await;
+    let urlencoded = "Content-Type: application/x-www-form-urlencoded\r\n";
+    for (target, head, body) in [
+        ("/items/7?_method=GET", "X-HTTP-Method-Override: DELETE\r\n", &b""[..]),
+        ("/items/7", urlencoded, b"_method=+DELETE"),
+        ("/items/7", urlencoded, b"_method=FOO"),
+        ("/items/7", urlencoded, b"_method=GET&_method=DELETE"),
+        ("/items/7?_method=OPTIONS", "Origin: https://a.example\r\nAccess-Control-Request-Method: GET\r\n", b""),
+    ] {
+        let answer = post(&w, target, head, body).await;
+        assert_eq!(status_of(&answer), 400, "{target} {head:?} {body:?}: {answer}");
+    }
+    assert_eq!(w.upstream.count(), 0);
+}
+
+/// `Connection` cannot remove what the decision read (a preflight's
+/// marks, the override, the form's type, credentials) after it was read.
+#[tokio::test]
+async fn connection_cannot_remove_what_the_decision_read() {
+    let w = World::new().await;
+    let read = w.token("read");
+    for named in ["origin", "access-control-request-method", "x-http-method-override", "content-type", "cookie"] {
+        let answer = w
+            .send(
+                "OPTIONS",
+                "/api/x",
+                None,
+                &["Origin: https://a.example", "Access-Control-Request-Method: GET", &format!("Connection: {named}")],
+            )
+            .await;
+        assert_eq!(status_of(&answer), 400, "{named}: {answer}");
+        let answer = w.send("GET", "/x", Some(&read), &[&format!("Connection: {named}")]).await;
+        assert_eq!(status_of(&answer), 400, "{named}: {answer}");
+    }
+    assert_eq!(w.upstream.count(), 0);
+}
+
+/// Credentials spelled as some framework would still read them are
+/// stripped too; several of the same name are refused.
+#[tokio::test]
+async fn look_alike_credentials_are_stripped_and_duplicates_refused() {
+    let w = World::new().await;
+    let read = w.token("read");
+    let answer = w
+        .send(
+            "GET",
+            "/x?access%5Ftoken=F&keep=1;access_token=G&+access_token=H",
+            Some(&read),
+            &["Cookie: access_token =F; access.token=G; session=s1"],
+        )
+        .await;
+    // The header's token is the one used; every look-alike goes.
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let seen = w.upstream.last();
+    assert_eq!(seen.uri, "/x?keep=1");
+    assert_eq!(seen.headers["cookie"], "session=s1");
+    // Read from a cookie or the query, two of one name are refused.
+    let answer = w.send("GET", "/x", None, &["Cookie: access_token=a.b.c; access.token=d.e.f"]).await;
+    assert_eq!(status_of(&answer), 400, "{answer}");
+    assert_eq!(w.status("GET", "/x?access_token=a.b.c&access_token=d.e.f", None).await, 400);
+}
+
+/// Letters that Java folds onto ASCII, and escapes a twice-decoding server
+/// turns into letters, are refused rather than judged one way.
+#[tokio::test]
+async fn folding_letters_and_double_escapes_are_refused() {
+    let w = World::new().await;
+    let read = w.token("read");
+    for path in ["/adm%C4%B1n", "/adm%C4%B0n/x", "/admin%C5%BF", "/%2561dmin", "/%25252e%25252e/admin"] {
+        assert_eq!(w.status("GET", path, Some(&read)).await, 400, "{path}");
+    }
+    assert_eq!(w.upstream.count(), 0);
+}

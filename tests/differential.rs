@@ -173,12 +173,25 @@ fn served(answer: &str) -> Served {
 /// Sends one request; `head` is extra header lines (each ending in CRLF),
 /// `body` what follows the blank line.
 async fn send(addr: SocketAddr, method: &str, target: &str, token: Option<&str>, head: &str, body: &str) -> Served {
+    send_bytes(addr, method, target, token, head, body.as_bytes()).await
+}
+
+async fn send_bytes(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    token: Option<&str>,
+    head: &str,
+    body: &[u8],
+) -> Served {
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request = format!(
+    let mut request = format!(
         "{method} {target} HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n{auth}\
-         X_Auth_Subject: admin\r\nX.Auth.Subject: admin\r\n{head}\r\n{body}"
-    );
-    served(&raw(addr, request.as_bytes()).await)
+         X_Auth_Subject: admin\r\nX.Auth.Subject: admin\r\n{head}\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    served(&raw(addr, &request).await)
 }
 
 /// Request targets that servers read differently: built from the classes
@@ -361,20 +374,31 @@ async fn method_overrides_never_reach_a_delete_handler_of_express_or_rack() {
     let mut admin = claims(&idp.issuer, "api");
     admin["scope"] = json!("admin");
     let admin = key.mint(&admin);
-    let form = |body: &str, kind: &str| {
-        (format!("Content-Type: {kind}\r\nContent-Length: {}\r\n", body.len()), body.to_string())
+    let form = |body: &[u8], kind: &str| {
+        let head = if kind.is_empty() { String::new() } else { format!("Content-Type: {kind}\r\n") };
+        (format!("{head}Content-Length: {}\r\n", body.len()), body.to_vec())
     };
-    let empty = || ("Content-Length: 0\r\n".to_string(), String::new());
+    let empty = || ("Content-Length: 0\r\n".to_string(), Vec::new());
     let urlencoded = "application/x-www-form-urlencoded";
-    let multipart_body = "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
+    let multipart_body = b"--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
+    let decoy = b"Content-Disposition: form-data; name=\"_method\"\r\n\r\nPOST\r\n--b\r\n\
+                  Content-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
     let attempts = [
-        ("/items/7", ("X-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\n".to_string(), String::new())),
-        ("/items/7", ("X-HTTP-Method-Override: delete\r\nContent-Length: 0\r\n".to_string(), String::new())),
-        ("/items/7", form("_method=DELETE", urlencoded)),
-        ("/items/7", form("a=1&_method=delete", urlencoded)),
-        ("/items/7", form("%5Fmethod=DELETE", urlencoded)),
+        ("/items/7", ("X-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\n".to_string(), Vec::new())),
+        ("/items/7", ("X-HTTP-Method-Override: delete\r\nContent-Length: 0\r\n".to_string(), Vec::new())),
+        ("/items/7", form(b"_method=DELETE", urlencoded)),
+        ("/items/7", form(b"a=1&_method=delete", urlencoded)),
+        ("/items/7", form(b"%5Fmethod=DELETE", urlencoded)),
         ("/items/7", form(multipart_body, "multipart/form-data; boundary=b")),
         ("/items/7?_method=DELETE", empty()),
+        // Found by red-teaming the first fix: each runs DELETE in Express or Rack.
+        ("/items/7", form(b"_method=DELETE&x=\xff", urlencoded)),
+        ("/items/7", form(b"_method=POST&_method=DELETE", urlencoded)),
+        ("/items/7", form(b"[_method]=DELETE", urlencoded)),
+        ("/items/7", form(b"_method=DELETE", "")),
+        ("/items/7", form(b"_method=DELETE", "application/x-www-form-urlencoded, x")),
+        ("/items/7", form(decoy, "multipart/form-data; boundary=b")),
+        ("/items/7", form(multipart_body, "multipart/mixed; boundary=b")),
     ];
     for backend in [
         start("express", "node", &["express_app.js", "{port}"]).await,
@@ -388,13 +412,20 @@ async fn method_overrides_never_reach_a_delete_handler_of_express_or_rack() {
         // Straight to the backend, each override does run the DELETE handler
         // (those the framework reads): what the gateway must prevent.
         let (head, body) = &attempts[2].1;
-        let direct = send(backend.addr, "POST", "/items/7", None, head, body).await;
+        let direct = send_bytes(backend.addr, "POST", "/items/7", None, head, body).await;
         assert_eq!(direct.resource, "delete-item", "{}: {direct:?}", backend.name);
         let gateway = toml(&format!("http://{}", backend.addr), &idp.issuer).issuer(ROUTES).start().await;
-        for (target, (head, body)) in &attempts {
-            let through = send(gateway.addr, "POST", target, Some(&read), head, body).await;
+        let mut ran_delete_directly = Vec::new();
+        for (i, (target, (head, body))) in attempts.iter().enumerate() {
+            if send_bytes(backend.addr, "POST", target, None, head, body).await.resource == "delete-item" {
+                ran_delete_directly.push(i);
+            }
+            let through = send_bytes(gateway.addr, "POST", target, Some(&read), head, body).await;
             assert_ne!(through.resource, "delete-item", "{}: {target} {head:?}: {through:?}", backend.name);
         }
+        // Straight to the backend, these attempts do run the DELETE handler.
+        eprintln!("{}: attempts {ran_delete_directly:?} ran DELETE when sent directly", backend.name);
+        assert!(ran_delete_directly.len() >= 6, "{}: {ran_delete_directly:?}", backend.name);
         let allowed = send(gateway.addr, "DELETE", "/items/7", Some(&admin), "Content-Length: 0\r\n", "").await;
         assert_eq!(allowed.resource, "delete-item", "{}: {allowed:?}", backend.name);
         let plain = send(gateway.addr, "POST", "/items/7", Some(&read), "Content-Length: 0\r\n", "").await;

@@ -37,7 +37,8 @@ impl World {
                  [[routes]]\npath = \"/admin\"\nscopes = [\"admin\"]\n\
                  [[routes]]\npath = \"/public\"\nauth = \"public\"\n\
                  [[routes]]\npath = \"/reports\"\nmethods = [\"GET\"]\nscopes = [\"reports\"]\n\
-                 [[routes]]\npath = \"/items\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n"
+                 [[routes]]\npath = \"/items\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n\
+                 [[routes]]\npath = \"/api\"\ncors_preflight = \"public\"\n"
             ))
             .start()
             .await;
@@ -324,10 +325,24 @@ async fn nginx_auth_request_allows_denies_and_copies_the_identity() {
         let answer = support::raw(nginx.addr, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 4"), "{trick}: {answer}");
     }
+    // A tokenless preflight with a body, and an upgrade where none is
+    // allowed, are refused through nginx too (the shipped file tells
+    // jwtgate about both).
+    let preflight = "OPTIONS /api/x HTTP/1.1\r\nHost: gw\r\nOrigin: https://a.example\r\n\
+                     Access-Control-Request-Method: GET\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi";
+    let upgrade = "GET /public/chat HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: a2V5\r\n\r\n";
+    for request in [preflight, upgrade] {
+        let answer = support::raw(nginx.addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 4"), "{request}: {answer}");
+    }
+    let bodiless = "OPTIONS /api/x HTTP/1.1\r\nHost: gw\r\nOrigin: https://a.example\r\n\
+                    Access-Control-Request-Method: GET\r\nConnection: close\r\n\r\n";
+    assert!(support::raw(nginx.addr, bodiless.as_bytes()).await.starts_with("HTTP/1.1 200"));
     let request = b"GET /public/x HTTP/1.1\r\nHost: gw\r\nX_Auth_Subject: admin\r\nConnection: close\r\n\r\n";
     assert!(support::raw(nginx.addr, request).await.starts_with("HTTP/1.1 200"));
     assert!(w.upstream.last().headers.keys().all(|name| !name.as_str().contains('_')));
-    assert_eq!(w.upstream.count(), 4);
+    assert_eq!(w.upstream.count(), 5);
 }
 
 #[tokio::test]
@@ -544,4 +559,38 @@ fn no_client_header_turns_any_forward_auth_refusal_into_a_2xx() {
         prop_assert!(!(200..300).contains(&status), "kind {kind}, {headers:?}: {status}");
         prop_assert!(!answer.contains_key("grpc-status"), "kind {kind}, {headers:?}");
     });
+}
+
+/// The red-team pass over forward-auth: what the edge forwards but jwtgate
+/// cannot see or change is refused rather than approved.
+#[tokio::test]
+async fn forward_auth_refuses_what_it_cannot_see() {
+    let w = World::for_edge("caddy").await;
+    let user = w.token("read");
+    let edge = |uri: &'static str, method: &'static str| [("x-forwarded-uri", uri), ("x-forwarded-method", method)];
+    // A fragment is cut by URI parsers but kept by some servers.
+    assert_eq!(w.check("/auth", None, &edge("/public#/../admin/x", "GET")).await.0, 400);
+    // A form POST where the route depends on the method: its _method is not seen.
+    for content_type in ["application/x-www-form-urlencoded", "multipart/form-data; boundary=b"] {
+        let mut headers = edge("/items/7", "POST").to_vec();
+        headers.push(("content-type", content_type));
+        assert_eq!(w.check("/auth", Some(&user), &headers).await.0, 400, "{content_type}");
+    }
+    let mut headers = edge("/items/7", "POST").to_vec();
+    headers.push(("content-length", "14"));
+    assert_eq!(w.check("/auth", Some(&user), &headers).await.0, 400, "a body without a type");
+    let mut json = edge("/items/7", "POST").to_vec();
+    json.push(("content-type", "application/json"));
+    assert_eq!(w.check("/auth", Some(&user), &json).await.0, 200, "JSON has no _method");
+    // An upgrade where the route allows none.
+    let mut upgrade = edge("/public/chat", "GET").to_vec();
+    upgrade.push(("upgrade", "websocket"));
+    assert_eq!(w.check("/auth", None, &upgrade).await.0, 400);
+    // A tokenless preflight with a body.
+    let preflight = [("origin", "https://a.example"), ("access-control-request-method", "GET")];
+    let mut headers = edge("/api/x", "OPTIONS").to_vec();
+    headers.extend(preflight);
+    assert_eq!(w.check("/auth", None, &headers).await.0, 200);
+    headers.push(("content-length", "4"));
+    assert_eq!(w.check("/auth", None, &headers).await.0, 400);
 }

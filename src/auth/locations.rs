@@ -42,8 +42,10 @@ pub fn find<'a>(
     for location in locations {
         let token = match location {
             TokenLocation::Header => bearer_token(headers, max_bytes)?,
-            TokenLocation::Cookie(name) => checked(cookie(headers, name), max_bytes)?,
-            TokenLocation::Query(name) => checked(query.and_then(|q| query_param(q, name)), max_bytes)?,
+            TokenLocation::Cookie(name) => checked(single(cookies(headers, name))?, max_bytes)?,
+            TokenLocation::Query(name) => {
+                checked(single(query.into_iter().flat_map(|q| query_params(q, name)))?, max_bytes)?
+            }
         };
         if let Some(token) = token {
             return Ok(Some((token, location)));
@@ -63,22 +65,36 @@ fn checked(token: Option<&str>, max_bytes: usize) -> Result<Option<&str>, Refusa
     }
 }
 
-/// The value of cookie `name` (RFC 6265 §4.2.1: `name=value; name=value`).
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The one value found, if any: frameworks disagree on whether the first or
+/// the last of several wins, so several are refused.
+fn single<'a>(mut found: impl Iterator<Item = &'a str>) -> Result<Option<&'a str>, Refusal> {
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(Refusal::InvalidRequest("more than one token cookie or query parameter of the same name"));
+    }
+    Ok(first)
+}
+
+/// The values of cookie `name` (RFC 6265 §4.2.1: `name=value; name=value`),
+/// names compared as [`crate::form::key_is`] does (`at `, `a.t` for `a_t`).
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(key, value)| (key == name).then(|| value.trim_matches('"')))
+        .filter(move |(key, _)| crate::form::key_is(key.as_bytes(), name))
+        .map(|(_, value)| value.trim().trim_matches('"'))
 }
 
-/// The raw value of parameter `name`, its key read as frameworks read it.
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    crate::form::pairs(query)
+/// The raw values of parameter `name`, keys read as frameworks read them.
+fn query_params<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    query
+        .split(['&', ';'])
         .filter_map(|pair| pair.split_once('='))
-        .find_map(|(key, value)| crate::form::key_is(key, name).then_some(value))
+        .filter(move |(key, _)| crate::form::key_is(key.as_bytes(), name))
+        .map(|(_, value)| value)
 }
 
 /// `query` without parameter `name`, however a framework would spell it
@@ -95,7 +111,10 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
+        .filter(|pair| {
+            !pair.is_empty()
+                && !crate::form::key_is(pair.split_once('=').map_or(*pair, |(key, _)| key).as_bytes(), name)
+        })
         .map(str::to_owned)
         .collect();
     headers.remove(COOKIE);
