@@ -55,6 +55,8 @@ pub enum Refusal {
     BadPath(&'static str),
     /// A body the gateway must read before deciding is larger than it reads.
     TooLarge(&'static str),
+    /// A CORS preflight the route's `[routes.cors]` does not allow.
+    CorsNotAllowed(&'static str),
     KeysUnavailable,
     BadGateway(&'static str),
     GatewayTimeout(&'static str),
@@ -73,7 +75,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,6 +91,7 @@ impl Refusal {
             Self::InvalidRequest(_) | Self::BadPath(_) | Self::TooLarge(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::CorsNotAllowed(_) => "cors_not_allowed",
             Self::KeysUnavailable => "temporarily_unavailable",
             Self::BadGateway(_) => "bad_gateway",
             Self::GatewayTimeout(_) => "gateway_timeout",
@@ -98,7 +101,7 @@ impl Refusal {
     pub fn description(&self) -> &'static str {
         match self {
             Self::MissingToken => "this route needs a bearer token in the Authorization header",
-            Self::InvalidRequest(why) | Self::BadPath(why) | Self::TooLarge(why) => why,
+            Self::InvalidRequest(why) | Self::BadPath(why) | Self::TooLarge(why) | Self::CorsNotAllowed(why) => why,
             Self::InvalidToken(failure) => failure.description(),
             Self::InsufficientScope { failure, .. } => failure.description(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
@@ -168,7 +171,7 @@ impl Refusal {
     pub fn grpc_status(&self) -> u8 {
         match self {
             Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16, // UNAUTHENTICATED
-            Self::InsufficientScope { .. } => 7,                                        // PERMISSION_DENIED
+            Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => 7,              // PERMISSION_DENIED
             Self::BadPath(_) => 3,                                                      // INVALID_ARGUMENT
             Self::KeysUnavailable | Self::BadGateway(_) => 14,                          // UNAVAILABLE
             Self::GatewayTimeout(_) => 4,                                               // DEADLINE_EXCEEDED

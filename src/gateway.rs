@@ -17,6 +17,7 @@ use crate::auth::identity::IdentityHeaders;
 use crate::auth::locations::{self, TokenLocation};
 use crate::auth::{AuthFailure, Authenticator, Trace, Verified};
 use crate::config::{AuthMode, Config, Edge, MethodOverride, Problem};
+use crate::cors::{self, Cors};
 use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
@@ -92,6 +93,8 @@ struct Notes<'a> {
     anonymous: bool,
     /// A forward-auth check: answered in the edge's terms, never gRPC's.
     check: bool,
+    /// The route's `[routes.cors]`, which decorates the answer.
+    cors: Option<&'a Cors>,
 }
 
 impl Notes<'_> {
@@ -219,6 +222,7 @@ impl Gateway {
         let method = request.method().clone();
         let uri = request.uri().clone();
         let grpc = crate::error::is_grpc(request.headers());
+        let origin = request.headers().get(http::header::ORIGIN).cloned();
         let mut notes = Notes::default();
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -260,6 +264,9 @@ impl Gateway {
                 answer
             }
         };
+        if let (Some(origin), Some(cors)) = (&origin, notes.cors) {
+            cors.decorate(origin, response.headers_mut());
+        }
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
         response
     }
@@ -303,7 +310,19 @@ impl Gateway {
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
         // 3. The method the request will be served as, overrides included.
         let (judged, body) = self.judge_method(&mut parts, body, &path, uri.query(), deadline).await?;
-        // 4–6. Route, strip, authenticate and authorise.
+        // 4. A CORS preflight for a route with [routes.cors] is answered
+        //    here: it never reaches a handler. The route is the one for the
+        //    method the preflight asks about.
+        if cors::is_preflight(&judged, &parts.headers) {
+            let asked = cors::requested_method(&parts.headers).unwrap_or(Method::GET);
+            let route = self.routes.find(&asked, &path);
+            if let Some(policy) = route.cors() {
+                notes.route = Some(route.name());
+                notes.anonymous = true;
+                return policy.preflight(&parts.headers).map(|answer| answer.map(Either::Right));
+            }
+        }
+        // 5–6. Route, strip, authenticate and authorise.
         let (route, identity, location) =
             self.admit(&judged, &path, uri.query(), &mut parts.headers, deadline, notes, None, &mut ()).await?;
         if route.lets_preflight_through(&judged, &parts.headers) && has_body(&parts.headers, &body) {
@@ -530,6 +549,7 @@ impl Gateway {
         // 2. Match a route.
         let route = self.routes.find(method, path);
         notes.route = Some(route.name());
+        notes.cors = route.cors();
         // 3. Identity headers come only from us, on every route.
         self.identity.strip(headers);
         // 4. Authenticate and authorise as the route says.

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod cors;
 pub mod demo;
 pub mod error;
 pub mod explain;

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::auth::Verified;
 use crate::auth::claims::{ClaimPath, claim_matches, has_scope};
 use crate::config::{AuthMode, RouteConfig};
+use crate::cors::Cors;
 use crate::error::{Refusal, ScopeFailure};
 
 pub struct Route {
@@ -32,6 +33,8 @@ pub struct Route {
     public_preflight: bool,
     /// Upgrades may be opened through this route.
     websocket: bool,
+    /// `[routes.cors]`: answered by the gateway.
+    cors: Option<Cors>,
     /// The `scope` attribute of a 403 (RFC 6750 §3): what this route asks for.
     scope_hint: String,
     /// Index into the gateway's upstreams: 0 is `[upstream]`, then
@@ -60,6 +63,7 @@ impl RouteTable {
             public_preflight: false,
             upstream: None,
             websocket: true,
+            cors: None,
         };
         let mut default = Route::new(&default, upstreams);
         default.name = "(default)".into();
@@ -114,6 +118,7 @@ impl Route {
             issuers: config.issuers.clone(),
             public_preflight: config.public_preflight,
             websocket: config.websocket,
+            cors: config.cors.as_ref().map(Cors::new),
             scope_hint,
             upstream,
         }
@@ -153,6 +158,11 @@ impl Route {
     /// Which of the gateway's upstreams this route sends to (0: `[upstream]`).
     pub fn upstream(&self) -> usize {
         self.upstream
+    }
+
+    /// The route's CORS policy, when the gateway answers CORS for it.
+    pub fn cors(&self) -> Option<&Cors> {
+        self.cors.as_ref()
     }
 
     /// Whether upgrades (WebSocket) may be opened through this route.
@@ -289,6 +299,7 @@ mod tests {
             public_preflight: false,
             upstream: None,
             websocket: true,
+            cors: None,
         }
     }
 

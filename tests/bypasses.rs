@@ -51,6 +51,13 @@ scopes = [\"admin\"]
 [[routes]]
 path = \"/api\"
 cors_preflight = \"public\"
+[[routes]]
+path = \"/cors\"
+methods = [\"GET\", \"POST\"]
+cors_preflight = \"public\"
+[routes.cors]
+allow_origins = [\"https://app.example\"]
+max_age = \"10m\"
 ";
 
 struct World {
@@ -707,4 +714,45 @@ async fn folding_letters_and_double_escapes_are_refused() {
         assert_eq!(w.status("GET", path, Some(&read)).await, 400, "{path}");
     }
     assert_eq!(w.upstream.count(), 0);
+}
+
+/// Issue 14, finding 4: a route with CORS configured in jwtgate answers
+/// preflights itself (they never reach a handler, body or not), and every
+/// answer to an allowed origin, refusals included, carries the CORS
+/// headers a browser needs to read it.
+#[tokio::test]
+async fn a_route_with_cors_answers_preflights_itself() {
+    let w = World::new().await;
+    let preflight = [
+        "Origin: https://app.example",
+        "Access-Control-Request-Method: GET",
+        "Access-Control-Request-Headers: authorization",
+    ];
+    let answer = w.send("OPTIONS", "/cors/data?id=7", None, &preflight).await;
+    assert_eq!(status_of(&answer), 204, "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("access-control-allow-origin: https://app.example"), "{answer}");
+    assert!(lower.contains("access-control-allow-headers: authorization, content-type"), "{answer}");
+    assert!(lower.contains("access-control-max-age: 600"), "{answer}");
+    let evil = ["Origin: https://evil.example", "Access-Control-Request-Method: GET"];
+    let answer = w.send("OPTIONS", "/cors/data", None, &evil).await;
+    assert_eq!(status_of(&answer), 403, "{answer}");
+    assert!(answer.contains("cors_not_allowed"));
+    let delete = ["Origin: https://app.example", "Access-Control-Request-Method: DELETE"];
+    // DELETE is judged by the default route (the CORS route lists GET and
+    // POST): a token is needed, so the preflight fails as the browser should.
+    assert_eq!(status_of(&w.send("OPTIONS", "/cors/data", None, &delete).await), 401);
+    assert_eq!(w.upstream.count(), 0, "no preflight reached the backend");
+
+    // The browser can read the challenge of a refusal, and the answer.
+    let answer = w.send("GET", "/cors/data", None, &["Origin: https://app.example"]).await;
+    assert_eq!(status_of(&answer), 401);
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("access-control-allow-origin: https://app.example"), "{answer}");
+    assert!(lower.contains("access-control-expose-headers: www-authenticate"), "{answer}");
+    let answer = w.send("GET", "/cors/data", Some(&w.token("read")), &["Origin: https://app.example"]).await;
+    assert_eq!(status_of(&answer), 200);
+    assert!(answer.to_ascii_lowercase().contains("access-control-allow-origin: https://app.example"));
+    let answer = w.send("GET", "/cors/data", Some(&w.token("read")), &["Origin: https://evil.example"]).await;
+    assert!(!answer.to_ascii_lowercase().contains("access-control-allow-origin"), "{answer}");
 }

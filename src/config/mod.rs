@@ -276,6 +276,22 @@ pub struct RouteConfig {
     pub upstream: Option<String>,
     /// Upgrades (WebSocket) may be opened through this route.
     pub websocket: bool,
+    /// `[routes.cors]`: CORS answered by the gateway for this route.
+    pub cors: Option<CorsConfig>,
+}
+
+/// `[routes.cors]`: which browser origins may call the route, answered by
+/// the gateway itself (preflights never reach the backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Origins as `scheme://host[:port]`, lower case; `None` for `"*"`.
+    pub allow_origins: Option<Vec<String>>,
+    pub allow_methods: Vec<Method>,
+    /// Lower case.
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<Duration>,
+    pub allow_credentials: bool,
 }
 
 /// Identity headers added for verified tokens; every name here is also
@@ -723,6 +739,33 @@ mod tests {
         let config = parse(&format!("{MINIMAL}\n[[routes]]\npath = \"/public/\"\nauth = \"public\"\n")).unwrap();
         assert_eq!(config.routes[0].path, "/public");
         assert_eq!(config.routes[0].auth, AuthMode::Public);
+    }
+
+    #[test]
+    fn route_paths_are_canonical_and_cors_is_validated() {
+        let config = parse(&format!(
+            "{MINIMAL}\n[[routes]]\npath = \"/café/admin\"\n[[routes]]\npath = \"/v1/items%3Apurge\"\n\
+             [[routes]]\npath = \"/c\"\n[routes.cors]\nallow_origins = [\"https://App.example\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(config.routes[0].path, "/caf%C3%A9/admin");
+        assert_eq!(config.routes[1].path, "/v1/items:purge");
+        let cors = config.routes[2].cors.as_ref().unwrap();
+        assert_eq!(cors.allow_origins.as_deref(), Some(&["https://app.example".to_string()][..]));
+        assert_eq!(cors.allow_headers, ["authorization", "content-type"]);
+        let errors = problems(&format!(
+            "{MINIMAL}\n[[routes]]\npath = \"/a;b\"\n[[routes]]\npath = \"/x\"\n[routes.cors]\n\
+             allow_origins = [\"*\"]\nallow_credentials = true\n[[routes]]\npath = \"/y\"\n[routes.cors]\n\
+             allow_origins = [\"https://a.example/path\"]\n[[routes]]\npath = \"/adm%C4%B1n\"\n"
+        ));
+        for expected in [
+            "routes[0].path: ';' starts a path parameter",
+            "routes[1].cors.allow_credentials: browsers refuse credentials",
+            "routes[2].cors.allow_origins: not an origin",
+            "routes[3].path: request path has a letter",
+        ] {
+            assert!(errors.iter().any(|e| e.contains(expected)), "missing {expected:?} in {errors:#?}");
+        }
     }
 
     #[test]

@@ -126,6 +126,18 @@ pub struct RawRoute {
     pub cors_preflight: Option<String>,
     pub upstream: Option<String>,
     pub websocket: Option<bool>,
+    pub cors: Option<RawCors>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allow_origins: Option<Vec<String>>,
+    pub allow_methods: Option<Vec<String>>,
+    pub allow_headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    pub max_age: Option<String>,
+    pub allow_credentials: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,11 +12,12 @@ use reqwest::Url;
 use serde_json::Value;
 
 use super::raw::{
-    RawConfig, RawHeaders, RawIssuer, RawLimits, RawResourceMetadata, RawRoute, RawServer, RawServerTls, RawUpstream,
+    RawConfig, RawCors, RawHeaders, RawIssuer, RawLimits, RawResourceMetadata, RawRoute, RawServer, RawServerTls,
+    RawUpstream,
 };
 use super::{
-    AuthMode, CacheConfig, ClientIdentity, Config, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig, JwksLimits,
-    JwksSource, LimitsConfig, MethodOverride, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig,
+    AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig,
+    JwksLimits, JwksSource, LimitsConfig, MethodOverride, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig,
     ServerTlsConfig, TENANT, Tenants, UpstreamConfig, UpstreamProtocol,
 };
 use crate::auth::claims::ClaimPath;
@@ -690,7 +691,83 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mu
         upstream: raw.upstream.clone(),
         // A tunnel carries bytes no one judges: not opened without a token unless asked for.
         websocket: raw.websocket.unwrap_or(auth != AuthMode::Public),
+        cors: raw.cors.as_ref().map(|cors| route_cors(&format!("{key}.cors"), cors, p)),
     })
+}
+
+/// `[routes.cors]`, with the defaults a browser client of a bearer-token
+/// API needs: `Authorization` and `Content-Type` allowed in, the
+/// `WWW-Authenticate` challenge readable.
+fn route_cors(key: &str, raw: &RawCors, p: &mut Problems) -> CorsConfig {
+    let origins = raw.allow_origins.clone().unwrap_or_default();
+    if origins.is_empty() {
+        p.add(
+            &format!("{key}.allow_origins"),
+            "list the origins allowed, e.g. [\"https://app.example.com\"], or [\"*\"]",
+        );
+    }
+    let allow_origins = if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            p.add(&format!("{key}.allow_origins"), "\"*\" allows every origin: list nothing else beside it");
+        }
+        None
+    } else {
+        Some(
+            origins
+                .iter()
+                .filter_map(|origin| match origin.parse::<Uri>() {
+                    Ok(uri)
+                        if matches!(uri.scheme_str(), Some("http" | "https"))
+                            && uri.authority().is_some()
+                            && uri.path_and_query().is_none_or(|pq| pq.as_str().is_empty() || pq.as_str() == "/")
+                            && !origin.ends_with('/') =>
+                    {
+                        Some(origin.to_ascii_lowercase())
+                    }
+                    _ => {
+                        p.add(
+                            &format!("{key}.allow_origins"),
+                            format!("not an origin (scheme://host[:port], no path): {origin:?}"),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        )
+    };
+    let allow_credentials = raw.allow_credentials.unwrap_or(false);
+    if allow_credentials && allow_origins.is_none() {
+        p.add(&format!("{key}.allow_credentials"), "browsers refuse credentials with \"*\": list the origins instead");
+    }
+    let allow_methods = raw
+        .allow_methods
+        .clone()
+        .unwrap_or_else(|| vec!["GET".into(), "HEAD".into(), "POST".into()])
+        .iter()
+        .filter_map(|name| match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+            Ok(method) => Some(method),
+            Err(_) => {
+                p.add(&format!("{key}.allow_methods"), format!("not an HTTP method: {name:?}"));
+                None
+            }
+        })
+        .collect();
+    let mut names = |field: &str, value: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
+        let list = value.clone().unwrap_or_else(|| default.iter().map(|s| (*s).to_string()).collect());
+        list.into_iter()
+            .filter_map(|name| match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(header) => Some(header.as_str().to_string()),
+                Err(_) => {
+                    p.add(&format!("{key}.{field}"), format!("not a header name: {name:?}"));
+                    None
+                }
+            })
+            .collect()
+    };
+    let allow_headers = names("allow_headers", &raw.allow_headers, &["authorization", "content-type"]);
+    let expose_headers = names("expose_headers", &raw.expose_headers, &["www-authenticate"]);
+    let max_age = raw.max_age.as_deref().map(|text| p.duration(&format!("{key}.max_age"), Some(text), Duration::ZERO));
+    CorsConfig { allow_origins, allow_methods, allow_headers, expose_headers, max_age, allow_credentials }
 }
 
 /// Headers that identity headers may never be: they carry the request
