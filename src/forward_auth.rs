@@ -20,6 +20,7 @@ static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_ORIGINAL_CONTENT_LENGTH: HeaderName = HeaderName::from_static("x-original-content-length");
 
 /// The request a check is about.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,6 +45,17 @@ impl ForwardAuth {
 
     pub fn edge(&self) -> Edge {
         self.edge
+    }
+
+    /// Whether the request a check is about has a body: its framing as the
+    /// edge copied it, or for nginx (which sends `auth_request` no body)
+    /// `X-Original-Content-Length`, as the shipped config sets it.
+    pub fn declares_body(&self, headers: &HeaderMap) -> bool {
+        crate::headers::declares_body(headers)
+            || (self.edge == Edge::Nginx
+                && headers
+                    .get(&X_ORIGINAL_CONTENT_LENGTH)
+                    .is_some_and(|v| !v.as_bytes().is_empty() && v.as_bytes() != b"0"))
     }
 
     /// `None` when `path` is not a check request: not the configured path,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tracing::info;
 
@@ -21,7 +21,7 @@ use crate::cors::{self, Cors};
 use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
-use crate::method_override::{self, Field};
+use crate::method_override::Judge;
 use crate::metrics::{Metrics, Outcome};
 use crate::proxy::{REQUEST_TIMED_OUT, Upstream, UpstreamBody};
 use crate::resource_metadata::ResourceMetadata;
@@ -37,8 +37,6 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 pub type SharedGateway = Arc<arc_swap::ArcSwap<Gateway>>;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Set by the shipped nginx forward-auth config: the original request's body size.
-static X_ORIGINAL_CONTENT_LENGTH: HeaderName = HeaderName::from_static("x-original-content-length");
 /// A client's request id longer than this is replaced.
 const MAX_REQUEST_ID: usize = 128;
 
@@ -283,13 +281,11 @@ impl Gateway {
             notes.anonymous = true;
             return Ok(metadata.response().map(Either::Right));
         }
-        if let Some(original) = self
-            .forward_auth
-            .as_ref()
-            .and_then(|check| check.original(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers))
+        if let Some(check) = self.forward_auth.as_ref()
+            && let Some(original) = check.original(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers)
         {
             notes.check = true;
-            return self.answer_check(original?, parts.headers, deadline, notes).await;
+            return self.answer_check(check, original?, parts.headers, deadline, notes).await;
         }
         // 1. Read the request as the upstream will: one spelling of the
         //    method, one authority, and none of the headers that would
@@ -309,7 +305,8 @@ impl Gateway {
         let uri = parts.uri.clone();
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
         // 3. The method the request will be served as, overrides included.
-        let (judged, body) = self.judge_method(&mut parts, body, &path, uri.query(), deadline).await?;
+        let judge = Judge { routes: &self.routes, policy: self.method_override };
+        let (judged, body) = judge.inline(&parts, body, &path, uri.query(), deadline).await?;
         // 4. A CORS preflight for a route with [routes.cors] is answered
         //    here: it never reaches a handler. The route is the one for the
         //    method the preflight asks about.
@@ -353,89 +350,6 @@ impl Gateway {
         Ok(response.map(Either::Left))
     }
 
-    /// The method `parts` is judged as, and its body (read when a form had
-    /// to be looked into). Only a `POST` is overridden, as frameworks do,
-    /// and only where the routes tell methods apart can an override matter.
-    async fn judge_method(
-        &self,
-        parts: &mut http::request::Parts,
-        body: Incoming,
-        path: &str,
-        query: Option<&str>,
-        deadline: tokio::time::Instant,
-    ) -> Result<(Method, UpstreamBody), Refusal> {
-        if parts.method != Method::POST || !self.routes.depends_on_method(path) {
-            return Ok((parts.method.clone(), UpstreamBody::Streamed(body)));
-        }
-        // In strip mode the override headers are gone already.
-        let mut fields = match self.method_override {
-            MethodOverride::Strip => Vec::new(),
-            MethodOverride::Honour => method_override::in_headers(&parts.headers),
-        };
-        fields.extend(method_override::in_query(query));
-        let mut read = None;
-        let body = match method_override::form_kind(&parts.headers) {
-            None => UpstreamBody::Streamed(body),
-            Some(_) if method_override::is_encoded(&parts.headers) => {
-                return Err(Refusal::InvalidRequest(
-                    "an encoded form on a path whose routes depend on the method cannot be checked for _method",
-                ));
-            }
-            Some(kind) => {
-                let collect = http_body_util::Limited::new(body, method_override::MAX_FORM_SCAN_BYTES).collect();
-                let bytes = tokio::time::timeout_at(deadline, collect)
-                    .await
-                    .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
-                    .map_err(|_| {
-                        Refusal::TooLarge("a form body on a path whose routes depend on the method is read to check for _method, and this one is over 1 MiB")
-                    })?
-                    .to_bytes();
-                fields.extend(method_override::in_form(kind, &bytes));
-                read = Some(bytes.clone());
-                UpstreamBody::Read(Some(bytes))
-            }
-        };
-        let judged = match self.method_override {
-            MethodOverride::Strip => self.refuse_route_changing(&fields, path).map(|()| Method::POST)?,
-            MethodOverride::Honour => {
-                let bare = method_override::values_are_bare(&parts.headers, query, read.as_deref());
-                method_override::honoured(&fields, bare)?.unwrap_or(Method::POST)
-            }
-        };
-        Ok((judged, body))
-    }
-
-    /// Whether the request a forward-auth check is about has a body: its
-    /// framing as the edge copied it, or for nginx (which sends no body to
-    /// `auth_request`) `X-Original-Content-Length` from the shipped config.
-    fn check_declares_body(&self, headers: &HeaderMap) -> bool {
-        let nginx = self.forward_auth.as_ref().is_some_and(|f| f.edge() == Edge::Nginx);
-        declares_body(headers)
-            || (nginx
-                && headers
-                    .get(&X_ORIGINAL_CONTENT_LENGTH)
-                    .is_some_and(|v| !v.as_bytes().is_empty() && v.as_bytes() != b"0"))
-    }
-
-    /// With `"strip"`: an override that cannot be removed (a form field, or
-    /// any override in forward-auth mode) is refused when it is unreadable
-    /// or would be served by another route than the `POST`'s.
-    fn refuse_route_changing(&self, fields: &[Field], path: &str) -> Result<(), Refusal> {
-        let post = self.routes.find(&Method::POST, path);
-        for field in fields {
-            let changes_route = match field {
-                Field::Unreadable => true,
-                Field::Method(asked) => !std::ptr::eq(self.routes.find(asked, path), post),
-            };
-            if changes_route {
-                return Err(Refusal::InvalidRequest(
-                    "a method override (_method or X-HTTP-Method-Override) would change which route judges this request",
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Removes every place a credential could be, that the gateway reads,
     /// except where the upstream asked for credentials: a forged cookie or
     /// query token must not travel beside the verified one. A token taken
@@ -465,6 +379,7 @@ impl Gateway {
     /// edge proxy asks about; 200 with the identity headers, or the refusal.
     async fn answer_check<'a>(
         &'a self,
+        check: &ForwardAuth,
         original: Original,
         mut headers: HeaderMap,
         deadline: tokio::time::Instant,
@@ -480,30 +395,11 @@ impl Gateway {
         }
         let query = original.query.as_deref();
         let mut method = canonical_method(&original.method);
-        // The edge passes the client's headers and body to the backend
-        // unchanged: an override cannot be removed here, only refused or
-        // honoured, and a form body is not seen at all.
-        if method == Method::POST && self.routes.depends_on_method(&path) {
-            if method_override::form_kind(&headers).is_some_and(|kind| kind != method_override::Form::Unknown)
-                || (method_override::form_kind(&headers).is_some() && self.check_declares_body(&headers))
-            {
-                return Err(Refusal::InvalidRequest(
-                    "a form POST on a path whose routes depend on the method cannot be approved in forward-auth mode: its _method is not seen",
-                ));
-            }
-            let mut fields = method_override::in_headers(&headers);
-            fields.extend(method_override::in_query(query));
-            match self.method_override {
-                MethodOverride::Strip => self.refuse_route_changing(&fields, &path)?,
-                MethodOverride::Honour => {
-                    let bare = method_override::values_are_bare(&headers, query, None);
-                    if let Some(asked) = method_override::honoured(&fields, bare)? {
-                        method = asked;
-                    }
-                }
-            }
+        if method == Method::POST {
+            let judge = Judge { routes: &self.routes, policy: self.method_override };
+            method = judge.check(&headers, &path, query, check.declares_body(&headers))?;
         }
-        let preflight_body = self.check_declares_body(&headers);
+        let preflight_body = check.declares_body(&headers);
         let upgrade = headers.contains_key(http::header::UPGRADE);
         let (route, identity, _) =
             self.admit(&method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
@@ -635,14 +531,7 @@ fn check_authority(parts: &http::request::Parts) -> Result<(), Refusal> {
 /// Whether a request carries a body, by its framing or its stream.
 fn has_body(headers: &HeaderMap, body: &UpstreamBody) -> bool {
     use hyper::body::Body as _;
-    declares_body(headers) || !body.is_end_stream()
-}
-
-/// Whether the headers announce a body: a non-zero `Content-Length` or any
-/// `Transfer-Encoding` (in forward-auth mode, as the edge copied them).
-fn declares_body(headers: &HeaderMap) -> bool {
-    headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
-        || headers.contains_key(http::header::TRANSFER_ENCODING)
+    headers::declares_body(headers) || !body.is_end_stream()
 }
 
 /// The union of the issuers' `token_from`, the header first.

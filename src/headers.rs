@@ -79,6 +79,12 @@ pub fn is_judged(name: &str) -> bool {
         || METHOD_OVERRIDES.contains(&name)
 }
 
+/// Whether the headers announce a body: a non-zero `Content-Length` or any
+/// `Transfer-Encoding`.
+pub fn declares_body(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0") || headers.contains_key(TRANSFER_ENCODING)
+}
+
 /// Whether `Connection` names a header that must reach the upstream as
 /// the gateway set or checked it: the message framing, `Host`, or one of
 /// `protected` (request id, `X-Forwarded-*`, identity headers). Such a

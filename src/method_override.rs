@@ -14,11 +14,129 @@
 //! of several wins.
 
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
+use crate::config::MethodOverride;
 use crate::error::Refusal;
 use crate::form;
 use crate::headers::METHOD_OVERRIDES;
+use crate::proxy::{REQUEST_TIMED_OUT, UpstreamBody};
+use crate::routes::RouteTable;
+
+/// Judges the method a `POST` will be served as, under one configuration's
+/// routes and `server.method_override`.
+pub struct Judge<'a> {
+    pub routes: &'a RouteTable,
+    pub policy: MethodOverride,
+}
+
+impl Judge<'_> {
+    /// Inline: the method `parts` is judged as, and its body (read when a
+    /// form had to be looked into). Only a `POST` is overridden, as
+    /// frameworks do, and only where the routes tell methods apart can an
+    /// override matter. In strip mode the override headers are gone already.
+    pub async fn inline(
+        &self,
+        parts: &request::Parts,
+        body: Incoming,
+        path: &str,
+        query: Option<&str>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Method, UpstreamBody), Refusal> {
+        if parts.method != Method::POST || !self.routes.depends_on_method(path) {
+            return Ok((parts.method.clone(), UpstreamBody::Streamed(body)));
+        }
+        let mut fields = match self.policy {
+            MethodOverride::Strip => Vec::new(),
+            MethodOverride::Honour => in_headers(&parts.headers),
+        };
+        fields.extend(in_query(query));
+        let mut read = None;
+        let body = match form_kind(&parts.headers) {
+            None => UpstreamBody::Streamed(body),
+            Some(_) if is_encoded(&parts.headers) => {
+                return Err(Refusal::InvalidRequest(
+                    "an encoded form on a path whose routes depend on the method cannot be checked for _method",
+                ));
+            }
+            Some(kind) => {
+                let collect = http_body_util::Limited::new(body, MAX_FORM_SCAN_BYTES).collect();
+                let bytes = tokio::time::timeout_at(deadline, collect)
+                    .await
+                    .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
+                    .map_err(|_| {
+                        Refusal::TooLarge(
+                            "a form body on a path whose routes depend on the method is read to check for _method, and this one is over 1 MiB",
+                        )
+                    })?
+                    .to_bytes();
+                fields.extend(in_form(kind, &bytes));
+                read = Some(bytes.clone());
+                UpstreamBody::Read(Some(bytes))
+            }
+        };
+        let judged = match self.policy {
+            MethodOverride::Strip => self.refuse_route_changing(&fields, path).map(|()| Method::POST)?,
+            MethodOverride::Honour => {
+                let bare = values_are_bare(&parts.headers, query, read.as_deref());
+                honoured(&fields, bare)?.unwrap_or(Method::POST)
+            }
+        };
+        Ok((judged, body))
+    }
+
+    /// Forward-auth, for a `POST`: the edge passes the client's headers and
+    /// body to the backend unchanged, so an override cannot be removed
+    /// here, only refused or honoured, and a form body is never seen: on a
+    /// path whose route depends on the method, a form is refused.
+    /// `has_body`: whether the original request declares a body.
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        query: Option<&str>,
+        has_body: bool,
+    ) -> Result<Method, Refusal> {
+        if !self.routes.depends_on_method(path) {
+            return Ok(Method::POST);
+        }
+        let form = form_kind(headers);
+        if form.is_some_and(|kind| kind != Form::Unknown) || (form.is_some() && has_body) {
+            return Err(Refusal::InvalidRequest(
+                "a form POST on a path whose routes depend on the method cannot be approved in forward-auth mode: its _method is not seen",
+            ));
+        }
+        let mut fields = in_headers(headers);
+        fields.extend(in_query(query));
+        match self.policy {
+            MethodOverride::Strip => self.refuse_route_changing(&fields, path).map(|()| Method::POST),
+            MethodOverride::Honour => {
+                Ok(honoured(&fields, values_are_bare(headers, query, None))?.unwrap_or(Method::POST))
+            }
+        }
+    }
+
+    /// With `"strip"`: an override that cannot be removed (a form field, or
+    /// any override in forward-auth mode) is refused when it is unreadable
+    /// or would be served by another route than the `POST`'s.
+    fn refuse_route_changing(&self, fields: &[Field], path: &str) -> Result<(), Refusal> {
+        let post = self.routes.find(&Method::POST, path);
+        for field in fields {
+            let changes_route = match field {
+                Field::Unreadable => true,
+                Field::Method(asked) => !std::ptr::eq(self.routes.find(asked, path), post),
+            };
+            if changes_route {
+                return Err(Refusal::InvalidRequest(
+                    "a method override (_method or X-HTTP-Method-Override) would change which route judges this request",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A form body larger than this is not read to look for `_method`; on a
 /// path whose routes depend on the method it is refused (413) instead.
