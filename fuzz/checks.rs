@@ -64,6 +64,11 @@ pub fn path(data: &[u8]) {
     let upper = normal.to_ascii_uppercase();
     assert!(!upper.contains("%2F") && !upper.contains("%5C") && !upper.contains("%00"), "{normal:?}");
     assert!(!upper.contains("%3B"), "{normal:?}");
+    let double = upper
+        .as_bytes()
+        .windows(5)
+        .any(|w| w.starts_with(b"%25") && w[3].is_ascii_hexdigit() && w[4].is_ascii_hexdigit());
+    assert!(!double, "double encoding kept: {normal:?}");
     assert!(!normal.contains('\\') && !normal.contains("//"), "{normal:?}");
 }
 

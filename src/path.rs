@@ -78,12 +78,43 @@ pub fn is_canonical(path: &str) -> bool {
 /// Characters that appear raw in the canonical form, and that an escape
 /// is decoded to: every server reads them the same, raw or escaped.
 fn is_plain(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&b)
+    CLASS[usize::from(b)] == PLAIN
 }
+
+/// Bytes that stand for themselves in the canonical form: plain
+/// characters and the separators `/` and `;`.
+fn is_raw(b: u8) -> bool {
+    CLASS[usize::from(b)] != OTHER
+}
+
+const OTHER: u8 = 0;
+const PLAIN: u8 = 1;
+const SEPARATOR: u8 = 2;
+
+/// A table per byte: one lookup on every byte of every path.
+static CLASS: [u8; 256] = {
+    let mut table = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_alphanumeric() {
+            PLAIN
+        } else {
+            match c {
+                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'='
+                | b':' | b'@' => PLAIN,
+                b'/' | b';' => SEPARATOR,
+                _ => OTHER,
+            }
+        };
+        b += 1;
+    }
+    table
+};
 
 /// The common case: nothing to decode, encode, resolve or refuse.
 fn is_normal(path: &str) -> bool {
-    if !path.bytes().all(|b| is_plain(b) || b == b'/' || b == b';') {
+    if !path.bytes().all(is_raw) {
         return false;
     }
     let mut segments = path[1..].split('/').peekable();
@@ -110,6 +141,14 @@ fn decode(path: &str) -> Result<String, PathError> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        // A run of bytes that stand for themselves is copied whole.
+        if is_raw(b) {
+            let end = bytes[i..].iter().position(|&c| !is_raw(c)).map_or(bytes.len(), |p| i + p);
+            out.push_str(&path[i..end]);
+            fully_decoded.extend_from_slice(&bytes[i..end]);
+            i = end;
+            continue;
+        }
         let (value, escaped) = if b == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or("request path has a malformed percent-escape")?;
             let value = hex_value(hex[0])

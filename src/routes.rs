@@ -77,7 +77,13 @@ impl RouteTable {
     /// The first route whose prefix and methods match `path` (canonical);
     /// the default otherwise.
     pub fn find(&self, method: &Method, path: &str) -> &Route {
-        self.routes.iter().find(|r| r.matches(method, path, self.case_sensitive)).unwrap_or(&self.default)
+        // Without a `;` in the path, a route without escapes matches by one
+        // prefix comparison (see `Route::matches`).
+        let has_parameters = path.as_bytes().contains(&b';');
+        self.routes
+            .iter()
+            .find(|r| r.matches(method, path, self.case_sensitive, has_parameters))
+            .unwrap_or(&self.default)
     }
 
     /// Whether the route for `path` (canonical) depends on the method: only
@@ -192,12 +198,29 @@ impl Route {
     /// `/public` and `/public/x`, not `/publicity`. A segment's
     /// `;parameters` are not part of its name, so `/admin;x=1` is on the
     /// `/admin` route as servers that strip parameters would read it.
-    fn matches(&self, method: &Method, path: &str, case_sensitive: bool) -> bool {
+    fn matches(&self, method: &Method, path: &str, case_sensitive: bool, has_parameters: bool) -> bool {
         if let Some(methods) = &self.methods
             && !methods.contains(method)
             && !(*method == Method::HEAD && methods.contains(&Method::GET))
         {
             return false;
+        }
+        if self.segments.is_empty() {
+            return true;
+        }
+        // The common case: the route's path is ASCII without escapes and the
+        // request has no parameters, so a segment prefix is a byte prefix
+        // (letters folded) followed by the end or a `/`. An escape in the
+        // request cannot stand for a letter: canonical paths decode those.
+        if !has_parameters && !self.name.contains('%') {
+            let (prefix, path) = (self.name.as_bytes(), path.as_bytes());
+            let same = path.len() >= prefix.len()
+                && if case_sensitive {
+                    path[..prefix.len()] == *prefix
+                } else {
+                    path[..prefix.len()].eq_ignore_ascii_case(prefix)
+                };
+            return same && matches!(path.get(prefix.len()), None | Some(b'/'));
         }
         let mut segments = path.split('/').skip(1);
         self.segments.iter().all(|want| {
