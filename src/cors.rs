@@ -33,9 +33,11 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 /// The method a preflight asks about, which picks the route that answers.
+/// Upper-cased, as the gateway judges the actual request's method (browsers
+/// send `patch` as written).
 pub fn requested_method(headers: &HeaderMap) -> Option<Method> {
     let value = headers.get(ACCESS_CONTROL_REQUEST_METHOD)?;
-    Method::from_bytes(value.as_bytes().trim_ascii()).ok()
+    Method::from_bytes(&value.as_bytes().trim_ascii().to_ascii_uppercase()).ok()
 }
 
 impl Cors {
@@ -89,6 +91,9 @@ impl Cors {
         *response.status_mut() = StatusCode::NO_CONTENT;
         let out = response.headers_mut();
         self.allow(origin, out);
+        if self.config.allow_origins.is_some() {
+            out.append(VARY, HeaderValue::from_static("origin"));
+        }
         out.insert(ACCESS_CONTROL_ALLOW_METHODS, self.allow_methods.clone());
         out.insert(ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
         if let Some(age) = &self.max_age {
@@ -97,12 +102,22 @@ impl Cors {
         Ok(response)
     }
 
-    /// Adds the CORS headers of an actual (not preflight) answer for
-    /// `origin`, when it is allowed.
-    pub fn decorate(&self, origin: &HeaderValue, headers: &mut HeaderMap) {
-        if !self.allows_origin(origin) {
-            return;
+    /// Makes an actual (not preflight) answer's CORS headers the route's
+    /// own: whatever `Access-Control-*` the backend set is removed (a
+    /// backend that reflects any origin would defeat `allow_origins`), then
+    /// the route's are added when `origin` (the request's) is allowed.
+    pub fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        let backend_cors: Vec<http::HeaderName> =
+            headers.keys().filter(|name| name.as_str().starts_with("access-control-")).cloned().collect();
+        for name in backend_cors {
+            headers.remove(name);
         }
+        if self.config.allow_origins.is_some() {
+            // The answer depends on the origin, allowed or not: shared
+            // caches must keep them apart.
+            headers.append(VARY, HeaderValue::from_static("origin"));
+        }
+        let Some(origin) = origin.filter(|origin| self.allows_origin(origin)) else { return };
         self.allow(origin, headers);
         if let Some(expose) = &self.expose_headers {
             headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
@@ -116,7 +131,6 @@ impl Cors {
             }
             _ => {
                 headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-                headers.append(VARY, HeaderValue::from_static("origin"));
             }
         }
         if self.config.allow_credentials {
@@ -160,11 +174,16 @@ mod tests {
         assert!(cors.preflight(&preflight("https://app.example", "DELETE", "")).is_err());
         assert!(cors.preflight(&preflight("https://app.example", "GET", "x-other")).is_err());
         let mut headers = HeaderMap::new();
-        cors.decorate(&HeaderValue::from_static("https://app.example"), &mut headers);
+        headers.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        cors.decorate(Some(&HeaderValue::from_static("https://app.example")), &mut headers);
         assert_eq!(headers[ACCESS_CONTROL_EXPOSE_HEADERS], "www-authenticate");
+        assert!(!headers.contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS), "the backend's own is gone");
         let mut headers = HeaderMap::new();
-        cors.decorate(&HeaderValue::from_static("https://evil.example"), &mut headers);
-        assert!(headers.is_empty());
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("https://evil.example"));
+        cors.decorate(Some(&HeaderValue::from_static("https://evil.example")), &mut headers);
+        assert_eq!(headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["vary"]);
+        let lower = preflight("https://app.example", "post", "");
+        assert_eq!(cors.preflight(&lower).unwrap().status(), 204, "browsers send methods as written");
         let any = cors_any();
         let answer = any.preflight(&preflight("https://x.example", "GET", "")).unwrap();
         assert_eq!(answer.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");

@@ -47,15 +47,29 @@ impl ForwardAuth {
         self.edge
     }
 
-    /// Whether the request a check is about has a body: its framing as the
-    /// edge copied it, or for nginx (which sends `auth_request` no body)
-    /// `X-Original-Content-Length`, as the shipped config sets it.
+    /// Whether the request a check is about declares a body: its framing
+    /// as the edge copied it, or for nginx (which sends `auth_request` no
+    /// body) `X-Original-Content-Length`, as the shipped config sets it.
     pub fn declares_body(&self, headers: &HeaderMap) -> bool {
         crate::headers::declares_body(headers)
             || (self.edge == Edge::Nginx
                 && headers
                     .get(&X_ORIGINAL_CONTENT_LENGTH)
                     .is_some_and(|v| !v.as_bytes().is_empty() && v.as_bytes() != b"0"))
+    }
+
+    /// Whether the request may have a body: unless the edge says its length
+    /// is 0. A chunked body leaves no trace in the check (nginx reads no
+    /// body before `auth_request`, Go drops `Transfer-Encoding`), so no
+    /// length is no proof of no body.
+    pub fn may_have_body(&self, headers: &HeaderMap) -> bool {
+        let zero = |name: &HeaderName| headers.get(name).is_some_and(|v| v.as_bytes() == b"0");
+        let says_empty = if self.edge == Edge::Nginx {
+            zero(&X_ORIGINAL_CONTENT_LENGTH)
+        } else {
+            zero(&http::header::CONTENT_LENGTH)
+        };
+        !says_empty
     }
 
     /// `None` when `path` is not a check request: not the configured path,

@@ -262,8 +262,8 @@ impl Gateway {
                 answer
             }
         };
-        if let (Some(origin), Some(cors)) = (&origin, notes.cors) {
-            cors.decorate(origin, response.headers_mut());
+        if let Some(cors) = notes.cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
         }
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
         response
@@ -312,7 +312,8 @@ impl Gateway {
         //    method the preflight asks about.
         if cors::is_preflight(&judged, &parts.headers) {
             let asked = cors::requested_method(&parts.headers).unwrap_or(Method::GET);
-            let route = self.routes.find(&asked, &path);
+            let for_asked = self.routes.find(&asked, &path);
+            let route = if for_asked.cors().is_some() { for_asked } else { self.routes.find(&Method::OPTIONS, &path) };
             if let Some(policy) = route.cors() {
                 notes.route = Some(route.name());
                 notes.anonymous = true;
@@ -397,7 +398,7 @@ impl Gateway {
         let mut method = canonical_method(&original.method);
         if method == Method::POST {
             let judge = Judge { routes: &self.routes, policy: self.method_override };
-            method = judge.check(&headers, &path, query, check.declares_body(&headers))?;
+            method = judge.check(&headers, &path, query, check.may_have_body(&headers))?;
         }
         let preflight_body = check.declares_body(&headers);
         let upgrade = headers.contains_key(http::header::UPGRADE);

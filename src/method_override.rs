@@ -91,7 +91,7 @@ impl Judge<'_> {
     /// body to the backend unchanged, so an override cannot be removed
     /// here, only refused or honoured, and a form body is never seen: on a
     /// path whose route depends on the method, a form is refused.
-    /// `has_body`: whether the original request declares a body.
+    /// `has_body`: whether the original request may have a body.
     pub fn check(
         &self,
         headers: &HeaderMap,

@@ -46,6 +46,9 @@ pub struct RouteTable {
     routes: Vec<Route>,
     default: Route,
     case_sensitive: bool,
+    /// Every method some route names, and the common ones: what a method
+    /// override could ask for that would change the route.
+    probe_methods: Vec<Method>,
 }
 
 impl RouteTable {
@@ -67,10 +70,19 @@ impl RouteTable {
         };
         let mut default = Route::new(&default, upstreams);
         default.name = "(default)".into();
+        let mut probe_methods =
+            vec![Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
+        probe_methods.extend(Method::from_bytes(b"UNKNOWN-OVERRIDE"));
+        for method in configs.iter().flat_map(|c| c.methods.iter().flatten()) {
+            if !probe_methods.contains(method) {
+                probe_methods.push(method.clone());
+            }
+        }
         RouteTable {
             routes: configs.iter().map(|config| Route::new(config, upstreams)).collect(),
             default,
             case_sensitive,
+            probe_methods,
         }
     }
 
@@ -93,9 +105,7 @@ impl RouteTable {
             return false;
         }
         let post = self.find(&Method::POST, path);
-        let others = [Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
-        let unknown = Method::from_bytes(b"UNKNOWN-OVERRIDE").ok();
-        others.iter().chain(&unknown).any(|method| !std::ptr::eq(self.find(method, path), post))
+        self.probe_methods.iter().any(|method| !std::ptr::eq(self.find(method, path), post))
     }
 
     /// Every configured route, in order (not the default).

@@ -49,6 +49,10 @@ path = \"/items\"
 methods = [\"DELETE\"]
 scopes = [\"admin\"]
 [[routes]]
+path = \"/files\"
+methods = [\"LINK\"]
+scopes = [\"admin\"]
+[[routes]]
 path = \"/api\"
 cors_preflight = \"public\"
 [[routes]]
@@ -633,6 +637,9 @@ async fn method_overrides_that_hide_from_a_strict_reader_are_refused() {
         let answer = post(&w, "/items/7", head, body).await;
         assert_eq!(status_of(&answer), 400, "{head:?} {:?}: {answer}", String::from_utf8_lossy(body));
     }
+    // Any method a route names counts (Rack honours LINK).
+    let answer = post(&w, "/files/1", urlencoded, b"_method=LINK").await;
+    assert_eq!(status_of(&answer), 400, "{answer}");
     assert_eq!(w.upstream.count(), 0);
     // Where the routes do not depend on the method, nothing is read or refused.
     let answer = post(&w, "/x", urlencoded, b"_method=DELETE").await;

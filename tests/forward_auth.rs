@@ -194,8 +194,13 @@ async fn forward_auth_judges_method_case_head_and_overrides() {
     assert_eq!(w.check("/auth", Some(&user), &header).await.0, 403);
     let query = [("x-original-uri", "/items/7?_method=DELETE"), ("x-original-method", "POST")];
     assert_eq!(w.check("/auth", Some(&user), &query).await.0, 403);
-    let plain = [("x-original-uri", "/items/7"), ("x-original-method", "POST")];
+    // A POST without a body (nginx says its length is 0) and no override.
+    let plain = [("x-original-uri", "/items/7"), ("x-original-method", "POST"), ("x-original-content-length", "0")];
     assert_eq!(w.check("/auth", Some(&user), &plain).await.0, 200);
+    // Red-team, second pass: a chunked body leaves no length in the check,
+    // and Rack parses a POST without a content type as a form.
+    let chunked = [("x-original-uri", "/items/7"), ("x-original-method", "POST")];
+    assert_eq!(w.check("/auth", Some(&user), &chunked).await.0, 403);
 }
 
 #[tokio::test]
