@@ -17,12 +17,11 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::json;
 use support::keys::{SigningKey, claims};
-use support::{TestGateway, TestIdp, raw, status_of, toml};
+use support::{Process, TestGateway, TestIdp, raw, status_of, toml};
 
 const ROUTES: &str = "\
 [headers]
@@ -43,97 +42,45 @@ path = \"/\"
 auth = \"public\"
 ";
 
-/// A backend process, stopped on drop.
-struct Backend {
-    name: &'static str,
-    addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn backends_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/backends")
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// Runs `program args…` (with `{port}` replaced) and waits for its port.
-async fn start(name: &'static str, program: &str, args: &[&str]) -> Backend {
-    let addr = free_port();
+/// Runs `program args…` in `tests/backends` (with `{port}` and `{dir}`
+/// replaced) and waits for its port.
+async fn start(name: &'static str, program: &str, args: &[&str]) -> Process {
+    let addr = support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let args: Vec<String> = args
         .iter()
         .map(|a| a.replace("{port}", &addr.port().to_string()).replace("{dir}", &dir.path().display().to_string()))
         .collect();
-    let child = Command::new(program)
-        .args(&args)
-        .current_dir(backends_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{name}: cannot run {program}: {e}; .ci/run installs it"));
-    let backend = Backend { name, addr, child, _dir: dir };
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return backend;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{name} did not start listening on {addr}");
+    let mut command = Command::new(program);
+    command.args(&args).current_dir(backends_dir());
+    Process::start(name, command, addr, dir).await
 }
 
-async fn nginx_backend() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_port();
+/// nginx as the backend: `location` blocks for each resource, with its
+/// default `merge_slashes` and decoded `$uri`.
+async fn nginx_backend() -> Process {
+    let addr = support::free_port();
     let answer = |resource: &str| {
         format!("return 200 \"served:{resource} method:$request_method subject:$http_x_auth_subject\\n\";")
     };
-    let d = dir.path().display();
     let conf = format!(
-        "pid {d}/nginx.pid;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
-         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
-         scgi_temp_path {d}/scgi;\n  default_type text/plain;\n  server {{\n    listen {addr};\n    \
-         location = /admin {{ {admin} }}\n    location ^~ /admin/ {{ {admin} }}\n    \
+        "pid {{dir}}/nginx.pid;\nevents {{}}\nhttp {{\n  {scratch}\n  default_type text/plain;\n  server {{\n    \
+         listen {addr};\n    location = /admin {{ {admin} }}\n    location ^~ /admin/ {{ {admin} }}\n    \
          location = /reports {{ {reports} }}\n    location ^~ /reports/ {{ {reports} }}\n    \
          location / {{ {public} }}\n  }}\n}}\n",
+        scratch = support::NGINX_SCRATCH,
         admin = answer("admin"),
         reports = answer("reports"),
         public = answer("public"),
     );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new("/usr/sbin/nginx")
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off; master_process off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is not installed; .ci/run installs it");
-    let backend = Backend { name: "nginx", addr, child, _dir: dir };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return backend;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nginx did not start");
+    support::nginx(&conf, addr).await
 }
 
-async fn all_backends() -> Vec<Backend> {
+async fn all_backends() -> Vec<Process> {
     vec![
         start("wsgiref", "python3", &["wsgiref_app.py", "{port}"]).await,
         start("werkzeug", "python3", &["werkzeug_app.py", "{port}"]).await,
@@ -266,7 +213,7 @@ fn corpus() -> Vec<String> {
 }
 
 /// One backend's run of the corpus; returns the line for the report.
-async fn differential(backend: &Backend, gateway: &TestGateway, corpus: &[String], read: &str) -> String {
+async fn differential(backend: &Process, gateway: &TestGateway, corpus: &[String], read: &str) -> String {
     let (mut protected_directly, mut refused, mut checked) = (0, 0, 0);
     let started = std::time::Instant::now();
     for target in corpus {

@@ -7,8 +7,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::json;
 use support::keys::{SigningKey, claims};
@@ -226,66 +225,16 @@ async fn checks_normalise_the_original_path_and_never_echo_client_identity_heade
 
 /// Debian's nginx, started from `deploy/forward-auth/nginx.conf` with its
 /// addresses replaced; stopped on drop.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-async fn start_nginx(gateway: SocketAddr, app: SocketAddr) -> Nginx {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists());
-    let nginx = nginx.expect("nginx is not installed (apt-get install nginx); .ci/run installs it");
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_port();
+async fn start_nginx(gateway: SocketAddr, app: SocketAddr) -> support::Process {
+    let addr = support::free_port();
     let template =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/nginx.conf")).unwrap();
-    let d = dir.path().display();
     let conf = template
         .replace("127.0.0.1:8080", &gateway.to_string())
         .replace("127.0.0.1:9000", &app.to_string())
         .replace("listen 80;", &format!("listen {addr};"))
-        .replace(
-            "http {",
-            &format!(
-                "pid {d}/nginx.pid;\nhttp {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
-                 fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    \
-                 access_log off;\n"
-            ),
-        );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off; master_process off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let nginx = Nginx { child, addr, _dir: dir };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return nginx;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
-    panic!("nginx did not start: {log}");
+        .replace("http {", &format!("pid {{dir}}/nginx.pid;\nhttp {{\n    {}\n", support::NGINX_SCRATCH));
+    support::nginx(&conf, addr).await
 }
 
 #[tokio::test]
@@ -381,22 +330,9 @@ async fn a_query_token_in_the_original_uri_counts_where_the_issuer_allows_it() {
 
 /// Debian's caddy, started from `deploy/forward-auth/Caddyfile` with its
 /// addresses replaced; stopped on drop.
-struct Caddy {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> Caddy {
+async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> support::Process {
     let dir = tempfile::tempdir().unwrap();
-    let addr = free_port();
+    let addr = support::free_port();
     let template =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/Caddyfile")).unwrap();
     let conf = template
@@ -405,24 +341,12 @@ async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> Caddy {
         .replace(":80 {", &format!("{{\n\tadmin off\n\tauto_https off\n}}\nhttp://{addr} {{"));
     let conf_path = dir.path().join("Caddyfile");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new("caddy")
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&conf_path)
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("caddy is not installed (apt-get install caddy); .ci/run installs it");
-    let caddy = Caddy { child, addr, _dir: dir };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return caddy;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut command = Command::new("caddy");
+    command.args(["run", "--adapter", "caddyfile", "--config"]).arg(&conf_path);
+    for variable in ["HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
+        command.env(variable, dir.path());
     }
-    panic!("caddy did not start");
+    support::Process::start("caddy", command, addr, dir).await
 }
 
 /// The shipped Caddyfile for real (issue 13, finding 3; issue 14, finding 1):

@@ -489,3 +489,68 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 pub fn status_of(answer: &str) -> u16 {
     answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
+
+/// A free loopback port (bound and released: the process started next takes it).
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A real server process a test started (nginx, Caddy, a backend): killed
+/// on drop, with the scratch directory it was given.
+pub struct Process {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Process {
+    /// Spawns `command` (output discarded) and waits up to 10 s until
+    /// `addr` accepts connections. `dir` lives as long as the process.
+    pub async fn start(
+        name: &str,
+        mut command: std::process::Command,
+        addr: SocketAddr,
+        dir: tempfile::TempDir,
+    ) -> Process {
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start it ({e}); .ci/run installs it"));
+        let process = Process { name: name.to_string(), addr, dir, child };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(process.dir.path().join("error.log")).unwrap_or_default();
+        panic!("{name} did not start listening on {addr}: {log}");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's nginx with `conf` (`{dir}` replaced by its scratch directory,
+/// where its pid, temp files and error.log go), listening on `addr`.
+pub async fn nginx(conf: &str, addr: SocketAddr) -> Process {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = conf.replace("{dir}", &dir.path().display().to_string());
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut command = std::process::Command::new("/usr/sbin/nginx");
+    command.arg("-p").arg(dir.path()).arg("-e").arg(dir.path().join("error.log")).arg("-c").arg(&path);
+    command.args(["-g", "daemon off; master_process off;"]);
+    Process::start("nginx", command, addr, dir).await
+}
+
+/// What every nginx config of the tests needs in its `http` block to run
+/// unprivileged from a scratch directory.
+pub const NGINX_SCRATCH: &str = "client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; \
+     fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi; access_log off;";
