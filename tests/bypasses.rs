@@ -62,6 +62,15 @@ cors_preflight = \"public\"
 [routes.cors]
 allow_origins = [\"https://app.example\"]
 max_age = \"10m\"
+[[routes]]
+path = \"/cors2/items\"
+methods = [\"DELETE\"]
+scopes = [\"admin\"]
+[[routes]]
+path = \"/cors2\"
+[routes.cors]
+allow_origins = [\"https://app.example\"]
+allow_methods = [\"GET\", \"DELETE\"]
 ";
 
 struct World {
@@ -749,6 +758,10 @@ async fn a_route_with_cors_answers_preflights_itself() {
     // DELETE is judged by the default route (the CORS route lists GET and
     // POST): a token is needed, so the preflight fails as the browser should.
     assert_eq!(status_of(&w.send("OPTIONS", "/cors/data", None, &delete).await), 401);
+    // The route for DELETE has no CORS of its own: the preflight is still
+    // answered here, by the policy of the route that serves OPTIONS.
+    let nested = ["Origin: https://app.example", "Access-Control-Request-Method: delete"];
+    assert_eq!(status_of(&w.send("OPTIONS", "/cors2/items?x=1", None, &nested).await), 204);
     assert_eq!(w.upstream.count(), 0, "no preflight reached the backend");
 
     // The browser can read the challenge of a refusal, and the answer.
