@@ -323,14 +323,9 @@ impl Gateway {
         // 5–6. Route, strip, authenticate and authorise.
         let (route, identity, location) =
             self.admit(&judged, &path, uri.query(), &mut parts.headers, deadline, notes, None, &mut ()).await?;
-        if route.lets_preflight_through(&judged, &parts.headers) && has_body(&parts.headers, &body) {
-            return Err(Refusal::InvalidRequest("a CORS preflight let through without a token cannot carry a body"));
-        }
         // 7. Prepare the upstream request and stream it through.
         let websocket = upgrade::take(&mut parts);
-        if websocket.is_some() && !route.allows_websocket() {
-            return Err(Refusal::InvalidRequest("this route does not allow upgrades (routes[].websocket)"));
-        }
+        route.refuse_unjudged(&judged, &parts.headers, has_body(&parts.headers, &body), websocket.is_some())?;
         let upstream = &self.upstreams[route.upstream()];
         self.strip_credentials(&mut parts, location.as_ref(), upstream.forwards_credentials())?;
         let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
@@ -404,12 +399,7 @@ impl Gateway {
         let upgrade = headers.contains_key(http::header::UPGRADE);
         let (route, identity, _) =
             self.admit(&method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
-        if route.lets_preflight_through(&method, &headers) && preflight_body {
-            return Err(Refusal::InvalidRequest("a CORS preflight let through without a token cannot carry a body"));
-        }
-        if upgrade && !route.allows_websocket() {
-            return Err(Refusal::InvalidRequest("this route does not allow upgrades (routes[].websocket)"));
-        }
+        route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;
         let mut response = Response::new(Either::Right(Full::default()));
         let answer = response.headers_mut();
         // Every configured name is answered, empty when there is no value:

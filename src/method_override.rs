@@ -255,7 +255,7 @@ fn names_method(param: &[u8]) -> bool {
     let value = param[eq + 1..].trim_ascii();
     let unquoted: Vec<u8> = value.iter().copied().filter(|&b| b != b'"' && b != b'\'' && b != b'\\').collect();
     match key.as_slice() {
-        b"name" => form::folded_name(&unquoted) == b"_method" || form::key_is(&unquoted, "_method"),
+        b"name" => form::key_is(&unquoted, "_method"),
         // RFC 2231: charset'language'percent-encoded.
         b"name*" => {
             let encoded = value.rsplit(|&b| b == b'\'').next().unwrap_or(value);

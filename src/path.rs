@@ -212,22 +212,20 @@ fn has_double_encoding(path: &str) -> bool {
 /// ASCII letters (`/adm%C4%B1n` is `/admin` to them), so no one
 /// case-insensitive comparison agrees with every server.
 fn has_asymmetric_case(text: &str) -> bool {
-    let single = |mut chars: std::char::ToUppercase| match (chars.next(), chars.next()) {
-        (Some(c), None) => Some(c),
-        _ => None,
-    };
-    let single_lower = |mut chars: std::char::ToLowercase| match (chars.next(), chars.next()) {
-        (Some(c), None) => Some(c),
-        _ => None,
-    };
+    // The one-character (simple) case mapping, as Java's `Character` has it.
+    fn single(mut chars: impl Iterator<Item = char>) -> Option<char> {
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    }
     text.chars().filter(|c| !c.is_ascii()).any(|c| {
         if c == '\u{130}' {
             return true;
         }
         let upper = single(c.to_uppercase()).unwrap_or(c);
-        let lower = single_lower(c.to_lowercase()).unwrap_or(c);
-        single_lower(upper.to_lowercase()).unwrap_or(upper) != lower
-            || single(lower.to_uppercase()).unwrap_or(lower) != upper
+        let lower = single(c.to_lowercase()).unwrap_or(c);
+        single(upper.to_lowercase()).unwrap_or(upper) != lower || single(lower.to_uppercase()).unwrap_or(lower) != upper
     })
 }
 

@@ -181,11 +181,6 @@ impl Route {
         self.cors.as_ref()
     }
 
-    /// Whether upgrades (WebSocket) may be opened through this route.
-    pub fn allows_websocket(&self) -> bool {
-        self.websocket
-    }
-
     /// Whether this route is at least as demanding as `other`: every
     /// request it lets through, `other` would let through too.
     pub fn at_least_as_strict_as(&self, other: &Route) -> bool {
@@ -250,10 +245,24 @@ impl Route {
         if self.public_preflight && preflight { AuthMode::Public } else { self.auth }
     }
 
-    /// Whether this request passes without a token only because it is a
-    /// CORS preflight the route lets through.
-    pub fn lets_preflight_through(&self, method: &Method, headers: &HeaderMap) -> bool {
-        self.auth != AuthMode::Public && self.auth_for(method, headers) == AuthMode::Public
+    /// What the route refuses besides the token checks, inline and in
+    /// forward-auth mode alike: a body on a preflight let through without a
+    /// token, and an upgrade where the route allows none.
+    pub fn refuse_unjudged(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        has_body: bool,
+        upgrade: bool,
+    ) -> Result<(), Refusal> {
+        let tokenless_preflight = self.auth != AuthMode::Public && self.auth_for(method, headers) == AuthMode::Public;
+        if tokenless_preflight && has_body {
+            return Err(Refusal::InvalidRequest("a CORS preflight let through without a token cannot carry a body"));
+        }
+        if upgrade && !self.websocket {
+            return Err(Refusal::InvalidRequest("this route does not allow upgrades (routes[].websocket)"));
+        }
+        Ok(())
     }
 
     /// The route's demands on a verified token: its issuer, scopes and claims.

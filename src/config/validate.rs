@@ -611,18 +611,7 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mu
             }
         },
     };
-    let methods = raw.methods.as_ref().map(|names| {
-        names
-            .iter()
-            .filter_map(|name| match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    p.add(&format!("{key}.methods"), format!("not an HTTP method: {name:?}"));
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-    });
+    let methods = raw.methods.as_ref().map(|names| methods(&format!("{key}.methods"), names, p));
     let auth = match raw.auth.as_deref() {
         None | Some("required") => AuthMode::Required,
         Some("optional") => AuthMode::Optional,
@@ -695,6 +684,20 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mu
     })
 }
 
+/// Method names, any case, upper-cased as requests are judged.
+fn methods(key: &str, names: &[String], p: &mut Problems) -> Vec<Method> {
+    names
+        .iter()
+        .filter_map(|name| match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+            Ok(method) => Some(method),
+            Err(_) => {
+                p.add(key, format!("not an HTTP method: {name:?}"));
+                None
+            }
+        })
+        .collect()
+}
+
 /// `[routes.cors]`, with the defaults a browser client of a bearer-token
 /// API needs: `Authorization` and `Content-Type` allowed in, the
 /// `WWW-Authenticate` challenge readable.
@@ -739,19 +742,10 @@ fn route_cors(key: &str, raw: &RawCors, p: &mut Problems) -> CorsConfig {
     if allow_credentials && allow_origins.is_none() {
         p.add(&format!("{key}.allow_credentials"), "browsers refuse credentials with \"*\": list the origins instead");
     }
-    let allow_methods = raw
-        .allow_methods
-        .clone()
-        .unwrap_or_else(|| vec!["GET".into(), "HEAD".into(), "POST".into()])
-        .iter()
-        .filter_map(|name| match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
-            Ok(method) => Some(method),
-            Err(_) => {
-                p.add(&format!("{key}.allow_methods"), format!("not an HTTP method: {name:?}"));
-                None
-            }
-        })
-        .collect();
+    let allow_methods = match &raw.allow_methods {
+        Some(names) => methods(&format!("{key}.allow_methods"), names, p),
+        None => vec![Method::GET, Method::HEAD, Method::POST],
+    };
     let mut names = |field: &str, value: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
         let list = value.clone().unwrap_or_else(|| default.iter().map(|s| (*s).to_string()).collect());
         list.into_iter()

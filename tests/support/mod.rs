@@ -554,3 +554,17 @@ pub async fn nginx(conf: &str, addr: SocketAddr) -> Process {
 /// unprivileged from a scratch directory.
 pub const NGINX_SCRATCH: &str = "client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; \
      fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi; access_log off;";
+
+/// GETs `url` with `token` every 100 ms, for up to 5 s, until the answer is
+/// not a 200 (a background key refresh has taken effect); the last answer.
+pub async fn get_until_refused(url: &str, token: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut answer = get(url, Some(token)).await;
+    for _ in 0..50 {
+        if answer.0 != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = get(url, Some(token)).await;
+    }
+    answer
+}
