@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::config::{AuthMode, Config, JwksSource, Problem, UpstreamProtocol};
+use crate::keys::fetch::FetchError;
+use crate::keys::set::KeySet;
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::routes::RouteTable;
 use crate::tls::{self, ServerTls};
@@ -132,10 +134,15 @@ pub fn warnings(config: &Config) -> Vec<String> {
     out
 }
 
-/// Reads every file the configuration names for TLS, as `run` would; each
-/// unusable one is a problem under its key.
+/// Reads every file the configuration names (TLS, key sets), as `run`
+/// would; each unusable one is a problem under its key.
 pub fn files(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
+    for (i, issuer) in config.issuers.iter().enumerate() {
+        if let JwksSource::File(path) = &issuer.jwks {
+            problems.extend(jwks_file(&format!("issuers[{i}].jwks_file"), path, issuer));
+        }
+    }
     if let Some(server_tls) = &config.server.tls {
         problems.extend(ServerTls::load(server_tls).err());
     }
@@ -145,33 +152,94 @@ pub fn files(config: &Config) -> Vec<Problem> {
     problems
 }
 
-/// Fetches every issuer's keys once. Returns the listing and whether all
-/// issuers answered.
-pub async fn online(config: &Config) -> (String, bool) {
+/// A key file that cannot be read, is not a JWKS, or has no key the
+/// issuer's algorithms can use would refuse every token.
+fn jwks_file(key: &str, path: &std::path::Path, issuer: &crate::config::IssuerConfig) -> Option<Problem> {
+    let shown = path.display();
+    let body = match std::fs::read(path) {
+        Ok(body) => body,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Some(Problem::new(
+                key,
+                format!(
+                    "{shown} does not exist — write the path of a JWKS file (relative to the config file's folder)"
+                ),
+            ));
+        }
+        Err(error) => return Some(Problem::new(key, format!("cannot read {shown}: {error}"))),
+    };
+    match KeySet::from_jwks(&body, issuer.jwks_limits.max_keys) {
+        Err(error) => Some(Problem::new(key, format!("{shown} is {error}"))),
+        Ok((set, _)) => unusable_keys(&set, issuer, &key.replace("jwks_file", "algorithms"))
+            .map(|message| Problem::new(key, format!("{shown}: {message}"))),
+    }
+}
+
+/// When no key of `set` can verify any of the issuer's algorithms: what
+/// the keys are and which algorithms would use them.
+pub fn unusable_keys(set: &KeySet, issuer: &crate::config::IssuerConfig, algorithms_key: &str) -> Option<String> {
+    if issuer.algorithms.iter().any(|alg| set.candidates(*alg).next().is_some()) {
+        return None;
+    }
+    let allowed: Vec<String> = issuer.algorithms.iter().map(|a| format!("{a:?}")).collect();
+    let kinds: Vec<String> = set.keys().iter().map(|k| format!("{:?}", k.kind)).collect();
+    Some(if kinds.is_empty() {
+        "holds no usable signing key — publish the issuer's public signing keys".to_string()
+    } else {
+        format!(
+            "no key can verify the allowed algorithms ({}); the keys are {} — list the algorithms they sign with in {algorithms_key}",
+            allowed.join(", "),
+            kinds.join(", ")
+        )
+    })
+}
+
+/// What `check --online` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Online {
+    /// Every issuer answered with keys the configuration can use.
+    Usable,
+    /// Some issuer could not be reached: maybe only from here, maybe only now.
+    Unreachable,
+    /// Some issuer answered, and what it said contradicts the configuration.
+    Misconfigured,
+}
+
+/// Fetches every issuer's keys once and lists them; a problem names the
+/// key to change.
+pub async fn online(config: &Config) -> (String, Online) {
     let mut out = String::new();
     let fetcher = match Fetcher::new() {
         Ok(f) => f,
-        Err(e) => return (format!("cannot build an HTTP client: {e}\n"), false),
+        Err(e) => return (format!("cannot build an HTTP client: {e}\n"), Online::Unreachable),
     };
-    let mut all_ok = true;
-    for issuer in &config.issuers {
+    let mut worst = Online::Usable;
+    for (i, issuer) in config.issuers.iter().enumerate() {
         let keys = Arc::new(IssuerKeys::new(issuer, fetcher.clone()));
-        match keys.fetch().await {
+        let (found, problem) = match keys.fetch().await {
             Ok(_) => {
                 let _ = writeln!(out, "{}: keys", issuer.issuer);
-                if let Some(snapshot) = keys.load().as_ref() {
-                    for key in snapshot.keys.keys() {
-                        let alg = key.alg.map_or_else(|| "any".to_string(), |a| format!("{a:?}"));
-                        let kid = key.kid.as_deref().unwrap_or("(no kid)");
-                        let _ = writeln!(out, "  kid {kid}  type {:?}  alg {alg}", key.kind);
-                    }
+                let snapshot = keys.load();
+                let set = snapshot.as_ref().map(|s| &s.keys);
+                for key in set.map(KeySet::keys).unwrap_or_default() {
+                    let alg = key.alg.map_or_else(|| "any".to_string(), |a| format!("{a:?}"));
+                    let kid = key.kid.as_deref().unwrap_or("(no kid)");
+                    let _ = writeln!(out, "  kid {kid}  type {:?}  alg {alg}", key.kind);
+                }
+                match set.and_then(|set| unusable_keys(set, issuer, &format!("issuers[{i}].algorithms"))) {
+                    Some(message) => (Online::Misconfigured, format!("issuers[{i}].algorithms: {message}")),
+                    None => continue,
                 }
             }
-            Err(error) => {
-                all_ok = false;
-                let _ = writeln!(out, "{}: cannot fetch keys: {error}", issuer.issuer);
+            Err(error @ FetchError::IssuerMismatch { .. }) => {
+                (Online::Misconfigured, format!("issuers[{i}].issuer: {error}"))
             }
-        }
+            Err(error) => {
+                (Online::Unreachable, format!("issuers[{i}]: cannot fetch the keys of {}: {error}", issuer.issuer))
+            }
+        };
+        worst = worst.max(found);
+        let _ = writeln!(out, "error: {problem}");
     }
-    (out, all_ok)
+    (out, worst)
 }

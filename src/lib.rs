@@ -38,6 +38,7 @@ pub mod keys;
 pub mod logging;
 pub mod method_override;
 pub mod metrics;
+pub mod outbound;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -53,12 +53,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         eprintln!("{error}");
         ExitCode::from(EXIT_INVALID_CONFIG)
     };
-    let config = Config::load(path).map_err(invalid)?;
-    let problems = check::files(&config);
-    if !problems.is_empty() {
-        return Err(invalid(ConfigError { file: path.display().to_string(), problems }));
-    }
-    Ok(config)
+    Config::load_checked(path, check::files).map_err(invalid)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -166,9 +161,13 @@ fn check(path: &Path, online: bool) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let (listing, all_ok) = runtime.block_on(check::online(&config));
+    let (listing, found) = runtime.block_on(check::online(&config));
     print!("{listing}");
-    if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    match found {
+        check::Online::Usable => ExitCode::SUCCESS,
+        check::Online::Unreachable => ExitCode::FAILURE,
+        check::Online::Misconfigured => ExitCode::from(EXIT_INVALID_CONFIG),
+    }
 }
 
 fn explain(

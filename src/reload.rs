@@ -37,7 +37,7 @@ impl Reloader {
     /// Loads the file and swaps in a new gateway. False when the file was
     /// invalid and the running configuration was kept.
     pub fn reload(&self) -> bool {
-        let config = match Config::load(&self.path) {
+        let config = match Config::load_checked(&self.path, crate::check::files) {
             Ok(config) => config,
             Err(problems) => {
                 error!(problems = %problems, "configuration reload refused; the running configuration stays");

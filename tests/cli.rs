@@ -18,25 +18,204 @@ fn write_config(text: &str) -> (tempfile::TempDir, String) {
     (dir, path.display().to_string())
 }
 
+/// Issue 15, point 3: the untouched template is not a working config.
 #[test]
-fn check_accepts_the_repository_template() {
-    let out = jwtgate(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")]);
+fn check_refuses_the_untouched_template_and_accepts_it_filled_in() {
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    let (_dir, path) = write_config(&template);
+    for command in ["check", "run"] {
+        let out = jwtgate(&[command, "-c", &path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{path}:99:1: issuers[0].issuer: \"https://YOUR_TENANT.auth0.com/\" still holds the template's placeholder YOUR_TENANT — replace it"
+            )),
+            "{stderr}"
+        );
+    }
+    let (_dir, path) = write_config(&template.replace("YOUR_TENANT", "acme"));
+    let out = jwtgate(&["check", "-c", &path]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("is valid"));
-    assert!(stdout.contains("https://YOUR_TENANT.auth0.com/"));
+    assert!(stdout.contains("https://acme.auth0.com/"));
+}
+
+/// Issue 15, point 2: a new user's file with four mistakes gets all four
+/// in one run, in file order, as `FILE:LINE:COL: key: problem — fix`.
+#[test]
+fn every_config_problem_is_reported_at_once_in_plain_words() {
+    let text = "[server]\nlisten = \"8080\"\ntimeout = \"30\"\n\n[upstream]\nurl = \"http://127.0.0.1:3000\"\ntimeout = 30\n\n[[issuers]]\nissuer = \"https://idp.example/\"\naudiences = [\"api\"]\nleeway = 30\n";
+    let (_dir, path) = write_config(text);
+    for command in ["check", "run"] {
+        let out = jwtgate(&[command, "-c", &path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        let expected = [
+            format!(
+                "{path}:2:1: server.listen: not an address (got \"8080\") — write listen = \"0.0.0.0:8080\" (all interfaces) or \"127.0.0.1:8080\" (this host only)"
+            ),
+            format!(
+                "{path}:3:1: server.timeout: unknown key — the keys allowed here are listen, admin_listen, worker_threads, max_connections, request_timeout, header_read_timeout, max_header_bytes, shutdown_grace, realm, case_sensitive_routes, method_override, websocket_idle_timeout, tls"
+            ),
+            format!(
+                "{path}:7:1: upstream.timeout: expected a duration such as \"30s\", found the number 30 — write timeout = \"30s\" (units: ms, s, m, h)"
+            ),
+            format!(
+                "{path}:12:1: issuers[0].leeway: expected a duration such as \"30s\", found the number 30 — write leeway = \"30s\" (units: ms, s, m, h)"
+            ),
+        ];
+        assert_eq!(stderr.lines().collect::<Vec<_>>(), expected, "{command}");
+        for serde_words in ["invalid type", "expected i64", "expected a sequence", "unknown field"] {
+            assert!(!stderr.contains(serde_words), "{stderr}");
+        }
+    }
+}
+
+/// Issue 15, point 3: a key file that is missing, not a JWKS, or holds no
+/// key for the allowed algorithms is an error for `check` and `run` alike.
+#[test]
+fn unusable_jwks_files_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = SigningKey::rsa("k1");
+    std::fs::write(dir.path().join("rsa.json"), serde_json::json!({"keys": [rsa.jwk()]}).to_string()).unwrap();
+    std::fs::write(dir.path().join("html.json"), "<html>login</html>").unwrap();
+    let cases = [
+        ("missing.json", "", "issuers[0].jwks_file: ", "missing.json does not exist — write the path of a JWKS file"),
+        ("html.json", "", "issuers[0].jwks_file: ", "html.json is not a JWK Set"),
+        (
+            "rsa.json",
+            "algorithms = [\"ES256\"]\n",
+            "issuers[0].jwks_file: ",
+            "no key can verify the allowed algorithms (ES256); the keys are Rsa — list the algorithms they sign with in issuers[0].algorithms",
+        ),
+    ];
+    for (file, extra, key, problem) in cases {
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\njwks_file = \"{file}\"\n{extra}"
+        );
+        let path = dir.path().join("jwtgate.toml");
+        std::fs::write(&path, text).unwrap();
+        let path = path.display().to_string();
+        for command in ["check", "run"] {
+            let out = jwtgate(&[command, "-c", &path]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {file}: {stderr}");
+            assert!(stderr.starts_with(&format!("{path}:6:1: {key}")), "{command} {file}: {stderr}");
+            assert!(stderr.contains(problem), "{command} {file}: {stderr}");
+        }
+    }
+    let path = dir.path().join("jwtgate.toml");
+    let text = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\njwks_file = \"rsa.json\"\n";
+    std::fs::write(&path, text).unwrap();
+    let out = jwtgate(&["check", "-c", &path.display().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn check_online(text: String) -> (Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let (_dir, path) = write_config(&text);
+        let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+            .args(["check", "--online", "-c", &path])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    })
+    .await
+    .unwrap()
+}
+
+/// Issue 15, point 3: what the issuer publishes contradicts the config —
+/// exit 2, naming the key to change.
+#[tokio::test]
+async fn check_online_names_the_key_when_the_issuer_contradicts_the_config() {
+    let rsa = SigningKey::rsa("rsa-key");
+    let idp = TestIdp::start(&[&rsa]).await;
+    let config = |issuer: &str, extra: &str| {
+        format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"{issuer}\"\naudiences = [\"a\"]\n{extra}"
+        )
+    };
+    let without_slash = idp.issuer.trim_end_matches('/').to_string();
+    let (code, out) = check_online(config(&without_slash, "")).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains(&format!(
+            "error: issuers[0].issuer: discovery at {without_slash}/.well-known/openid-configuration names the issuer {:?}, not the configured {without_slash:?}: tokens carry the published form — write issuer = {:?}",
+            idp.issuer, idp.issuer
+        )),
+        "{out}"
+    );
+    let (code, out) = check_online(config(&idp.issuer, "algorithms = [\"ES256\", \"EdDSA\"]\n")).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("error: issuers[0].algorithms: no key can verify the allowed algorithms (ES256, EdDSA); the keys are Rsa — list the algorithms they sign with in issuers[0].algorithms"), "{out}");
+    let (code, out) = check_online(config(&idp.issuer, "")).await;
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// Issue 15, point 4: a key fetch that fails says why in words, not
+/// `error sending request for url`.
+#[tokio::test]
+async fn key_fetch_errors_say_the_cause_in_words() {
+    let idp = TestIdp::start(&[&SigningKey::rsa("k")]).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    // Accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let untrusted = TestUpstream::start_tls(certs::TestCa::new("nobody trusts me").server().server_config(None)).await;
+    let cases = [
+        (
+            format!("http://{closed}/keys"),
+            format!("GET http://{closed}/keys: connection refused: nothing listens on 127.0.0.1 at that port"),
+        ),
+        (format!("http://{silent_addr}/keys"), format!("GET http://{silent_addr}/keys: timed out after 1s")),
+        (format!("{}/keys", untrusted.url()), format!("GET {}/keys: TLS certificate not trusted: ", untrusted.url())),
+        (
+            format!("{}nowhere", idp.issuer),
+            format!("GET {}nowhere answered HTTP 404 Not Found — is the URL right?", idp.issuer),
+        ),
+        (format!("{}.well-known/openid-configuration", idp.issuer), "not a JWK Set ({\"keys\": [ … ]})".to_string()),
+    ];
+    for (url, cause) in cases {
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[limits]\njwks_fetch_timeout = \"1s\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\njwks_url = \"{url}\"\n"
+        );
+        let (code, out) = check_online(text).await;
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(&cause), "{url}: {out}");
+        assert!(!out.contains("error sending request"), "{out}");
+    }
 }
 
 #[test]
 fn invalid_configs_exit_2_naming_file_key_and_problem() {
     let cases = [
-        ("[upstream]\nurl = \"http://127.0.0.1:9\"\nretries = 3\n", "upstream", "unknown field `retries`"),
+        (
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\nretries = 3\n",
+            "3:1: upstream.retries",
+            "unknown key — the keys allowed",
+        ),
         (
             "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\njwks_url = \"http://idp.example/keys\"\n",
-            "issuers[0].jwks_url",
+            "6:1: issuers[0].jwks_url",
             "must be https",
         ),
-        ("[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n", "upstream", "required key is missing"),
+        (
+            "[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n",
+            "1:1: upstream",
+            "required key is missing — add an [upstream] table",
+        ),
     ];
     for (text, key, problem) in cases {
         let (_dir, path) = write_config(text);
@@ -44,7 +223,7 @@ fn invalid_configs_exit_2_naming_file_key_and_problem() {
             let out = jwtgate(&[command, "-c", &path]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
-            assert!(stderr.contains(&format!("{path}: {key}")), "{command}: {stderr}");
+            assert!(stderr.contains(&format!("{path}:{key}: ")), "{command}: {stderr}");
             assert!(stderr.contains(problem), "{command}: {stderr}");
         }
     }
@@ -92,7 +271,7 @@ async fn check_online_lists_keys_or_exits_1() {
     idp.set_down(true);
     let out = run(path).await.unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot fetch keys"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error: issuers[0]: cannot fetch the keys of"));
 }
 
 /// Issue 14, finding 6f: nginx's `location /admin` also serves `/adminx`;

@@ -38,6 +38,10 @@ fn check(name: &str, config: &str, env: &HashMap<String, String>) -> i64 {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
+    // The shipped files are templates: `check` refuses their YOUR_…
+    // placeholders (tested in tests/cli.rs), so fill them in as a user would.
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.clone(), v.replace("YOUR_", "my-"))).collect();
+    let env = &env;
     let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
         .args(["check", "-c", path.to_str().unwrap()])
         .env_clear()

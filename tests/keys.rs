@@ -170,7 +170,7 @@ async fn discovery_must_speak_for_the_configured_issuer() {
     let idp = TestIdp::start(&[&SigningKey::p256("k")]).await;
     let without_slash = idp.issuer.trim_end_matches('/').to_string();
     let error = fetch_error(&without_slash).await;
-    assert!(error.contains("its issuer is"), "{error}");
+    assert!(error.contains("names the issuer"), "{error}");
 }
 
 #[tokio::test]

@@ -5,8 +5,11 @@
 
 mod interpolate;
 mod raw;
+mod source;
 mod validate;
+mod wording;
 
+pub use source::Position;
 pub use validate::is_loopback;
 
 use std::fmt;
@@ -318,16 +321,19 @@ pub enum JwksSource {
 pub struct Problem {
     pub key: String,
     pub message: String,
+    /// Where in the file; found from `key` when the file is read.
+    pub at: Option<Position>,
 }
 
 impl Problem {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { key: key.into(), message: message.into() }
+        Self { key: key.into(), message: message.into(), at: None }
     }
 }
 
 /// Why a configuration could not be loaded. Its `Display` is the message an
-/// operator sees: the file, then each key and problem on its own line.
+/// operator sees: one line per problem, `FILE:LINE:COL: key: problem — fix`,
+/// the form editors and CI annotations jump to.
 #[derive(Debug)]
 pub struct ConfigError {
     pub file: String,
@@ -340,11 +346,14 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            if problem.key.is_empty() {
-                write!(f, "{}: {}", self.file, problem.message)?;
-            } else {
-                write!(f, "{}: {}: {}", self.file, problem.key, problem.message)?;
+            match problem.at {
+                Some(at) => write!(f, "{}:{}:{}: ", self.file, at.line, at.column)?,
+                None => write!(f, "{}: ", self.file)?,
             }
+            if !problem.key.is_empty() {
+                write!(f, "{}: ", problem.key)?;
+            }
+            f.write_str(&problem.message)?;
         }
         Ok(())
     }
@@ -356,13 +365,20 @@ impl Config {
     /// Reads and validates the file at `path`. Relative `jwks_file` paths are
     /// resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_checked(path, |_| Vec::new())
+    }
+
+    /// [`Config::load`], then `more` problems found by the caller (files
+    /// that higher layers read, such as TLS certificates), placed in the
+    /// file like the rest and reported with them.
+    pub fn load_checked(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: file.clone(),
             problems: vec![Problem::new("", format!("cannot read the file: {e}"))],
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::parse(&text, &file, &base_dir, &|name| std::env::var(name).ok())
+        Self::parse_checked(&text, &file, &base_dir, &|name| std::env::var(name).ok(), more)
     }
 
     /// Parses configuration text. `file` names it in errors; `lookup`
@@ -373,33 +389,103 @@ impl Config {
         base_dir: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        Self::parse_checked(text, file, base_dir, lookup, |_| Vec::new())
+    }
+
+    /// Every problem is found in one run: all syntax errors; else every
+    /// unknown key and wrong type (each removed, then the rest read again),
+    /// every placeholder, and every semantic problem of what remains.
+    fn parse_checked(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        more: impl FnOnce(&Config) -> Vec<Problem>,
+    ) -> Result<Config, ConfigError> {
         let fail = |problems| ConfigError { file: file.to_string(), problems };
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| fail(vec![Problem::new("", syntax_message(&e, text))]))?;
+        let positions = source::KeyPositions::index(text).map_err(fail)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            fail(vec![Problem::new("", format!("invalid TOML: {}", e.message().lines().next().unwrap_or("")))])
+        })?;
         let mut problems = Vec::new();
         interpolate::interpolate_table(&mut table, "", lookup, &mut problems);
-        if !problems.is_empty() {
-            return Err(fail(problems));
+        source::placeholders(&table, "", &mut problems);
+        let (raw, structural) = read_raw(table);
+        let reported: Vec<String> = structural.iter().map(|p| p.key.clone()).collect();
+        problems.extend(structural);
+        let config = match raw.map(|raw| validate::validate(raw, base_dir)) {
+            Some(Ok(config)) => Some(config),
+            Some(Err(semantic)) => {
+                // A key already reported as unreadable was removed; do not
+                // report it again as missing.
+                let under = |key: &str, parent: &str| {
+                    key == parent || key.starts_with(&format!("{parent}.")) || key.starts_with(&format!("{parent}["))
+                };
+                problems.extend(semantic.into_iter().filter(|p| !reported.iter().any(|r| under(&p.key, r))));
+                None
+            }
+            None => None,
+        };
+        if let (Some(config), true) = (&config, problems.is_empty()) {
+            problems.extend(more(config));
         }
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { key };
-            fail(vec![Problem::new(key, e.into_inner().message().to_string())])
-        })?;
-        validate::validate(raw, base_dir).map_err(fail)
+        for problem in &mut problems {
+            problem.at = problem.at.or_else(|| Some(positions.find(&problem.key)));
+        }
+        problems.sort_by_key(|p| p.at.map(|at| (at.line, at.column)));
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(fail(problems)),
+        }
     }
 }
 
-/// toml's own message spans several lines with a source excerpt; keep the
-/// first line and add the line number.
-fn syntax_message(error: &toml::de::Error, text: &str) -> String {
-    let detail = error.message().trim().to_string();
-    match error.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: invalid TOML: {detail}")
+/// Reads the raw structs, removing each unknown key or value of the wrong
+/// type and reading again, so one run names them all. `None` when what is
+/// left still cannot be read.
+fn read_raw(table: toml::Table) -> (Option<raw::RawConfig>, Vec<Problem>) {
+    let mut root = toml::Value::Table(table);
+    let mut problems: Vec<Problem> = Vec::new();
+    // Each round removes one key, so this bounds the rounds by the file.
+    for _ in 0..1000 {
+        match serde_path_to_error::deserialize::<_, raw::RawConfig>(root.clone()) {
+            Ok(raw) => return (Some(raw), problems),
+            Err(error) => {
+                let path = error.path().clone();
+                let key = path.to_string();
+                let key = if key == "." { String::new() } else { key };
+                let message = wording::structural(&key, error.into_inner().message());
+                problems.push(Problem::new(key, message));
+                if !remove(&mut root, &path) {
+                    return (None, problems);
+                }
+            }
         }
-        None => format!("invalid TOML: {detail}"),
+    }
+    (None, problems)
+}
+
+/// Removes the key at `path` (for a list item, the whole list).
+fn remove(root: &mut toml::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let mut segments: Vec<&Segment> = path.iter().collect();
+    while matches!(segments.last(), Some(Segment::Seq { .. })) {
+        segments.pop();
+    }
+    let Some((Segment::Map { key: last }, parents)) = segments.split_last() else { return false };
+    let mut current = root;
+    for segment in parents {
+        let next = match (segment, current) {
+            (Segment::Map { key }, toml::Value::Table(table)) => table.get_mut(key.as_str()),
+            (Segment::Seq { index }, toml::Value::Array(items)) => items.get_mut(*index),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        current = next;
+    }
+    match current {
+        toml::Value::Table(table) => table.remove(last.as_str()).is_some(),
+        _ => false,
     }
 }
 
@@ -412,8 +498,16 @@ mod tests {
         Config::parse(text, "test.toml", Path::new("/etc/jwtgate"), &env)
     }
 
+    /// The problems without their positions (tested on their own below).
     fn problems(text: &str) -> Vec<String> {
-        parse(text).unwrap_err().to_string().lines().map(str::to_owned).collect()
+        let error = parse(text).unwrap_err().to_string();
+        error
+            .lines()
+            .map(|line| {
+                let rest = line.strip_prefix("test.toml:").unwrap_or(line);
+                format!("test.toml:{}", rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':'))
+            })
+            .collect()
     }
 
     const MINIMAL: &str = r#"
@@ -425,10 +519,34 @@ mod tests {
     "#;
 
     #[test]
-    fn the_repository_template_is_valid() {
+    fn the_repository_template_is_valid_once_its_placeholders_are_filled() {
         let text = include_str!("../../config.toml");
-        let config = parse(text).unwrap();
-        assert_eq!(config.issuers[0].issuer, "https://YOUR_TENANT.auth0.com/");
+        let errors = problems(text);
+        assert!(!errors.is_empty() && errors.iter().all(|e| e.contains("placeholder YOUR_")), "{errors:#?}");
+        let config = parse(&text.replace("YOUR_", "my_")).unwrap();
+        assert_eq!(config.issuers[0].issuer, "https://my_TENANT.auth0.com/");
+    }
+
+    /// The file a new user wrote (issue 15): an unknown key, a number for a
+    /// duration, a port for an address, a missing table: all in one run,
+    /// in file order, each `FILE:LINE:COL: key: problem — fix`.
+    #[test]
+    fn every_problem_at_once_with_its_position_and_fix() {
+        let text = "[server]\nlisten = \"8080\"\nmax_connections = \"30\"\n\n[[issuers]]\nissuer = \"https://i.example/\"\naudiences = \"api\"\nleeway = 30\ntimout = \"5s\"\n";
+        let error = parse(text).unwrap_err().to_string();
+        let lines: Vec<&str> = error.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "test.toml:1:1: upstream: required key is missing — add an [upstream] table with url = \"http://127.0.0.1:3000\" (your backend)",
+                "test.toml:2:1: server.listen: not an address (got \"8080\") — write listen = \"0.0.0.0:8080\" (all interfaces) or \"127.0.0.1:8080\" (this host only)",
+                "test.toml:3:1: server.max_connections: expected a whole number such as 100, found the string \"30\" — write max_connections = 30 without quotes",
+                "test.toml:7:1: issuers[0].audiences: expected a list such as [\"a\", \"b\"], found the string \"api\" — write audiences = [\"api\"]",
+                "test.toml:8:1: issuers[0].leeway: expected a duration such as \"30s\", found the number 30 — write leeway = \"30s\" (units: ms, s, m, h)",
+                "test.toml:9:1: issuers[0].timout: unknown key — the keys allowed here are issuer, audiences, jwks_url, jwks_file, algorithms, leeway, refresh_interval, min_refresh_interval, scope_claims, require_typ, max_lifetime, required_claims, token_from, tenants",
+            ],
+            "{error}"
+        );
     }
 
     #[test]
@@ -476,7 +594,7 @@ mod tests {
         assert_eq!(
             problems(&half),
             [
-                "test.toml: server.tls.key: required key is missing",
+                "test.toml: server.tls.key: required key is missing — add key = … (docs/configuration.md describes it)",
                 "test.toml: upstream.client_key: required with upstream.client_cert"
             ]
         );
@@ -586,9 +704,9 @@ mod tests {
         assert_eq!(
             problems(&bad),
             [
-                "test.toml: resource_metadata.resource: must be an https URL (http only on loopback) (got \"http://api.example.com/\")",
                 "test.toml: issuers[0].require_typ: not a media type (got \"\"); RFC 9068 uses \"at+jwt\"",
                 "test.toml: issuers[0].max_lifetime: must be longer than 0s",
+                "test.toml: resource_metadata.resource: must be an https URL (http only on loopback) (got \"http://api.example.com/\")",
             ]
         );
     }
@@ -635,8 +753,7 @@ mod tests {
     fn unknown_keys_are_errors_naming_the_key() {
         let errors = problems(&MINIMAL.replace("[upstream]", "[upstream]\ntimout = \"1s\""));
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("test.toml: upstream"), "{errors:?}");
-        assert!(errors[0].contains("unknown field `timout`"), "{errors:?}");
+        assert_eq!(errors, ["test.toml: upstream.timout: unknown key — did you mean `timeout`?"]);
     }
 
     #[test]
@@ -684,12 +801,17 @@ mod tests {
 
     #[test]
     fn syntax_errors_and_missing_variables() {
-        let errors = problems("[server\nlisten = 1");
-        assert!(errors[0].starts_with("test.toml: line 1: invalid TOML"), "{errors:?}");
+        let error = parse("[server\nlisten = 1").unwrap_err().to_string();
+        assert!(error.starts_with("test.toml:1:8: invalid TOML: unclosed table"), "{error}");
         let errors = problems(&MINIMAL.replace("${AUD}", "${MISSING}"));
         assert_eq!(errors, ["test.toml: issuers[0].audiences[0]: environment variable MISSING is not set"]);
         let errors = problems(&MINIMAL.replace("[upstream]", "[upstream]\nforward_authorization = \"yes\""));
-        assert!(errors[0].starts_with("test.toml: upstream.forward_authorization: invalid type"), "{errors:?}");
+        assert_eq!(
+            errors,
+            [
+                "test.toml: upstream.forward_authorization: expected true or false, found the string \"yes\" — write forward_authorization as true or false"
+            ]
+        );
     }
 
     #[test]

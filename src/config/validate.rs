@@ -40,8 +40,20 @@ impl Problems {
         let Some(text) = value else { return default };
         match humantime::parse_duration(text) {
             Ok(d) => d,
-            Err(e) => {
-                self.add(key, format!("not a duration ({e}); write e.g. \"500ms\", \"30s\", \"10m\" (got {text:?})"));
+            Err(_) => {
+                let name = key.rsplit('.').next().unwrap_or(key);
+                let example = if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
+                    format!("{text}s")
+                } else {
+                    "30s".to_string()
+                };
+                self.add(
+                    key,
+                    format!(
+                        "expected a duration such as \"30s\", found {text:?} — write {name} = \"{example}\" \
+                         (units: ms, s, m, h)"
+                    ),
+                );
                 default
             }
         }
@@ -49,9 +61,25 @@ impl Problems {
 
     fn required<'a, T>(&mut self, key: &str, value: Option<&'a T>) -> Option<&'a T> {
         if value.is_none() {
-            self.add(key, "required key is missing");
+            self.add(key, format!("required key is missing — {}", how_to_add(key)));
         }
         value
+    }
+}
+
+/// What to write for a required key that is missing.
+fn how_to_add(key: &str) -> String {
+    let name = key.rsplit(['.', ']']).next().unwrap_or(key);
+    match name {
+        "upstream" => "add an [upstream] table with url = \"http://127.0.0.1:3000\" (your backend)".to_string(),
+        "url" => format!("add url = \"http://127.0.0.1:3000\" under [{}]", key.trim_end_matches(".url")),
+        "issuer" => "add issuer = \"https://…/\", exactly the iss your tokens carry".to_string(),
+        "audiences" => {
+            "add audiences = [\"…\"], the aud your identity provider puts in tokens for this API".to_string()
+        }
+        "path" => "add path = \"/…\", the path prefix this route covers".to_string(),
+        "resource" => "add resource = \"https://…\", this API's external URL".to_string(),
+        _ => format!("add {name} = … (docs/configuration.md describes it)"),
     }
 }
 
@@ -88,7 +116,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         .collect();
     let resource_metadata = raw.resource_metadata.as_ref().and_then(|r| resource_metadata(r, &issuer_list, &mut p));
     if raw.issuers.is_empty() {
-        p.add("issuers", "at least one [[issuers]] table is required");
+        p.add(
+            "issuers",
+            "at least one [[issuers]] table is required — add one with issuer = \"https://…/\" and audiences = [\"…\"]",
+        );
     }
     let issuers: Vec<IssuerConfig> = raw
         .issuers
@@ -162,10 +193,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     }
 }
 
+fn not_an_address(name: &str, text: &str) -> String {
+    let port = text.rsplit(':').next().filter(|p| p.parse::<u16>().is_ok()).unwrap_or("8080");
+    format!(
+        "not an address (got {text:?}) — write {name} = \"0.0.0.0:{port}\" (all interfaces) or \"127.0.0.1:{port}\" \
+         (this host only)"
+    )
+}
+
 fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
     let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
     let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-        p.add("server.listen", format!("not an IP:port address (got {listen:?})"));
+        p.add("server.listen", not_an_address("listen", listen));
         SocketAddr::from(([0, 0, 0, 0], 8080))
     });
     let admin_listen = raw.admin_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
@@ -175,7 +214,7 @@ fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
         }
         Ok(addr) => Some(addr),
         Err(_) => {
-            p.add("server.admin_listen", format!("not an IP:port address (got {text:?})"));
+            p.add("server.admin_listen", not_an_address("admin_listen", text));
             None
         }
     });
@@ -581,7 +620,7 @@ fn check_fetch_url(key: &str, url: &str, p: &mut Problems) -> bool {
 fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mut Problems) -> Option<RouteConfig> {
     let path = match raw.path.as_deref() {
         None => {
-            p.add(&format!("{key}.path"), "required key is missing");
+            p.add(&format!("{key}.path"), format!("required key is missing — {}", how_to_add("path")));
             None
         }
         // Written as a person would (`/café`, `/v1/items:purge`) and kept in

@@ -24,14 +24,22 @@ pub enum Fetched {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("GET {url} failed: {source}")]
+    /// `cause` is [`crate::outbound::cause`] of `source`, in words.
+    #[error("GET {url}: {cause}")]
     Request {
         url: String,
+        cause: String,
         #[source]
         source: reqwest::Error,
     },
-    #[error("GET {url} answered {status}")]
+    #[error("GET {url} answered HTTP {status}{}", if *status == StatusCode::NOT_FOUND { " — is the URL right?" } else { "" })]
     Status { url: String, status: StatusCode },
+    /// OIDC Discovery §4.3: the document must name exactly the configured issuer.
+    #[error(
+        "discovery at {url} names the issuer {published:?}, not the configured {configured:?}: tokens carry the \
+         published form — write issuer = {published:?}"
+    )]
+    IssuerMismatch { url: String, published: String, configured: String },
     #[error("GET {url}: document is larger than {limit} bytes (limits.max_jwks_bytes)")]
     TooLarge { url: String, limit: usize },
     #[error("discovery at {url}: {problem}")]
@@ -83,7 +91,11 @@ impl Fetcher {
 
     /// GET with `If-None-Match` when an ETag is known; the body is capped.
     pub async fn get(&self, url: &str, etag: Option<&str>, limits: &JwksLimits) -> Result<Fetched, FetchError> {
-        let err = |source| FetchError::Request { url: url.to_string(), source };
+        let err = |source: reqwest::Error| FetchError::Request {
+            url: url.to_string(),
+            cause: crate::outbound::cause(&source, limits.fetch_timeout),
+            source,
+        };
         let mut request = self.client.get(url).timeout(limits.fetch_timeout);
         if let Some(etag) = etag {
             request = request.header(IF_NONE_MATCH, etag);
@@ -119,10 +131,14 @@ impl Fetcher {
         let Fetched::Document { body, .. } = self.get(discovery_url, None, limits).await? else {
             return Err(problem("unexpected 304".into()));
         };
-        let doc: Discovery =
-            serde_json::from_slice(&body).map_err(|e| problem(format!("not an OpenID configuration: {e}")))?;
+        let doc: Discovery = serde_json::from_slice(&body)
+            .map_err(|e| problem(format!("the body is not an OpenID configuration with issuer and jwks_uri ({e})")))?;
         if doc.issuer != issuer {
-            return Err(problem(format!("its issuer is {:?}, not the configured {issuer:?}", doc.issuer)));
+            return Err(FetchError::IssuerMismatch {
+                url: discovery_url.to_string(),
+                published: doc.issuer,
+                configured: issuer.to_string(),
+            });
         }
         match Url::parse(&doc.jwks_uri) {
             Ok(u) if u.scheme() == "https" => {}

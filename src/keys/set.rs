@@ -88,7 +88,7 @@ pub struct KeySet {
 /// Why the document as a whole is unusable (single bad keys are only skipped).
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
-    #[error("not a JWK Set: {0}")]
+    #[error("not a JWK Set ({{\"keys\": [ … ]}}): {0}")]
     NotJson(#[from] serde_json::Error),
 }
 

@@ -1,0 +1,188 @@
+//! serde's messages (`invalid type: integer `30`, expected a string`,
+//! `unknown field`) in plain words, each with how to fix it.
+
+/// The plain message for serde's `message` about `key`.
+pub fn structural(key: &str, message: &str) -> String {
+    let name = key.rsplit(['.', ']']).next().unwrap_or(key);
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, known) = rest.split_once('`').unwrap_or((rest, ""));
+        return unknown_key(field, &backticked(known));
+    }
+    if let Some((found, expected)) =
+        message.strip_prefix("invalid type: ").and_then(|rest| rest.rsplit_once(", expected "))
+    {
+        return wrong_type(name, found, expected);
+    }
+    message.to_string()
+}
+
+/// Every `word` between backticks in `text`.
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+fn unknown_key(field: &str, known: &[&str]) -> String {
+    if known.is_empty() {
+        return "unknown key: this table takes no keys — remove it".to_string();
+    }
+    let closest = known.iter().map(|k| (edit_distance(&field.to_ascii_lowercase(), k), *k)).min();
+    match closest {
+        Some((distance, k)) if distance <= 2 || k.contains(&*field.to_ascii_lowercase()) => {
+            format!("unknown key — did you mean `{k}`?")
+        }
+        _ => format!("unknown key — the keys allowed here are {}", known.join(", ")),
+    }
+}
+
+/// What a key of this name holds, as a user would write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Duration,
+    Address,
+    Text,
+    Number,
+    Boolean,
+    List,
+    Table,
+}
+
+fn kind(name: &str, expected: &str) -> Option<Kind> {
+    match expected {
+        "a string" if is_duration(name) => Some(Kind::Duration),
+        "a string" if name.ends_with("listen") => Some(Kind::Address),
+        "a string" => Some(Kind::Text),
+        "i64" | "u64" | "usize" | "u32" => Some(Kind::Number),
+        "a boolean" => Some(Kind::Boolean),
+        "a sequence" => Some(Kind::List),
+        e if e == "a map" || e.starts_with("struct ") => Some(Kind::Table),
+        _ => None,
+    }
+}
+
+/// Durations are strings in the file ("30s"); these are their key names.
+pub fn is_duration(name: &str) -> bool {
+    ["timeout", "interval", "grace", "leeway", "lifetime", "max_age", "ttl"].iter().any(|end| name.ends_with(end))
+}
+
+fn wrong_type(name: &str, found: &str, expected: &str) -> String {
+    let Some(kind) = kind(name, expected) else {
+        return format!("expected {expected}, found {}", found_words(found));
+    };
+    let wanted = match kind {
+        Kind::Duration => "a duration such as \"30s\"",
+        Kind::Address => "an address such as \"127.0.0.1:8080\"",
+        Kind::Text => "a string in quotes",
+        Kind::Number => "a whole number such as 100",
+        Kind::Boolean => "true or false",
+        Kind::List => "a list such as [\"a\", \"b\"]",
+        Kind::Table => "a table",
+    };
+    let value = found_value(found);
+    let fix = match (kind, value) {
+        (Kind::Duration, Some(Value::Number(n))) => format!("write {name} = \"{n}s\" (units: ms, s, m, h)"),
+        (Kind::Address, Some(Value::Number(n))) => format!("write {name} = \"0.0.0.0:{n}\""),
+        (Kind::Text, Some(Value::Number(n))) => format!("write {name} = \"{n}\""),
+        (Kind::Number, Some(Value::Text(t))) if t.parse::<i64>().is_ok() => {
+            format!("write {name} = {t} without quotes")
+        }
+        (Kind::Boolean, Some(Value::Text(t))) if t == "true" || t == "false" => {
+            format!("write {name} = {t} without quotes")
+        }
+        (Kind::List, Some(Value::Text(t))) => format!("write {name} = [\"{t}\"]"),
+        (Kind::Table, _) => format!("write it as a [{name}] table with its keys"),
+        _ => format!("write {name} as {wanted}"),
+    };
+    format!("expected {wanted}, found {} — {fix}", found_words(found))
+}
+
+enum Value<'a> {
+    Number(&'a str),
+    Text(&'a str),
+}
+
+/// The value serde quoted in its `Unexpected` (`integer `30``, `string "x"`).
+fn found_value(found: &str) -> Option<Value<'_>> {
+    if let Some(n) = found.strip_prefix("integer `").or_else(|| found.strip_prefix("floating point `")) {
+        return Some(Value::Number(n.trim_end_matches('`')));
+    }
+    let text = found.strip_prefix("string \"")?.strip_suffix('"')?;
+    Some(Value::Text(text))
+}
+
+fn found_words(found: &str) -> String {
+    match found_value(found) {
+        Some(Value::Number(n)) => format!("the number {n}"),
+        Some(Value::Text(t)) => format!("the string {t:?}"),
+        None => match found {
+            "sequence" => "a list".to_string(),
+            "map" => "a table".to_string(),
+            "boolean `true`" => "true".to_string(),
+            "boolean `false`" => "false".to_string(),
+            other => other.replace('`', ""),
+        },
+    }
+}
+
+/// Levenshtein distance, for "did you mean": config keys are short.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_wording_becomes_plain_words_with_a_fix() {
+        let cases = [
+            (
+                "issuers[0].leeway",
+                "invalid type: integer `30`, expected a string",
+                "expected a duration such as \"30s\", found the number 30 — write leeway = \"30s\" (units: ms, s, m, h)",
+            ),
+            (
+                "server.max_connections",
+                "invalid type: string \"30\", expected i64",
+                "expected a whole number such as 100, found the string \"30\" — write max_connections = 30 without quotes",
+            ),
+            (
+                "issuers[0].audiences",
+                "invalid type: string \"api\", expected a sequence",
+                "expected a list such as [\"a\", \"b\"], found the string \"api\" — write audiences = [\"api\"]",
+            ),
+            (
+                "server.listen",
+                "invalid type: integer `8080`, expected a string",
+                "expected an address such as \"127.0.0.1:8080\", found the number 8080 — write listen = \"0.0.0.0:8080\"",
+            ),
+            (
+                "upstream.preserve_host",
+                "invalid type: string \"true\", expected a boolean",
+                "expected true or false, found the string \"true\" — write preserve_host = true without quotes",
+            ),
+        ];
+        for (key, serde, plain) in cases {
+            assert_eq!(structural(key, serde), plain, "{key}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_closest() {
+        let serde = "unknown field `timout`, expected one of `url`, `connect_timeout`, `timeout`";
+        assert_eq!(structural("upstream.timout", serde), "unknown key — did you mean `timeout`?");
+        let serde = "unknown field `retries`, expected one of `url`, `timeout`";
+        assert_eq!(structural("upstream.retries", serde), "unknown key — the keys allowed here are url, timeout");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
