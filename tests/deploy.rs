@@ -1,7 +1,9 @@
-//! The files in deploy/ are meant to be used as they are: every YAML file
-//! parses, every config they mount passes `jwtgate check` with the
-//! environment they give it, and probes point at the admin port that
-//! config opens.
+//! The files shipped for users are meant to be used as they are: every
+//! YAML file in deploy/ parses, every config they mount passes `jwtgate
+//! check` with the environment they give it, and probes point at the admin
+//! port that config opens. The docs say what the code does: every config
+//! key is documented and every documented key exists, every config block
+//! passes `check`, every link leads somewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -185,6 +187,188 @@ fn forward_auth_examples_agree_with_their_jwtgate_config() {
         let lower = text.to_ascii_lowercase();
         for name in &names {
             assert!(lower.contains(name.as_str()), "{file} does not copy {name}");
+        }
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// README.md and every Markdown file under docs/.
+fn markdown_files() -> Vec<PathBuf> {
+    let mut files = vec![repo().join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+}
+
+/// The fenced blocks of `lang` in `text`, with the line each starts on.
+fn fenced_blocks(text: &str, lang: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        match &mut current {
+            None if line.trim_start() == format!("```{lang}") => current = Some((i + 1, String::new())),
+            Some(_) if line.trim_start() == "```" => blocks.extend(current.take()),
+            Some((_, block)) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// A user's value for each `YOUR_…` placeholder: a URL where the whole
+/// value is one, else the word in lower case.
+fn fill_placeholders(text: &str) -> String {
+    let whole_url = ["\"YOUR_ISSUER\"", "\"YOUR_TOKEN_URL\""];
+    let mut out = text.to_string();
+    for placeholder in whole_url {
+        out = out.replace(placeholder, "\"https://your-idp.example/\"");
+    }
+    while let Some(start) = out.find("YOUR_") {
+        let end = out[start..]
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .map_or(out.len(), |n| start + n);
+        let word = out[start..end].to_ascii_lowercase().replace('_', "-");
+        out.replace_range(start..end, &word);
+    }
+    out
+}
+
+fn run_check(text: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("block.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .args(["check", "-c", path.to_str().unwrap()])
+        .env_remove("JWTGATE_CONFIG")
+        .output()
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Issue 15, point 9: every ```toml block in the docs is a complete config
+/// that `check` accepts once its placeholders are filled in — and refuses,
+/// naming only the placeholders, while they are not.
+#[test]
+fn every_config_block_in_the_docs_passes_check() {
+    let mut checked = 0;
+    for file in markdown_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (line, block) in fenced_blocks(&text, "toml") {
+            let at = format!("{}:{line}", file.display());
+            let (code, out) = run_check(&fill_placeholders(&block));
+            assert_eq!(code, Some(0), "{at}: check refused the block:\n{block}\n{out}");
+            if block.contains("YOUR_") {
+                let (code, out) = run_check(&block);
+                assert_eq!(code, Some(2), "{at}: the placeholders passed check:\n{out}");
+                assert!(out.lines().all(|l| l.contains("placeholder YOUR_")), "{at}:\n{out}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} blocks found");
+}
+
+const PROBE: &str = "zzzz_probe";
+
+/// The keys the code accepts in the table opened by `header` (`[server]`,
+/// `[[issuers]]`, `[routes.cors]`), from the message about an unknown key.
+fn accepted_keys(header: &str) -> Vec<String> {
+    let text = format!("{header}\n{PROBE} = 1\n");
+    let error = jwtgate::Config::parse(&text, "probe.toml", Path::new("."), &|_| None).unwrap_err().to_string();
+    let line =
+        error.lines().find(|l| l.contains(&format!("{PROBE}: unknown key"))).unwrap_or_else(|| panic!("{error}"));
+    let (_, keys) = line.split_once("the keys allowed here are ").unwrap_or_else(|| panic!("{line}"));
+    keys.split(", ").map(str::to_owned).collect()
+}
+
+/// The header that opens the table a docs heading names, for a probe:
+/// `[upstreams.NAME]` → `[upstreams.x]`; `[routes.cors]` → inside a route.
+fn probe_header(table: &str) -> String {
+    let path = table.trim_matches(['[', ']']).replace("NAME", "x");
+    match path.split_once('.') {
+        Some((array @ ("issuers" | "routes"), _)) => format!("[[{array}]]\n[{path}]"),
+        _ if table.starts_with("[[") => format!("[[{path}]]"),
+        _ => format!("[{path}]"),
+    }
+}
+
+/// docs/configuration.md: per `## `[table]`` heading, the keys of its
+/// first `| key | type | default | meaning |` table.
+fn documented_keys() -> Vec<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(repo().join("docs/configuration.md")).unwrap();
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_rows = false;
+    for line in text.lines() {
+        if let Some(heading) = line.strip_prefix("## `").and_then(|h| h.strip_suffix('`')) {
+            tables.push((heading.to_string(), Vec::new()));
+            in_rows = false;
+        } else if line.starts_with("## ") || line.starts_with("### ") {
+            in_rows = false;
+            if let Some(last) = tables.last_mut() {
+                last.0.push('#'); // rows after a sub-heading belong to something else
+            }
+        } else if line.starts_with("| key |") {
+            in_rows = tables.last().is_some_and(|t| !t.0.ends_with('#') && t.1.is_empty());
+        } else if in_rows {
+            match line.strip_prefix("| `").and_then(|l| l.split_once('`')) {
+                Some((key, _)) => tables.last_mut().unwrap().1.push(key.to_string()),
+                None if line.starts_with('|') => {}
+                None => in_rows = false,
+            }
+        }
+    }
+    tables.into_iter().map(|(heading, keys)| (heading.trim_end_matches('#').to_string(), keys)).collect()
+}
+
+/// Issue 15, point 9: docs/configuration.md documents exactly the keys the
+/// code accepts, table by table.
+#[test]
+fn every_config_key_is_documented_and_every_documented_key_exists() {
+    let documented = documented_keys();
+    let headings: Vec<&str> = documented.iter().map(|(h, _)| h.as_str()).collect();
+    let tables_in_code = accepted_keys("");
+    for table in &tables_in_code {
+        let named = [format!("[{table}]"), format!("[[{table}]]"), format!("[{table}.NAME]")];
+        assert!(named.iter().any(|n| headings.contains(&n.as_str())), "[{table}] has no heading in {headings:?}");
+    }
+    for (heading, keys) in &documented {
+        let mut in_code = accepted_keys(&probe_header(heading));
+        let mut in_docs = keys.clone();
+        // A key that is a table of its own is documented under its own heading.
+        let path = heading.trim_matches(['[', ']']);
+        let own_heading = |key: &String| headings.contains(&format!("[{path}.{key}]").as_str());
+        in_code.retain(|key| !own_heading(key));
+        in_docs.retain(|key| !own_heading(key));
+        in_code.sort();
+        in_docs.sort();
+        assert_eq!(in_docs, in_code, "{heading}: documented keys (left) differ from the code's (right)");
+    }
+}
+
+/// Every relative link in README.md and docs/ names a file that exists.
+#[test]
+fn every_relative_link_in_the_docs_leads_to_a_file() {
+    for file in markdown_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, _) in text.match_indices("](") {
+            let target = text[i + 2..].split(')').next().unwrap_or("");
+            let target = target.split('#').next().unwrap_or("");
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let resolved = file.parent().unwrap().join(target);
+            assert!(resolved.exists(), "{}: link to {target} leads nowhere", file.display());
         }
     }
 }

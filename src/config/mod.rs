@@ -411,13 +411,13 @@ impl Config {
         interpolate::interpolate_table(&mut table, "", lookup, &mut problems);
         source::placeholders(&table, "", &mut problems);
         let (raw, structural) = read_raw(table);
-        let reported: Vec<String> = structural.iter().map(|p| p.key.clone()).collect();
         problems.extend(structural);
+        let reported: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
         let config = match raw.map(|raw| validate::validate(raw, base_dir)) {
             Some(Ok(config)) => Some(config),
             Some(Err(semantic)) => {
-                // A key already reported as unreadable was removed; do not
-                // report it again as missing.
+                // A key already reported (unreadable, so removed; or a
+                // placeholder) is not reported again as missing or malformed.
                 let under = |key: &str, parent: &str| {
                     key == parent || key.starts_with(&format!("{parent}.")) || key.starts_with(&format!("{parent}["))
                 };
@@ -762,7 +762,7 @@ mod tests {
         assert_eq!(
             problems(&text),
             [
-                "test.toml: issuers[0].jwks_url: must be https (got http://idp.example/keys); http:// is allowed only for loopback hosts"
+                "test.toml: issuers[0].jwks_url: must be https (got http://idp.example/keys) — http:// is allowed only for loopback hosts, since anyone on the path could swap the keys"
             ]
         );
         let text = MINIMAL.replace("https://tenant", "http://tenant");

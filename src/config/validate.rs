@@ -568,7 +568,13 @@ fn algorithms(key: &str, raw: Option<&[String]>, p: &mut Problems) -> Vec<Algori
     for name in names {
         match name.parse::<Algorithm>() {
             Ok(alg) if SUPPORTED_ALGORITHMS.contains(&alg) => out.push(alg),
-            Ok(_) => p.add(key, format!("{name} is symmetric: a JWKS is public, so HMAC keys are never accepted")),
+            Ok(_) => p.add(
+                key,
+                format!(
+                    "{name} is symmetric: a JWKS is public, so HMAC keys are never accepted — list the asymmetric \
+                     algorithm your identity provider signs with (RS256 for most)"
+                ),
+            ),
             Err(_) => {
                 p.add(key, format!("unknown algorithm {name:?}; use RS256/384/512, PS256/384/512, ES256/384 or EdDSA"))
             }
@@ -607,7 +613,13 @@ fn check_fetch_url(key: &str, url: &str, p: &mut Problems) -> bool {
         Ok(parsed) if parsed.scheme() == "https" => true,
         Ok(parsed) if parsed.scheme() == "http" && is_loopback(&parsed) => true,
         Ok(parsed) if parsed.scheme() == "http" => {
-            p.add(key, format!("must be https (got {url}); http:// is allowed only for loopback hosts"));
+            p.add(
+                key,
+                format!(
+                    "must be https (got {url}) — http:// is allowed only for loopback hosts, since anyone on the path \
+                     could swap the keys"
+                ),
+            );
             false
         }
         _ => {
