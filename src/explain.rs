@@ -82,10 +82,17 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     for check in &passed {
         let _ = writeln!(out, "  pass  {check}");
     }
+    let fix = decision.result.as_ref().err().and_then(|refusal| {
+        let route_index = decision.route.and_then(|route| route_index(&config, route.name(), &options.method));
+        fix(refusal, &config, token, route_index)
+    });
     match &decision.result {
         Err(Refusal::InsufficientScope { .. }) | Ok(_) => {}
         Err(refusal) => {
             let _ = writeln!(out, "  FAIL  {}", refusal.description());
+            if let Some(fix) = &fix {
+                let _ = writeln!(out, "  fix   {fix}");
+            }
         }
     }
     match decision.route {
@@ -94,6 +101,9 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
             match &decision.result {
                 Err(refusal @ Refusal::InsufficientScope { .. }) => {
                     let _ = writeln!(out, "  FAIL  {}", refusal.description());
+                    if let Some(fix) = &fix {
+                        let _ = writeln!(out, "  fix   {fix}");
+                    }
                 }
                 Ok(_) => {
                     let _ = writeln!(out, "  pass  the route's requirements");
@@ -127,6 +137,117 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
         }
     };
     Ok((out, allowed))
+}
+
+/// The index in `[[routes]]` of the route named `name` that takes `method`.
+fn route_index(config: &Config, name: &str, method: &Method) -> Option<usize> {
+    config
+        .routes
+        .iter()
+        .position(|route| route.path == name && route.methods.as_ref().is_none_or(|methods| methods.contains(method)))
+}
+
+/// What to change, named by its config key, or what the token lacks.
+fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) -> Option<String> {
+    use crate::auth::AuthFailure as F;
+    use crate::error::ScopeFailure as S;
+    let parsed = crate::auth::token::parse(token, crate::auth::DEFAULT_MAX_JSON_DEPTH).ok();
+    let claim = |name: &str| parsed.as_ref().and_then(|p| p.claims.get(name)).map(Value::to_string);
+    let iss = parsed.as_ref().and_then(|p| p.claims.get("iss")).and_then(Value::as_str).unwrap_or("");
+    // The issuer the token names: exactly, or by a template; else the first.
+    let issuer_index = config
+        .issuers
+        .iter()
+        .position(|i| i.issuer == iss)
+        .or_else(|| config.issuers.iter().position(|i| i.issuer.contains(crate::config::TENANT)));
+    let i = issuer_index.unwrap_or(0);
+    let issuer = config.issuers.get(i)?;
+    let alg = parsed.as_ref().map_or_else(|| "?".to_string(), |p| format!("{:?}", p.alg));
+    let route_key = |field: &str| match route {
+        Some(r) => format!("routes[{r}].{field}"),
+        None => format!("the route's {field}"),
+    };
+    let quoted = |list: &[String]| list.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    Some(match refusal {
+        Refusal::MissingToken => "send the token as `Authorization: Bearer TOKEN`".to_string(),
+        Refusal::InvalidToken(failure) => match failure {
+            F::TooLarge => format!("raise limits.max_token_bytes (now {})", config.limits.max_token_bytes),
+            F::NotJwt | F::BadHeader | F::BadPayload => "this is not a JWT (an opaque token?): ask the identity provider \
+                 for a JWT access token — many issue one only when the request names the API (jwtgate token \
+                 --resource URI, or --audience)"
+                .to_string(),
+            F::UnsupportedCritical => {
+                "the token's crit header names extensions jwtgate does not implement: the issuer must not mark them critical".to_string()
+            }
+            F::AlgorithmNotAllowed => format!("the token is signed with {alg}: add \"{alg}\" to issuers[{i}].algorithms"),
+            F::MissingIssuer => "the token has no iss: an access token for an API carries one (is this an ID token?)".to_string(),
+            F::UnknownIssuer => {
+                let configured: Vec<String> = config.issuers.iter().map(|i| i.issuer.clone()).collect();
+                match configured.iter().position(|c| c.trim_end_matches('/') == iss.trim_end_matches('/')) {
+                    Some(j) => format!("the token's iss is {iss:?}: write issuers[{j}].issuer = {iss:?} (iss is compared exactly, trailing slash included)"),
+                    None => format!("the token's iss is {iss:?}, configured are {}: add an [[issuers]] with issuer = {iss:?} if you trust it", quoted(&configured)),
+                }
+            }
+            F::KeysUnavailable => format!("the keys of issuers[{i}] did not load (see keys above): check issuers[{i}].issuer or jwks_url, and `jwtgate check --online`"),
+            F::UnknownKey | F::KeyMismatch | F::BadSignature => format!(
+                "no key issuers[{i}] publishes verifies this token: it was signed by another key set (another tenant or environment?), or altered"
+            ),
+            F::MissingExp => "the token has no exp: jwtgate accepts only tokens that expire".to_string(),
+            F::BadTimeClaim => "exp, nbf or iat is not a number of seconds: the issuer sent a malformed token".to_string(),
+            F::Expired | F::NotYetValid => format!(
+                "get a new token; if the clocks disagree, issuers[{i}].leeway ({}) allows for skew",
+                humantime::format_duration(issuer.leeway)
+            ),
+            F::MissingAudience | F::WrongAudience => format!(
+                "the token's aud is {}; issuers[{i}].audiences accepts {}: add it to issuers[{i}].audiences, or ask the identity provider for a token for {} (jwtgate token --audience or --resource)",
+                claim("aud").unwrap_or_else(|| "missing".to_string()),
+                quoted(&issuer.audiences),
+                issuer.audiences.first().map_or("", String::as_str)
+            ),
+            F::WrongType => format!(
+                "the token's typ is {}; issuers[{i}].require_typ wants {:?}: remove issuers[{i}].require_typ or ask for RFC 9068 tokens",
+                parsed.as_ref().and_then(|p| p.typ.clone()).map_or_else(|| "missing".to_string(), |t| format!("{t:?}")),
+                issuer.require_typ.as_deref().unwrap_or("")
+            ),
+            F::LifetimeTooLong => format!("the token lives longer than issuers[{i}].max_lifetime allows: raise it, or shorten the tokens' lifetime at the identity provider"),
+            F::MissingRequiredClaim => {
+                let missing: Vec<&str> = issuer
+                    .required_claims
+                    .iter()
+                    .filter(|c| parsed.as_ref().is_none_or(|p| c.lookup(&p.claims).is_none()))
+                    .map(|c| c.name())
+                    .collect();
+                format!("the token lacks {} that issuers[{i}].required_claims lists", missing.join(", "))
+            }
+            F::WrongLocation => format!("send the token where issuers[{i}].token_from allows, or add that place to it"),
+        },
+        Refusal::InsufficientScope { failure, scope } => {
+            let has = issuer
+                .scope_claims
+                .iter()
+                .filter_map(|c| parsed.as_ref().and_then(|p| c.lookup(&p.claims)))
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let has = if has.is_empty() { "none".to_string() } else { has };
+            match failure {
+                S::Scopes => format!(
+                    "the token's scopes are {has}; {} requires \"{scope}\": ask for them (jwtgate token --scope \"{scope}\") or change {}",
+                    route_key("scopes"),
+                    route_key("scopes")
+                ),
+                S::AnyScopes => format!(
+                    "the token's scopes are {has}; {} accepts any of \"{scope}\": ask for one of them or change {}",
+                    route_key("any_scopes"),
+                    route_key("any_scopes")
+                ),
+                S::Claims => format!("the token's claims do not equal what {} lists", route_key("claims")),
+                S::Issuer => format!("the token's issuer {iss:?} is not in {}", route_key("issuers")),
+            }
+        }
+        Refusal::KeysUnavailable => format!("the keys of issuers[{i}] did not load (see keys above): `jwtgate check --online` says why"),
+        _ => return None,
+    })
 }
 
 /// Which configured issuer the token's `iss` selects, and which of its

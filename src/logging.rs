@@ -11,9 +11,9 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::LogFormat;
 
 /// Keep the guard for the life of the process: dropping it flushes the last lines.
-pub fn init(format: LogFormat) -> WorkerGuard {
+pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

@@ -25,7 +25,13 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_writer = logging::init(cli.log_format);
+    // The commands that print a report keep progress lines (`loaded signing
+    // keys`) out of it; RUST_LOG still shows them.
+    let default_level = match cli.command {
+        Command::Run { .. } | Command::Demo { .. } => "info",
+        _ => "warn",
+    };
+    let _log_writer = logging::init(cli.log_format, default_level);
     match cli.command {
         Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, online } => check(&config, online),

@@ -53,6 +53,11 @@ impl Setup {
 
     /// Runs explain with the token on standard input; its output and exit code.
     fn explain(&self, path: &str, token: &str) -> (String, i32) {
+        let (out, _, code) = self.explain_with_stderr(path, token);
+        (out, code)
+    }
+
+    fn explain_with_stderr(&self, path: &str, token: &str) -> (String, String, i32) {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
             .args(["explain", "-c"])
@@ -72,7 +77,11 @@ impl Setup {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        (String::from_utf8(output.stdout).unwrap(), output.status.code().unwrap())
+        (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+            output.status.code().unwrap(),
+        )
     }
 }
 
@@ -115,4 +124,34 @@ fn an_allowed_request() {
     let (out, code) = s.explain("/orders?page=2", &s.token(json!({})));
     assert_eq!(code, 0);
     golden("allowed", &out);
+}
+
+/// Issue 15, point 5: each failed check names the config key to change,
+/// and no log line mixes into the report.
+#[test]
+fn each_failure_names_the_key_to_change_and_no_log_line_mixes_in() {
+    let s = setup();
+    let (out, err, code) = s.explain_with_stderr("/orders", &s.token(json!({})));
+    assert_eq!(code, 0);
+    assert!(err.is_empty() && !out.contains("INFO"), "stdout:\n{out}\nstderr:\n{err}");
+
+    let ed = SigningKey::ed25519("k1");
+    std::fs::write(s.dir.path().join("jwks.json"), json!({"keys": [ed.jwk()]}).to_string()).unwrap();
+    let claims = json!({"iss": ISSUER, "aud": "api", "sub": "alice", "iat": AT - 600, "exp": AT + 600});
+    let (out, code) = s.explain("/orders", &ed.mint(&claims));
+    assert_eq!(code, 1);
+    assert!(out.contains("  fix   the token is signed with EdDSA: add \"EdDSA\" to issuers[0].algorithms\n"), "{out}");
+
+    let mut claims = claims;
+    claims["iss"] = json!(ISSUER.trim_end_matches('/'));
+    let (out, code) = s.explain("/orders", &s.key.mint(&claims));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("  fix   the token's iss is \"https://issuer.example\": write issuers[0].issuer = \"https://issuer.example\" (iss is compared exactly, trailing slash included)\n"),
+        "{out}"
+    );
+
+    let (out, code) = s.explain("/orders", "opaque-access-token");
+    assert_eq!(code, 1);
+    assert!(out.contains("  fix   this is not a JWT (an opaque token?)"), "{out}");
 }
