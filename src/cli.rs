@@ -10,7 +10,7 @@ use crate::token::{AuthMethod, Format};
 #[derive(Debug, Parser)]
 #[command(name = "jwtgate", version, about = "A reverse proxy that admits only requests with a valid bearer JWT")]
 pub struct Cli {
-    /// Log line format on stderr; the level comes from RUST_LOG (default info).
+    /// Log line format on stderr (RUST_LOG sets the level: info for run and demo, warn for the rest)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
@@ -28,7 +28,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the gateway.
     Run {
-        /// Configuration file [default: $JWTGATE_CONFIG, else config.toml]
+        /// Configuration file
         #[arg(short, long, env = "JWTGATE_CONFIG", default_value = "config.toml")]
         config: PathBuf,
         /// Also reload when the file changes (SIGHUP always reloads).
@@ -37,7 +37,7 @@ pub enum Command {
     },
     /// Validate the configuration and print a summary.
     Check {
-        /// Configuration file [default: $JWTGATE_CONFIG, else config.toml]
+        /// Configuration file
         #[arg(short, long, env = "JWTGATE_CONFIG", default_value = "config.toml")]
         config: PathBuf,
         /// Also fetch each issuer's keys and list them.
@@ -48,9 +48,10 @@ pub enum Command {
     ///
     /// Exit 0 if the request would be let through, 1 if refused.
     Explain {
-        /// Configuration file [default: $JWTGATE_CONFIG, else config.toml]
+        /// Configuration file
         #[arg(short, long, env = "JWTGATE_CONFIG", default_value = "config.toml")]
         config: PathBuf,
+        /// The request method
         #[arg(long, default_value = "GET")]
         method: String,
         /// The request path, with a query if any
@@ -70,9 +71,9 @@ pub enum Command {
     },
     /// Run a development issuer, a private backend and the gateway in front of it, all on loopback.
     Demo {
-        /// Where the gateway listens.
-        #[arg(long, default_value = crate::demo::DEFAULT_LISTEN)]
-        listen: SocketAddr,
+        /// Where the gateway listens [default: 127.0.0.1:8080, or a free port, printed, when that is busy]
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Get an access token with the client-credentials grant (cached until shortly before it expires).
     ///

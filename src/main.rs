@@ -55,6 +55,14 @@ fn main() -> ExitCode {
 
 /// The configuration, once it validates and the files it names can be used.
 fn load(path: &Path) -> Result<Config, ExitCode> {
+    if !path.exists() {
+        eprintln!(
+            "{}: no such file — name the configuration with -c FILE or $JWTGATE_CONFIG; to start one, copy the \
+             commented template config.toml from the repository (every key: docs/configuration.md)",
+            path.display()
+        );
+        return Err(ExitCode::from(EXIT_INVALID_CONFIG));
+    }
     let invalid = |error: ConfigError| {
         eprintln!("{error}");
         ExitCode::from(EXIT_INVALID_CONFIG)
@@ -132,8 +140,10 @@ fn run(path: &Path, watch: bool) -> ExitCode {
         });
         let reloader = Reloader::new(path.to_path_buf(), Arc::clone(&shared), config.clone(), tls.clone());
         let reloads = tokio::spawn(reloader.run(watch));
-        tracing::info!(listen = %config.server.listen, admin = ?config.server.admin_listen, watch, "jwtgate is serving");
-        server::run(shared, &config, tls, listener, shutdown_signal()).await;
+        let stop_signal = shutdown_signal();
+        let admin_addr = config.server.admin_listen.map_or_else(|| "none".to_string(), |addr| addr.to_string());
+        tracing::info!(listen = %config.server.listen, admin = %admin_addr, watch, "jwtgate is serving");
+        server::run(shared, &config, tls, listener, stop_signal).await;
         reloads.abort();
         let _ = stop.send(true);
         if let Some(admin) = admin {
@@ -238,7 +248,7 @@ fn parse_time(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("--at: not an RFC 3339 time or seconds since the epoch: {text:?}"))
 }
 
-fn demo(listen: SocketAddr) -> ExitCode {
+fn demo(listen: Option<SocketAddr>) -> ExitCode {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -258,8 +268,9 @@ fn demo(listen: SocketAddr) -> ExitCode {
             eprintln!("cannot sign the demo token");
             return ExitCode::FAILURE;
         };
+        let stop = shutdown_signal();
         println!("{}", demo.instructions(&token));
-        shutdown_signal().await;
+        stop.await;
         demo.stop().await;
         ExitCode::SUCCESS
     })
@@ -295,24 +306,34 @@ fn token(request: &TokenRequest, format: Format) -> ExitCode {
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed
+/// when this is called, not when first polled, so a signal sent right after
+/// the caller announced itself is not lost to the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            tokio::select! {
+                () = wait(term) => {}
+                () = wait(interrupt) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -218,8 +218,9 @@ where
             () = &mut shutdown => break,
         }
     }
+    let listen = listener.local_addr().map_or_else(|_| "?".to_string(), |addr| addr.to_string());
     drop(listener);
-    info!(grace = ?limits.shutdown_grace, "shutting down: draining open connections");
+    info!(%listen, grace = %humantime::format_duration(limits.shutdown_grace), "shutting down: draining open connections");
     tokio::select! {
         () = graceful.shutdown() => info!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => warn!("grace period over; closing the remaining connections"),

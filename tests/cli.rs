@@ -229,6 +229,45 @@ fn invalid_configs_exit_2_naming_file_key_and_problem() {
     }
 }
 
+/// Issue 15, point 7: every option of every command says what it is for,
+/// and no default is stated twice.
+#[test]
+fn every_option_has_a_description_and_defaults_appear_once() {
+    for command in ["run", "check", "explain", "demo", "token"] {
+        let out = jwtgate(&[command, "-h"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{help}");
+        let options = help.split("Options:").nth(1).unwrap_or_else(|| panic!("{help}"));
+        // Short help: one line per option, `  -c, --config <CONFIG>  Description [default: …]`.
+        for line in options.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let flag_end = line.find(">  ").map(|i| i + 1).or_else(|| line.trim_start().find("  ").map(|i| i + line.len() - line.trim_start().len()));
+            let description = flag_end.map_or("", |i| line[i..].trim());
+            assert!(!description.is_empty() && !description.starts_with('['), "{command}: no description: {line:?}");
+            assert!(line.matches("[default:").count() <= 1, "{command}: {line}");
+            assert!(!line.contains("(default "), "{command}: a second default in the text: {line}");
+        }
+    }
+}
+
+/// Issue 15, point 6: `run` with no config file says how to name one and
+/// where the template is.
+#[test]
+fn run_without_a_config_names_the_flag_the_variable_and_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .arg("run")
+        .current_dir(dir.path())
+        .env_remove("JWTGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "config.toml: no such file — name the configuration with -c FILE or $JWTGATE_CONFIG; to start one, copy the commented template config.toml from the repository (every key: docs/configuration.md)"
+    );
+}
+
 #[test]
 fn config_path_comes_from_the_environment() {
     let (_dir, path) = write_config(

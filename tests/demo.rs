@@ -11,7 +11,7 @@ use serde_json::Value;
 use support::*;
 
 async fn demo(settings: DevIssuerSettings) -> Demo {
-    Demo::start("127.0.0.1:0".parse().unwrap(), settings).await.unwrap()
+    Demo::start(Some("127.0.0.1:0".parse().unwrap()), settings).await.unwrap()
 }
 
 async fn post_form(url: &str, form: &str) -> (u16, Value) {
@@ -246,14 +246,12 @@ async fn token_errors_are_shown_as_the_endpoint_said() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot reach the token endpoint {url}")));
 }
 
-#[tokio::test]
-async fn the_demo_binary_prints_working_commands_and_stops_on_ctrl_c() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+/// Starts `jwtgate demo ARGS`; returns it, what it printed up to its curl
+/// line, and the Authorization header of that line.
+async fn spawn_demo(args: &[&str]) -> (tokio::process::Child, String, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("demo")
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -277,6 +275,16 @@ async fn the_demo_binary_prints_working_commands_and_stops_on_ctrl_c() {
         }
     };
     let header = curl.split('\'').nth(1).unwrap().trim_start_matches("Authorization: ").to_string();
+    (child, text, header)
+}
+
+#[tokio::test]
+async fn the_demo_binary_prints_working_commands_and_stops_on_ctrl_c() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (mut child, _, header) = spawn_demo(&["--listen", &format!("127.0.0.1:{port}")]).await;
     let response =
         client().get(format!("http://127.0.0.1:{port}/")).header("authorization", header).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -284,4 +292,33 @@ async fn the_demo_binary_prints_working_commands_and_stops_on_ctrl_c() {
     Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("the demo stopped").unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Issue 15, point 6: with 127.0.0.1:8080 taken, the demo takes a free
+/// port and says so; an explicit --listen that is taken is an error.
+#[tokio::test]
+async fn the_demo_takes_a_free_port_when_8080_is_busy() {
+    // Held for the whole test; if something else holds 8080, it is busy all the same.
+    let _held = std::net::TcpListener::bind("127.0.0.1:8080");
+    let (_child, text, header) = spawn_demo(&[]).await;
+    let first = text.lines().next().unwrap();
+    let port: u16 = first
+        .strip_prefix("127.0.0.1:8080 is busy, so the gateway listens on 127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix(" instead."))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert_ne!(port, 8080);
+    let response =
+        client().get(format!("http://127.0.0.1:{port}/")).header("authorization", header).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .args(["demo", "--listen", "127.0.0.1:8080"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen on 127.0.0.1:8080: ") && stderr.contains("choose another address with --listen"), "{stderr}");
 }

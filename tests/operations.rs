@@ -359,3 +359,32 @@ async fn json_logs_parse_and_never_contain_the_token() {
     assert_eq!(requests[3]["route"], "/admin");
     assert!(requests.iter().all(|r| r["request_id"].as_str().is_some_and(|id| !id.is_empty())));
 }
+
+/// Issue 15, point 7: log lines read as values (`admin=127.0.0.1:9901`, not
+/// `Some(…)`), latency is rounded to hundredths of a millisecond, and the
+/// shutdown line names the listener it drains.
+#[tokio::test]
+async fn pretty_logs_show_plain_values() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let (_dir, path) = config_file(&upstream, &idp, "");
+    let binary = Binary::start(&path, &[], &[]).await;
+    assert_eq!(get(&binary.url("/orders"), Some(&key.mint(&claims(&idp.issuer, "api")))).await.0, 200);
+    binary.signal("-TERM");
+    let port = binary.port;
+    let admin = binary.admin_port;
+    let (status, lines) = binary.wait().await;
+    assert!(status.success());
+    let all = lines.join("\n");
+    assert!(!all.contains("Some("), "{all}");
+    assert!(all.contains(&format!("listen=127.0.0.1:{port} admin=127.0.0.1:{admin}")), "{all}");
+    let request = lines.iter().find(|l| l.contains(" request ") || l.ends_with("request")).unwrap_or_else(|| panic!("{all}"));
+    let latency = request.split("latency_ms=").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_else(|| panic!("{request}"));
+    let decimals = latency.split('.').nth(1).map_or(0, str::len);
+    assert!(latency.parse::<f64>().is_ok() && decimals <= 2, "{request}");
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("shutting down: draining open connections listen=127.0.0.1:{port} grace=10s"))),
+        "{all}"
+    );
+}

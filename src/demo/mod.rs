@@ -21,7 +21,7 @@ use crate::server::{self, Limits};
 pub use issuer::{DevIssuer, DevIssuerError, DevIssuerSettings};
 
 /// The demo's default gateway address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8080));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -44,6 +44,8 @@ pub enum DemoError {
 /// The three running parts. Dropping it stops them; [`Demo::stop`] drains first.
 pub struct Demo {
     pub gateway_addr: SocketAddr,
+    /// The default address was taken, so the gateway listens on a free port.
+    pub default_was_busy: bool,
     pub backend_addr: SocketAddr,
     pub issuer: Arc<DevIssuer>,
     pub gateway: Arc<Gateway>,
@@ -52,15 +54,25 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Starts issuer, backend and gateway; returns once the gateway has the keys.
-    pub async fn start(listen: SocketAddr, settings: DevIssuerSettings) -> Result<Demo, DemoError> {
+    /// Starts issuer, backend and gateway; returns once the gateway has the
+    /// keys. Without `listen`, the gateway takes [`DEFAULT_LISTEN`], or a
+    /// free loopback port when that is busy; a given address must be free.
+    pub async fn start(listen: Option<SocketAddr>, settings: DevIssuerSettings) -> Result<Demo, DemoError> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let (issuer, issuer_listener) = DevIssuer::bind(loopback, settings).await?;
         let issuer = Arc::new(issuer);
         let bind =
             |addr| async move { TcpListener::bind(addr).await.map_err(|source| DemoError::Bind { addr, source }) };
         let backend_listener = bind(loopback).await?;
-        let gateway_listener = bind(listen).await?;
+        let default = DEFAULT_LISTEN;
+        let (gateway_listener, listen, default_was_busy) = match listen {
+            Some(addr) => (bind(addr).await?, addr, false),
+            None => match TcpListener::bind(default).await {
+                Ok(listener) => (listener, default, false),
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => (bind(loopback).await?, loopback, true),
+                Err(source) => return Err(DemoError::Bind { addr: default, source }),
+            },
+        };
         let local = |l: &TcpListener, addr| l.local_addr().map_err(|source| DemoError::Bind { addr, source });
         let backend_addr = local(&backend_listener, loopback)?;
         let gateway_addr = local(&gateway_listener, listen)?;
@@ -107,7 +119,7 @@ impl Demo {
                 server::run(shared, &config, None, gateway_listener, shutdown).await;
             }));
         }
-        let demo = Demo { gateway_addr, backend_addr, issuer, gateway, stop, tasks };
+        let demo = Demo { gateway_addr, default_was_busy, backend_addr, issuer, gateway, stop, tasks };
         demo.wait_for_keys().await?;
         Ok(demo)
     }
@@ -127,8 +139,13 @@ impl Demo {
         let gateway = format!("http://{}", self.gateway_addr);
         let settings = self.issuer.settings();
         let token_url = self.issuer.token_url();
+        let busy = if self.default_was_busy {
+            format!("{DEFAULT_LISTEN} is busy, so the gateway listens on {} instead.\n", self.gateway_addr)
+        } else {
+            String::new()
+        };
         format!(
-            "jwtgate demo: everything runs on this machine; Ctrl-C stops it.\n\
+            "{busy}jwtgate demo: everything runs on this machine; Ctrl-C stops it.\n\
              \n  gateway   {gateway}/  (jwtgate, in front of the backend)\
              \n  backend   http://{backend}/  (private: answers {{\"message\": \"This is private\"}})\
              \n  issuer    {issuer}  (OIDC discovery, JWKS, POST /oauth/token)\n\
