@@ -77,19 +77,28 @@ pub enum Command {
     },
     /// Get an access token with the client-credentials grant (cached until shortly before it expires).
     ///
-    /// The client secret comes from $JWTGATE_CLIENT_SECRET or --client-secret-file, never from an argument.
+    /// The client secret comes from $JWTGATE_CLIENT_SECRET or --client-secret-file, never from an argument;
+    /// --auth none needs no secret.
     Token {
         /// The token endpoint, e.g. https://YOUR_TENANT.auth0.com/oauth/token
         #[arg(long)]
         token_url: String,
+        /// The client's identifier at the token endpoint
         #[arg(long)]
         client_id: String,
-        /// The API the token is for (its aud)
+        /// The API the token is for (its aud), sent in the form field named by --audience-param
         #[arg(long)]
-        audience: String,
+        audience: Option<String>,
+        /// The form field that carries --audience: oauth2-mock-server reads aud
+        #[arg(long, value_name = "NAME", default_value = "audience", requires = "audience", value_parser = audience_param)]
+        audience_param: String,
+        /// A resource indicator (RFC 8707), e.g. https://api.example.com; repeat for several
+        #[arg(long = "resource", value_name = "URI", value_parser = resource)]
+        resources: Vec<String>,
         /// Space-separated scopes to ask for
         #[arg(long)]
         scope: Option<String>,
+        /// What to print
         #[arg(long, value_enum, default_value_t = Format::Raw)]
         format: Format,
         /// How the client authenticates to the token endpoint
@@ -99,4 +108,25 @@ pub enum Command {
         #[arg(long)]
         client_secret_file: Option<PathBuf>,
     },
+}
+
+/// A form field name that does not overwrite one the grant itself sends.
+fn audience_param(name: &str) -> Result<String, String> {
+    match name {
+        "" => Err("must not be empty".into()),
+        "grant_type" | "client_id" | "client_secret" | "resource" | "scope" => {
+            Err(format!("{name} is a field of the grant itself"))
+        }
+        _ => Ok(name.to_string()),
+    }
+}
+
+/// RFC 8707 §2: an absolute URI without a fragment; checked here so the
+/// mistake is named before anything is sent.
+fn resource(value: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(value).map_err(|e| format!("not an absolute URI: {e}"))?;
+    if parsed.fragment().is_some() {
+        return Err("a resource indicator must not have a fragment (RFC 8707 §2)".into());
+    }
+    Ok(value.to_string())
 }

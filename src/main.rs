@@ -14,7 +14,7 @@ use jwtgate::demo::{Demo, DevIssuerSettings};
 use jwtgate::gateway::SharedGateway;
 use jwtgate::reload::Reloader;
 use jwtgate::tls::ServerTls;
-use jwtgate::token::{self, Format, TokenRequest};
+use jwtgate::token::{self, AuthMethod, ClientAuth, Format, TokenRequest};
 use jwtgate::{Config, Gateway, check, logging, server};
 use tokio::net::TcpListener;
 
@@ -39,15 +39,32 @@ fn main() -> ExitCode {
         Command::Explain { config, method, path, offline: _, jwks, at, token } => {
             explain(&config, &method, path, jwks, at.as_deref(), token.as_deref())
         }
-        Command::Token { token_url, client_id, audience, scope, format, auth, client_secret_file } => {
-            let client_secret = match client_secret(client_secret_file.as_deref()) {
-                Ok(secret) => secret,
+        Command::Token {
+            token_url,
+            client_id,
+            audience,
+            audience_param,
+            resources,
+            scope,
+            format,
+            auth,
+            client_secret_file,
+        } => {
+            // A public client has no secret to find; the others must have one.
+            let secret = || client_secret(client_secret_file.as_deref());
+            let auth = match auth {
+                AuthMethod::None => Ok(ClientAuth::None),
+                AuthMethod::Post => secret().map(|secret| ClientAuth::Post { secret }),
+                AuthMethod::Basic => secret().map(|secret| ClientAuth::Basic { secret }),
+            };
+            let auth = match auth {
+                Ok(auth) => auth,
                 Err(message) => {
                     eprintln!("{message}");
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            let request = TokenRequest { token_url, client_id, client_secret, audience, scope, auth };
+            let request = TokenRequest { token_url, client_id, auth, audience, audience_param, resources, scope };
             token(&request, format)
         }
     }
@@ -283,7 +300,9 @@ fn client_secret(file: Option<&Path>) -> Result<String, String> {
         return Ok(text.trim_end_matches(['\r', '\n']).to_string());
     }
     std::env::var("JWTGATE_CLIENT_SECRET").map_err(|_| {
-        "no client secret: set JWTGATE_CLIENT_SECRET or pass --client-secret-file (a plain argument would show in ps)".to_string()
+        "no client secret: set JWTGATE_CLIENT_SECRET or pass --client-secret-file (a plain argument would show in ps); \
+         a public client without a secret uses --auth none"
+            .to_string()
     })
 }
 

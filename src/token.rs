@@ -2,7 +2,8 @@
 //! machine-to-machine callers, with a per-user cache so repeated calls reuse
 //! a token until shortly before it expires.
 //!
-//! The cache is one file per (token URL, client, audience, scope) under
+//! The cache is one file per (token URL, client, audience parameter and
+//! value, resources, scope) under
 //! `$XDG_CACHE_HOME/jwtgate` (else `~/.cache/jwtgate`), mode 0600, written to
 //! a temporary file and renamed so a concurrent reader never sees half of it.
 
@@ -24,10 +25,31 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthMethod {
+    /// a public client: client_id in the form body, no secret
+    None,
     /// client_id and client_secret in the form body (client_secret_post)
     Post,
     /// HTTP Basic authentication (client_secret_basic)
     Basic,
+}
+
+/// How the client proves who it is; the secret exists exactly when one is sent.
+#[derive(Clone)]
+pub enum ClientAuth {
+    None,
+    Post { secret: String },
+    Basic { secret: String },
+}
+
+impl std::fmt::Debug for ClientAuth {
+    // The secret stays out of any debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientAuth::None => "None",
+            ClientAuth::Post { .. } => "Post",
+            ClientAuth::Basic { .. } => "Basic",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,17 +66,21 @@ pub enum Format {
 pub struct TokenRequest {
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: String,
-    pub audience: String,
+    pub auth: ClientAuth,
+    /// Sent as `{audience_param}={audience}` when present.
+    pub audience: Option<String>,
+    /// The form field for `audience`: `audience` (Auth0 and most), `aud` (oauth2-mock-server).
+    pub audience_param: String,
+    /// RFC 8707 resource indicators, one `resource=` field each, in this order.
+    pub resources: Vec<String>,
     pub scope: Option<String>,
-    pub auth: AuthMethod,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("the token endpoint {url} answered {status}: {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Refused { url: String, status: u16, error: String, description: Option<String> },
-    #[error("cannot reach the token endpoint {url}: {source}")]
+    #[error("cannot reach the token endpoint {url}: {}", network_cause(source))]
     Network {
         url: String,
         #[source]
@@ -130,29 +156,44 @@ pub async fn get_token(request: &TokenRequest, cache_dir: Option<&Path>) -> Resu
     Ok(token)
 }
 
+/// The form body's fields, in the order they are sent. Pure, so the exact
+/// request is testable without a server.
+pub fn form_fields(request: &TokenRequest) -> Vec<(&str, &str)> {
+    let mut fields = vec![("grant_type", "client_credentials")];
+    match &request.auth {
+        ClientAuth::None => fields.push(("client_id", &request.client_id)),
+        ClientAuth::Post { secret } => {
+            fields.push(("client_id", &request.client_id));
+            fields.push(("client_secret", secret));
+        }
+        // RFC 6749 §2.3.1: with Basic, the credentials are in the header only.
+        ClientAuth::Basic { .. } => {}
+    }
+    if let Some(audience) = &request.audience {
+        fields.push((&request.audience_param, audience));
+    }
+    fields.extend(request.resources.iter().map(|r| ("resource", r.as_str())));
+    if let Some(scope) = &request.scope {
+        fields.push(("scope", scope));
+    }
+    fields
+}
+
 async fn fetch(request: &TokenRequest) -> Result<Value, TokenError> {
     let url = &request.token_url;
     let network = |source| TokenError::Network { url: url.clone(), source };
     let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
-    form.append_pair("audience", &request.audience);
-    if let Some(scope) = &request.scope {
-        form.append_pair("scope", scope);
-    }
-    if request.auth == AuthMethod::Post {
-        form.append_pair("client_id", &request.client_id);
-        form.append_pair("client_secret", &request.client_secret);
-    }
+    form.extend_pairs(form_fields(request));
     let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(network)?;
     let mut http = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(reqwest::header::ACCEPT, "application/json")
         .body(form.finish());
-    if request.auth == AuthMethod::Basic {
+    if let ClientAuth::Basic { secret } = &request.auth {
         // RFC 6749 §2.3.1: form-encode id and secret before Basic encoding.
         let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let credentials = format!("{}:{}", encode(&request.client_id), encode(&request.client_secret));
+        let credentials = format!("{}:{}", encode(&request.client_id), encode(secret));
         http = http.header(reqwest::header::AUTHORIZATION, format!("Basic {}", STANDARD.encode(credentials)));
     }
     let mut response = http.send().await.map_err(network)?;
@@ -178,10 +219,56 @@ async fn fetch(request: &TokenRequest) -> Result<Value, TokenError> {
     json.ok_or_else(|| TokenError::BadAnswer { url: url.clone(), problem: "the answer is not JSON".into() })
 }
 
+/// Every request field that can change the token, JSON-encoded so that no
+/// two different requests share a key (a list of resources has no separator
+/// to collide with). The secret and how it is sent do not change the token.
 fn cache_key(request: &TokenRequest) -> String {
-    let material = [&request.token_url, &request.client_id, &request.audience, request.scope.as_deref().unwrap_or("")];
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.join("\0").as_bytes());
+    let audience = request.audience.as_ref().map(|a| (&request.audience_param, a));
+    let material =
+        serde_json::json!([request.token_url, request.client_id, audience, request.resources, request.scope])
+            .to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a request to the token endpoint failed, in words: reqwest's own text
+/// is only "error sending request for url (…)", the cause is deeper in the
+/// chain of sources.
+fn network_cause(error: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    if error.is_timeout() {
+        return format!("timed out after {} s", REQUEST_TIMEOUT.as_secs());
+    }
+    let mut chain = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
+    while let Some(cause) = next {
+        match cause.downcast_ref::<rustls::Error>() {
+            Some(tls @ rustls::Error::InvalidCertificate(_)) => return format!("TLS certificate problem: {tls}"),
+            Some(tls) => return format!("TLS handshake failed: {tls}"),
+            None => {}
+        }
+        let io = cause.downcast_ref::<std::io::Error>();
+        match io.map(std::io::Error::kind) {
+            Some(std::io::ErrorKind::ConnectionRefused) => return "connection refused".into(),
+            Some(std::io::ErrorKind::ConnectionReset) => return "connection reset".into(),
+            Some(std::io::ErrorKind::TimedOut) => return format!("timed out after {} s", REQUEST_TIMEOUT.as_secs()),
+            _ => {}
+        }
+        chain.push(cause.to_string());
+        // io::Error's source() skips the error it wraps (rustls's among them), so open it by hand.
+        next = match io {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    // hyper-util names a failed lookup only as "dns error"; its source says why.
+    if let Some(at) = chain.iter().position(|c| c == "dns error") {
+        let why = chain.get(at + 1..).and_then(<[String]>::last).map(|w| format!(" ({w})")).unwrap_or_default();
+        return format!("name not resolved{why}");
+    }
+    // Anything else: every distinct cause, outermost first, or reqwest's text.
+    chain.dedup();
+    if chain.is_empty() { error.to_string() } else { chain.join(": ") }
 }
 
 /// A missing, unreadable or corrupt cache file is simply a miss.
@@ -223,20 +310,110 @@ mod tests {
         TokenRequest {
             token_url: "https://idp/oauth/token".into(),
             client_id: "c".into(),
-            client_secret: "s".into(),
-            audience: "a".into(),
+            auth: ClientAuth::Post { secret: "s".into() },
+            audience: Some("a".into()),
+            audience_param: "audience".into(),
+            resources: Vec::new(),
             scope: scope.map(str::to_owned),
-            auth: AuthMethod::Post,
         }
     }
 
     #[test]
-    fn cache_keys_differ_by_scope_not_by_secret() {
-        assert_ne!(cache_key(&request(None)), cache_key(&request(Some("read"))));
-        let mut other_secret = request(None);
-        other_secret.client_secret = "other".into();
-        assert_eq!(cache_key(&request(None)), cache_key(&other_secret));
-        assert_eq!(cache_key(&request(None)).len(), 64);
+    fn cache_keys_differ_by_every_field_that_changes_the_token() {
+        let base = cache_key(&request(None));
+        assert_eq!(base.len(), 64);
+        let variants: [fn(&mut TokenRequest); 8] = [
+            |r| r.scope = Some("read".into()),
+            |r| r.audience = None,
+            |r| r.audience_param = "aud".into(),
+            |r| r.resources = vec!["https://api".into()],
+            |r| r.token_url = "https://other/oauth/token".into(),
+            |r| r.client_id = "d".into(),
+            // An empty audience is still an audience field, unlike none.
+            |r| r.audience = Some(String::new()),
+            // Not a separator game: a resource is not mistaken for the audience.
+            |r| {
+                r.audience = None;
+                r.resources = vec!["a".into()];
+            },
+        ];
+        let mut seen = std::collections::HashSet::from([base.clone()]);
+        for (i, change) in variants.iter().enumerate() {
+            let mut changed = request(None);
+            change(&mut changed);
+            assert!(seen.insert(cache_key(&changed)), "variant {i} shares a cache key");
+        }
+        // Resources in another order are another request.
+        let (mut ab, mut ba) = (request(None), request(None));
+        ab.resources = vec!["https://a".into(), "https://b".into()];
+        ba.resources = vec!["https://b".into(), "https://a".into()];
+        assert_ne!(cache_key(&ab), cache_key(&ba));
+    }
+
+    #[test]
+    fn cache_keys_do_not_depend_on_the_secret_or_how_it_is_sent() {
+        let base = cache_key(&request(None));
+        for auth in
+            [ClientAuth::Post { secret: "other".into() }, ClientAuth::Basic { secret: "s".into() }, ClientAuth::None]
+        {
+            let mut other = request(None);
+            other.auth = auth;
+            assert_eq!(cache_key(&other), base);
+        }
+    }
+
+    #[test]
+    fn form_fields_per_auth_method() {
+        let mut r = request(Some("read write"));
+        r.resources = vec!["https://api.one".into(), "https://api.two".into()];
+        assert_eq!(
+            form_fields(&r),
+            [
+                ("grant_type", "client_credentials"),
+                ("client_id", "c"),
+                ("client_secret", "s"),
+                ("audience", "a"),
+                ("resource", "https://api.one"),
+                ("resource", "https://api.two"),
+                ("scope", "read write"),
+            ]
+        );
+
+        // Basic: the credentials go in the header, none of them in the body.
+        r.auth = ClientAuth::Basic { secret: "s".into() };
+        r.audience_param = "aud".into();
+        assert_eq!(
+            form_fields(&r),
+            [
+                ("grant_type", "client_credentials"),
+                ("aud", "a"),
+                ("resource", "https://api.one"),
+                ("resource", "https://api.two"),
+                ("scope", "read write"),
+            ]
+        );
+
+        // None: a public client names itself and sends no secret; no audience, no scope.
+        let mut public = request(None);
+        public.auth = ClientAuth::None;
+        public.audience = None;
+        assert_eq!(form_fields(&public), [("grant_type", "client_credentials"), ("client_id", "c")]);
+    }
+
+    #[tokio::test]
+    async fn network_errors_say_why() {
+        // A port nothing listens on: bind one, learn it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = request(None);
+        r.token_url = format!("http://127.0.0.1:{port}/token");
+        let error = fetch(&r).await.unwrap_err().to_string();
+        assert_eq!(error, format!("cannot reach the token endpoint {}: connection refused", r.token_url));
+
+        // RFC 6761: .invalid never resolves.
+        r.token_url = "http://no-such-host.invalid/token".into();
+        let error = fetch(&r).await.unwrap_err().to_string();
+        assert!(error.contains(": name not resolved"), "{error}");
+        assert!(!error.contains("error sending request"), "{error}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `jwtgate` binary: `check` and `run` as an operator meets them.
+//! The `jwtgate` binary: `check` and `run` as an operator meets them, and
+//! `jwtgate token` against two real identity providers (tests/idp).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -342,4 +343,208 @@ fn check_warns_when_string_prefix_extensions_fall_to_a_weaker_route() {
     let (_dir, path) = write_config(&format!("{base}[[routes]]\npath = \"/public\"\nauth = \"public\"\n"));
     let stdout = String::from_utf8_lossy(&jwtgate(&["check", "-c", &path]).stdout).into_owned();
     assert!(!stdout.contains("warning"), "a public route has nothing to lose: {stdout}");
+}
+
+// ---- jwtgate token ----
+
+/// The resource server tests/idp/oidc_provider.mjs issues JWTs for.
+const OP_RESOURCE: &str = "https://api.jwtgate.test";
+
+/// One of tests/idp's launchers under node, on a free port; its issuer URL.
+fn idp(script: &str) -> (Process, String) {
+    let mut command = Command::new("node");
+    command.arg(format!("{}/tests/idp/{script}", env!("CARGO_MANIFEST_DIR"))).env("PORT", "0");
+    Process::start_announced(script, command, tempfile::tempdir().unwrap())
+}
+
+/// `jwtgate token ARGS` with its own cache directory and, when given, the
+/// secret in $JWTGATE_CLIENT_SECRET.
+fn jwtgate_token(cache: &std::path::Path, secret: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jwtgate"));
+    command.arg("token").args(args).env("XDG_CACHE_HOME", cache).env_remove("JWTGATE_CLIENT_SECRET");
+    if let Some(secret) = secret {
+        command.env("JWTGATE_CLIENT_SECRET", secret);
+    }
+    command.output().unwrap()
+}
+
+/// The printed token of a successful `jwtgate token`.
+fn printed_token(out: &Output) -> String {
+    assert!(out.status.success(), "jwtgate token failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap().trim().to_string()
+}
+
+/// `jwtgate explain` with a gateway that trusts `issuer` (keys found by
+/// discovery, fetched from the IdP itself) for `audience`: whether the token
+/// is admitted, and the report.
+fn admitted(issuer: &str, audience: &str, token: &str) -> (bool, String) {
+    let (_dir, path) = write_config(&format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"{issuer}\"\naudiences = [\"{audience}\"]\n"
+    ));
+    let out = jwtgate(&["explain", "-c", &path, token]);
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    match out.status.code() {
+        Some(0) => (true, report),
+        Some(1) => (false, report),
+        other => panic!("explain exited {other:?}: {report}"),
+    }
+}
+
+#[test]
+#[ignore = "needs node with tests/idp/node_modules (.ci/run installs it)"]
+fn token_from_oidc_provider_with_resource_and_post_is_admitted_and_cached() {
+    let (_op, issuer) = idp("oidc_provider.mjs");
+    let cache = tempfile::tempdir().unwrap();
+    let token_url = format!("{issuer}/token");
+    let args = ["--token-url", &token_url, "--client-id", "jwtgate-post", "--resource", OP_RESOURCE, "--scope", "read"];
+    let first = printed_token(&jwtgate_token(cache.path(), Some("post-secret"), &args));
+    assert_eq!(first.split('.').count(), 3, "not a JWT: {first}");
+    let (ok, report) = admitted(&issuer, OP_RESOURCE, &first);
+    assert!(ok, "{report}");
+
+    // Served from the cache: the same token, although the IdP would mint a new one.
+    assert_eq!(printed_token(&jwtgate_token(cache.path(), Some("post-secret"), &args)), first);
+    // Another scope is another cache entry.
+    let mut other_scope = args;
+    other_scope[7] = "write";
+    let second = printed_token(&jwtgate_token(cache.path(), Some("post-secret"), &other_scope));
+    assert_ne!(second, first);
+    assert!(admitted(&issuer, OP_RESOURCE, &second).0);
+
+    // A wrong secret is the IdP's refusal, in its words, exit 1.
+    let out = jwtgate_token(tempfile::tempdir().unwrap().path(), Some("wrong"), &args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("answered 401: invalid_client"), "{out:?}");
+}
+
+#[test]
+#[ignore = "needs node with tests/idp/node_modules (.ci/run installs it)"]
+fn token_from_oidc_provider_with_basic_auth_is_admitted() {
+    let (_op, issuer) = idp("oidc_provider.mjs");
+    let cache = tempfile::tempdir().unwrap();
+    let token_url = format!("{issuer}/token");
+    let args =
+        ["--token-url", &token_url, "--client-id", "jwtgate-basic", "--auth", "basic", "--resource", OP_RESOURCE];
+    let token = printed_token(&jwtgate_token(cache.path(), Some("b@sic:secret+/%"), &args));
+    let (ok, report) = admitted(&issuer, OP_RESOURCE, &token);
+    assert!(ok, "{report}");
+}
+
+/// Without RFC 8707's resource= oidc-provider hands out an opaque token,
+/// which a JWT gateway cannot use: --resource is what makes it work.
+#[test]
+#[ignore = "needs node with tests/idp/node_modules (.ci/run installs it)"]
+fn token_from_oidc_provider_without_resource_is_opaque_and_refused() {
+    let (_op, issuer) = idp("oidc_provider.mjs");
+    let cache = tempfile::tempdir().unwrap();
+    let token_url = format!("{issuer}/token");
+    let args = ["--token-url", &token_url, "--client-id", "jwtgate-post", "--audience", OP_RESOURCE];
+    let opaque = printed_token(&jwtgate_token(cache.path(), Some("post-secret"), &args));
+    assert_eq!(opaque.split('.').count(), 1, "expected an opaque token: {opaque}");
+    let (ok, report) = admitted(&issuer, OP_RESOURCE, &opaque);
+    assert!(!ok, "{report}");
+    assert!(report.contains("FAIL  token is not a JWT"), "{report}");
+}
+
+#[test]
+#[ignore = "needs node with tests/idp/node_modules (.ci/run installs it)"]
+fn token_from_oauth2_mock_server_as_a_public_client_with_aud_is_admitted() {
+    let (_mock, issuer) = idp("mock_server.mjs");
+    let cache = tempfile::tempdir().unwrap();
+    let token_url = format!("{issuer}/token");
+    let audience = "https://api.mock.test";
+    let args = [
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "anyone",
+        "--auth",
+        "none",
+        "--audience",
+        audience,
+        "--audience-param",
+        "aud",
+        "--scope",
+        "read",
+    ];
+    // No secret anywhere, and none needed.
+    let token = printed_token(&jwtgate_token(cache.path(), None, &args));
+    let (ok, report) = admitted(&issuer, audience, &token);
+    assert!(ok, "{report}");
+
+    // The same request with the default field name: the mock server ignores
+    // `audience`, so the token has no aud and is refused.
+    let without_param: Vec<&str> = args.iter().copied().filter(|a| !matches!(*a, "--audience-param" | "aud")).collect();
+    let default_param = printed_token(&jwtgate_token(cache.path(), None, &without_param));
+    assert_ne!(default_param, token, "a different request must not be served from the cache");
+    let (ok, report) = admitted(&issuer, audience, &default_param);
+    assert!(!ok, "{report}");
+    assert!(report.contains("FAIL  token has no aud claim"), "{report}");
+}
+
+#[test]
+fn token_without_a_secret_exits_2_unless_the_client_is_public() {
+    let cache = tempfile::tempdir().unwrap();
+    // Nothing listens here: bind a port, learn it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let token_url = format!("http://127.0.0.1:{port}/token");
+    let base = ["--token-url", token_url.as_str(), "--client-id", "c", "--audience", "a"];
+    for auth in ["post", "basic"] {
+        let out = jwtgate_token(cache.path(), None, &[&base[..], &["--auth", auth]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--auth {auth}: {stderr}");
+        assert!(
+            stderr.contains("no client secret: set JWTGATE_CLIENT_SECRET or pass --client-secret-file"),
+            "{stderr}"
+        );
+    }
+    // A public client goes ahead without one, and the failure says why in words.
+    let out = jwtgate_token(cache.path(), None, &[&base[..], &["--auth", "none"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim(), format!("cannot reach the token endpoint {token_url}: connection refused"));
+}
+
+#[test]
+fn token_options_are_checked_before_anything_is_sent() {
+    let cache = tempfile::tempdir().unwrap();
+    let base = ["--token-url", "http://127.0.0.1:9/token", "--client-id", "c", "--auth", "none"];
+    let cases: [(&[&str], &str); 4] = [
+        (&["--resource", "api"], "not an absolute URI"),
+        (&["--resource", "https://api/#x"], "must not have a fragment"),
+        (&["--audience", "a", "--audience-param", "client_secret"], "a field of the grant itself"),
+        (&["--audience-param", "aud"], "--audience"),
+    ];
+    for (extra, problem) in cases {
+        let out = jwtgate_token(cache.path(), None, &[&base[..], extra].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(problem), "{extra:?}: {stderr}");
+    }
+}
+
+/// A token endpoint whose certificate the machine does not trust: the
+/// message says so, not just "error sending request".
+#[tokio::test]
+async fn token_endpoint_with_an_untrusted_certificate_is_named_a_tls_problem() {
+    let leaf = support::certs::TestCa::new("not trusted here").server();
+    let (addr, _task) = support::http::serve_maybe_tls(
+        |_req| async { json_response(200, &serde_json::json!({})) },
+        Some(leaf.server_config(None)),
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let token_url = format!("https://127.0.0.1:{}/token", addr.port());
+    let args = ["--token-url", token_url.as_str(), "--client-id", "c", "--auth", "none"];
+    let cache_dir = cache.path().to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        jwtgate_token(&cache_dir, None, &args)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{token_url}: TLS certificate problem: invalid peer certificate")), "{stderr}");
 }

@@ -530,6 +530,46 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Spawns `command`, a server that picks its own port and says so with
+    /// one stdout line `listening URL`, and waits up to 10 s for that line.
+    /// Its stderr goes to `error.log` in `dir`, shown if it never announces.
+    pub fn start_announced(
+        name: &str,
+        mut command: std::process::Command,
+        dir: tempfile::TempDir,
+    ) -> (Process, String) {
+        use std::io::BufRead as _;
+        let log = std::fs::File::create(dir.path().join("error.log")).unwrap();
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start it ({e}); .ci/run installs it"));
+        let stdout = child.stdout.take().unwrap();
+        let (lines, line) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let _ = lines.send(first);
+            // Keep draining: a closed pipe would fail the server's next write.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut process = Process { name: name.to_string(), addr: SocketAddr::from(([127, 0, 0, 1], 0)), dir, child };
+        let first = line.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        let Some(url) = first.trim().strip_prefix("listening ").map(str::to_owned) else {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+            let log = std::fs::read_to_string(process.dir.path().join("error.log")).unwrap_or_default();
+            panic!("{name} did not announce `listening URL` (got {first:?}): {log}");
+        };
+        let authority = url.split("://").nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
+        process.addr = authority.parse().unwrap_or_else(|e| panic!("{name}: {url}: {e}"));
+        (process, url)
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
