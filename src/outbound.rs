@@ -8,16 +8,14 @@ use std::time::Duration;
 /// The cause of `error`: connection refused, name not resolved, TLS
 /// certificate not trusted (and why), timed out after `timeout`, …
 pub fn cause(error: &reqwest::Error, timeout: Duration) -> String {
+    use std::io::ErrorKind;
     if error.is_timeout() {
         return format!("timed out after {}", humantime::format_duration(timeout));
     }
     let host = error.url().and_then(|u| u.host_str()).unwrap_or("the host").to_string();
-    let mut source: Option<&(dyn Error + 'static)> = error.source();
-    let mut innermost = error.to_string();
-    while let Some(current) = source {
-        if let Some(words) = io_cause(current, &host) {
-            return words;
-        }
+    let mut chain: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn Error + 'static)> = error.source();
+    while let Some(current) = next {
         if let Some(tls) = current.downcast_ref::<rustls::Error>() {
             return tls_cause(tls);
         }
@@ -26,28 +24,33 @@ pub fn cause(error: &reqwest::Error, timeout: Duration) -> String {
         if let Some(why) = text.strip_prefix("invalid peer certificate: ") {
             return format!("TLS certificate not trusted: {}", certificate_words(why));
         }
-        if text.starts_with("dns error") || text.contains("failed to lookup address") {
-            return format!("the name {host} was not resolved (DNS): is the host name right?");
+        let io = current.downcast_ref::<std::io::Error>();
+        match io.map(std::io::Error::kind) {
+            Some(ErrorKind::ConnectionRefused) => {
+                return format!("connection refused: nothing listens on {host} at that port");
+            }
+            Some(ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+                return format!("{host} closed the connection");
+            }
+            Some(ErrorKind::TimedOut) => return format!("timed out after {}", humantime::format_duration(timeout)),
+            _ => {}
         }
-        innermost = text;
-        source = current.source();
+        chain.push(text);
+        // io::Error's source() skips the error it wraps (rustls's among
+        // them), so open it by hand.
+        next = match io {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn Error + 'static)),
+            None => current.source(),
+        };
     }
-    innermost
-}
-
-fn io_cause(error: &(dyn Error + 'static), host: &str) -> Option<String> {
-    use std::io::ErrorKind;
-    let io = error.downcast_ref::<std::io::Error>()?;
-    if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-        return Some(tls_cause(tls));
+    // hyper-util names a failed lookup only "dns error"; its source says why.
+    if let Some(at) = chain.iter().position(|c| c == "dns error" || c.starts_with("dns error:")) {
+        let why = chain.get(at + 1..).and_then(<[String]>::last).map(|w| format!(" ({w})")).unwrap_or_default();
+        return format!("the name {host} was not resolved{why}: is the host name right?");
     }
-    Some(match io.kind() {
-        ErrorKind::ConnectionRefused => format!("connection refused: nothing listens on {host} at that port"),
-        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => format!("{host} closed the connection"),
-        ErrorKind::TimedOut => format!("connecting to {host} timed out"),
-        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => format!("{host} is unreachable: {io}"),
-        _ => return None,
-    })
+    // Anything else: every distinct cause, outermost first.
+    chain.dedup();
+    if chain.is_empty() { error.to_string() } else { chain.join(": ") }
 }
 
 fn tls_cause(error: &rustls::Error) -> String {

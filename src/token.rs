@@ -80,7 +80,7 @@ pub struct TokenRequest {
 pub enum TokenError {
     #[error("the token endpoint {url} answered {status}: {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Refused { url: String, status: u16, error: String, description: Option<String> },
-    #[error("cannot reach the token endpoint {url}: {}", network_cause(source))]
+    #[error("cannot reach the token endpoint {url}: {}", crate::outbound::cause(source, REQUEST_TIMEOUT))]
     Network {
         url: String,
         #[source]
@@ -231,46 +231,6 @@ fn cache_key(request: &TokenRequest) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Why a request to the token endpoint failed, in words: reqwest's own text
-/// is only "error sending request for url (…)", the cause is deeper in the
-/// chain of sources.
-fn network_cause(error: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    if error.is_timeout() {
-        return format!("timed out after {} s", REQUEST_TIMEOUT.as_secs());
-    }
-    let mut chain = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
-    while let Some(cause) = next {
-        match cause.downcast_ref::<rustls::Error>() {
-            Some(tls @ rustls::Error::InvalidCertificate(_)) => return format!("TLS certificate problem: {tls}"),
-            Some(tls) => return format!("TLS handshake failed: {tls}"),
-            None => {}
-        }
-        let io = cause.downcast_ref::<std::io::Error>();
-        match io.map(std::io::Error::kind) {
-            Some(std::io::ErrorKind::ConnectionRefused) => return "connection refused".into(),
-            Some(std::io::ErrorKind::ConnectionReset) => return "connection reset".into(),
-            Some(std::io::ErrorKind::TimedOut) => return format!("timed out after {} s", REQUEST_TIMEOUT.as_secs()),
-            _ => {}
-        }
-        chain.push(cause.to_string());
-        // io::Error's source() skips the error it wraps (rustls's among them), so open it by hand.
-        next = match io {
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => cause.source(),
-        };
-    }
-    // hyper-util names a failed lookup only as "dns error"; its source says why.
-    if let Some(at) = chain.iter().position(|c| c == "dns error") {
-        let why = chain.get(at + 1..).and_then(<[String]>::last).map(|w| format!(" ({w})")).unwrap_or_default();
-        return format!("name not resolved{why}");
-    }
-    // Anything else: every distinct cause, outermost first, or reqwest's text.
-    chain.dedup();
-    if chain.is_empty() { error.to_string() } else { chain.join(": ") }
-}
-
 /// A missing, unreadable or corrupt cache file is simply a miss.
 fn read_cache(file: &Path) -> Option<Cached> {
     serde_json::from_slice(&std::fs::read(file).ok()?).ok()
@@ -407,12 +367,18 @@ mod tests {
         let mut r = request(None);
         r.token_url = format!("http://127.0.0.1:{port}/token");
         let error = fetch(&r).await.unwrap_err().to_string();
-        assert_eq!(error, format!("cannot reach the token endpoint {}: connection refused", r.token_url));
+        assert_eq!(
+            error,
+            format!(
+                "cannot reach the token endpoint {}: connection refused: nothing listens on 127.0.0.1 at that port",
+                r.token_url
+            )
+        );
 
         // RFC 6761: .invalid never resolves.
         r.token_url = "http://no-such-host.invalid/token".into();
         let error = fetch(&r).await.unwrap_err().to_string();
-        assert!(error.contains(": name not resolved"), "{error}");
+        assert!(error.contains(": the name no-such-host.invalid was not resolved"), "{error}");
         assert!(!error.contains("error sending request"), "{error}");
     }
 

@@ -320,5 +320,8 @@ async fn the_demo_takes_a_free_port_when_8080_is_busy() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot listen on 127.0.0.1:8080: ") && stderr.contains("choose another address with --listen"), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on 127.0.0.1:8080: ") && stderr.contains("choose another address with --listen"),
+        "{stderr}"
+    );
 }

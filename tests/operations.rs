@@ -379,8 +379,13 @@ async fn pretty_logs_show_plain_values() {
     let all = lines.join("\n");
     assert!(!all.contains("Some("), "{all}");
     assert!(all.contains(&format!("listen=127.0.0.1:{port} admin=127.0.0.1:{admin}")), "{all}");
-    let request = lines.iter().find(|l| l.contains(" request ") || l.ends_with("request")).unwrap_or_else(|| panic!("{all}"));
-    let latency = request.split("latency_ms=").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_else(|| panic!("{request}"));
+    let request =
+        lines.iter().find(|l| l.contains(" request ") || l.ends_with("request")).unwrap_or_else(|| panic!("{all}"));
+    let latency = request
+        .split("latency_ms=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("{request}"));
     let decimals = latency.split('.').nth(1).map_or(0, str::len);
     assert!(latency.parse::<f64>().is_ok() && decimals <= 2, "{request}");
     assert!(
