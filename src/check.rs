@@ -156,7 +156,28 @@ pub fn files(config: &Config) -> Vec<Problem> {
 /// issuer's algorithms can use would refuse every token.
 fn jwks_file(key: &str, path: &std::path::Path, issuer: &crate::config::IssuerConfig) -> Option<Problem> {
     let shown = path.display();
-    let body = match std::fs::read(path) {
+    let max_bytes = issuer.jwks_limits.max_bytes;
+    // Bounded as the key store reads it; a FIFO or device is not a key file.
+    let read = std::fs::metadata(path).and_then(|meta| {
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::fs::File::open(path)?, max_bytes as u64 + 1),
+            &mut body,
+        )?;
+        Ok(body)
+    });
+    let body = match read {
+        Ok(body) if body.len() > max_bytes => {
+            return Some(Problem::new(
+                key,
+                format!(
+                    "{shown} is larger than {max_bytes} bytes — raise limits.max_jwks_bytes if it really is a key set"
+                ),
+            ));
+        }
         Ok(body) => body,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Some(Problem::new(
@@ -233,6 +254,11 @@ pub async fn online(config: &Config) -> (String, Online) {
             }
             Err(error @ FetchError::IssuerMismatch { .. }) => {
                 (Online::Misconfigured, format!("issuers[{i}].issuer: {error}"))
+            }
+            // It answered, with something that is not a usable key set: the URL or the issuer is wrong.
+            Err(error @ FetchError::Jwks(_)) => {
+                let source = if matches!(issuer.jwks, JwksSource::Url(_)) { "jwks_url" } else { "issuer" };
+                (Online::Misconfigured, format!("issuers[{i}].{source}: {error}"))
             }
             Err(error) => {
                 (Online::Unreachable, format!("issuers[{i}]: cannot fetch the keys of {}: {error}", issuer.issuer))

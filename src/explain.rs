@@ -141,6 +141,8 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
 
 /// The index in `[[routes]]` of the route named `name` that takes `method`.
 fn route_index(config: &Config, name: &str, method: &Method) -> Option<usize> {
+    // Routes judge HEAD as GET.
+    let method = if method == Method::HEAD { &Method::GET } else { method };
     config
         .routes
         .iter()
@@ -179,7 +181,15 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
             F::UnsupportedCritical => {
                 "the token's crit header names extensions jwtgate does not implement: the issuer must not mark them critical".to_string()
             }
-            F::AlgorithmNotAllowed => format!("the token is signed with {alg}: add \"{alg}\" to issuers[{i}].algorithms"),
+            F::AlgorithmNotAllowed => match parsed.as_ref().map(|p| p.alg) {
+                // Only an algorithm the gateway verifies with public keys is worth allowing.
+                Some(a) if crate::keys::set::SUPPORTED_ALGORITHMS.contains(&a) => {
+                    format!("the token is signed with {alg}: add \"{alg}\" to issuers[{i}].algorithms")
+                }
+                _ => "the token's alg is one jwtgate never accepts (none, or HMAC, whose key would have to be public): \
+                      the issuer must sign with RS*, PS*, ES256/384 or EdDSA"
+                    .to_string(),
+            },
             F::MissingIssuer => "the token has no iss: an access token for an API carries one (is this an ID token?)".to_string(),
             F::UnknownIssuer => {
                 let configured: Vec<String> = config.issuers.iter().map(|i| i.issuer.clone()).collect();

@@ -72,7 +72,12 @@ fn main() -> ExitCode {
 
 /// The configuration, once it validates and the files it names can be used.
 fn load(path: &Path) -> Result<Config, ExitCode> {
-    if !path.exists() {
+    load_with(path, check::files)
+}
+
+/// [`load`] with another check of the files the configuration names.
+fn load_with(path: &Path, files: impl FnOnce(&Config) -> Vec<jwtgate::config::Problem>) -> Result<Config, ExitCode> {
+    if matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
         eprintln!(
             "{}: no such file — name the configuration with -c FILE or $JWTGATE_CONFIG; to start one, copy the \
              commented template config.toml from the repository (every key: docs/configuration.md)",
@@ -84,7 +89,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         eprintln!("{error}");
         ExitCode::from(EXIT_INVALID_CONFIG)
     };
-    Config::load_checked(path, check::files).map_err(invalid)
+    Config::load_checked(path, files).map_err(invalid)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -232,7 +237,15 @@ fn explain(
             text.trim().to_string()
         }
     };
-    let config = match load(path) {
+    // With --jwks, the configured key files are not used: their absence here is no problem.
+    let replaced_by_jwks = |config: &Config| {
+        let mut problems = check::files(config);
+        if jwks.is_some() {
+            problems.retain(|p| !p.key.ends_with(".jwks_file"));
+        }
+        problems
+    };
+    let config = match load_with(path, replaced_by_jwks) {
         Ok(c) => c,
         Err(code) => return code,
     };

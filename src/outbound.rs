@@ -5,12 +5,19 @@
 use std::error::Error;
 use std::time::Duration;
 
+/// The bounds a request ran under, to say which one it hit.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub whole: Duration,
+}
+
 /// The cause of `error`: connection refused, name not resolved, TLS
-/// certificate not trusted (and why), timed out after `timeout`, …
-pub fn cause(error: &reqwest::Error, timeout: Duration) -> String {
+/// certificate not trusted (and why), timed out after N, …
+pub fn cause(error: &reqwest::Error, timeouts: Timeouts) -> String {
     use std::io::ErrorKind;
     if error.is_timeout() {
-        return format!("timed out after {}", humantime::format_duration(timeout));
+        return timed_out(error.is_connect(), timeouts);
     }
     let host = error.url().and_then(|u| u.host_str()).unwrap_or("the host").to_string();
     let mut chain: Vec<String> = Vec::new();
@@ -32,7 +39,7 @@ pub fn cause(error: &reqwest::Error, timeout: Duration) -> String {
             Some(ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
                 return format!("{host} closed the connection");
             }
-            Some(ErrorKind::TimedOut) => return format!("timed out after {}", humantime::format_duration(timeout)),
+            Some(ErrorKind::TimedOut) => return timed_out(error.is_connect(), timeouts),
             _ => {}
         }
         chain.push(text);
@@ -51,6 +58,14 @@ pub fn cause(error: &reqwest::Error, timeout: Duration) -> String {
     // Anything else: every distinct cause, outermost first.
     chain.dedup();
     if chain.is_empty() { error.to_string() } else { chain.join(": ") }
+}
+
+fn timed_out(connecting: bool, timeouts: Timeouts) -> String {
+    if connecting {
+        format!("connecting timed out after {}", humantime::format_duration(timeouts.connect))
+    } else {
+        format!("timed out after {}", humantime::format_duration(timeouts.whole))
+    }
 }
 
 fn tls_cause(error: &rustls::Error) -> String {

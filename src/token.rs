@@ -80,7 +80,7 @@ pub struct TokenRequest {
 pub enum TokenError {
     #[error("the token endpoint {url} answered {status}: {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Refused { url: String, status: u16, error: String, description: Option<String> },
-    #[error("cannot reach the token endpoint {url}: {}", crate::outbound::cause(source, REQUEST_TIMEOUT))]
+    #[error("cannot reach the token endpoint {url}: {}", crate::outbound::cause(source, crate::outbound::Timeouts { connect: REQUEST_TIMEOUT, whole: REQUEST_TIMEOUT }))]
     Network {
         url: String,
         #[source]

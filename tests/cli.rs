@@ -85,6 +85,7 @@ fn unusable_jwks_files_are_errors_naming_the_key() {
     let cases = [
         ("missing.json", "", "issuers[0].jwks_file: ", "missing.json does not exist — write the path of a JWKS file"),
         ("html.json", "", "issuers[0].jwks_file: ", "html.json is not a JWK Set"),
+        ("/dev/zero", "", "issuers[0].jwks_file: ", "cannot read /dev/zero: not a regular file"),
         (
             "rsa.json",
             "algorithms = [\"ES256\"]\n",
@@ -188,12 +189,15 @@ async fn key_fetch_errors_say_the_cause_in_words() {
         ),
         (format!("{}.well-known/openid-configuration", idp.issuer), "not a JWK Set ({\"keys\": [ … ]})".to_string()),
     ];
-    for (url, cause) in cases {
+    for (i, (url, cause)) in cases.into_iter().enumerate() {
         let text = format!(
             "[upstream]\nurl = \"http://127.0.0.1:9\"\n[limits]\njwks_fetch_timeout = \"1s\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\njwks_url = \"{url}\"\n"
         );
         let (code, out) = check_online(text).await;
-        assert_eq!(code, Some(1), "{out}");
+        // The last answers, with something that is not a key set: the URL is wrong (2), not unreachable (1).
+        let expected = if i == 4 { "issuers[0].jwks_url: " } else { "issuers[0]: cannot fetch the keys of" };
+        assert_eq!(code, Some(if i == 4 { 2 } else { 1 }), "{out}");
+        assert!(out.contains(expected), "{url}: {out}");
         assert!(out.contains(&cause), "{url}: {out}");
         assert!(!out.contains("error sending request"), "{out}");
     }

@@ -151,6 +151,28 @@ fn each_failure_names_the_key_to_change_and_no_log_line_mixes_in() {
         "{out}"
     );
 
+    // Never advise allowing HMAC: its key would have to be public.
+    let hs = support::keys::hs256(
+        b"secret",
+        &json!({"alg": "HS256", "kid": "k1"}),
+        &json!({"iss": ISSUER, "aud": "api", "iat": AT - 600, "exp": AT + 600}),
+    );
+    let (out, code) = s.explain("/orders", &hs);
+    assert_eq!(code, 1);
+    assert!(!out.contains("add \"HS256\""), "{out}");
+    assert!(out.contains("  fix   the token's alg is one jwtgate never accepts"), "{out}");
+
+    // --jwks replaces the configured key files: one missing here is no problem.
+    std::fs::write(s.dir.path().join("jwks.json"), json!({"keys": [s.key.jwk()]}).to_string()).unwrap();
+    let config = s.dir.path().join("jwtgate.toml");
+    std::fs::write(
+        &config,
+        CONFIG.replace("audiences = [\"api\"]", "audiences = [\"api\"]\njwks_file = \"/nowhere/keys.json\""),
+    )
+    .unwrap();
+    let (_, code) = s.explain("/orders", &s.token(json!({})));
+    assert_eq!(code, 0);
+
     let (out, code) = s.explain("/orders", "opaque-access-token");
     assert_eq!(code, 1);
     assert!(out.contains("  fix   this is not a JWT (an opaque token?)"), "{out}");

@@ -370,7 +370,8 @@ impl Config {
 
     /// [`Config::load`], then `more` problems found by the caller (files
     /// that higher layers read, such as TLS certificates), placed in the
-    /// file like the rest and reported with them.
+    /// file like the rest. `more` needs a valid configuration, so it runs
+    /// once everything else is right.
     pub fn load_checked(path: &Path, more: impl FnOnce(&Config) -> Vec<Problem>) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -412,7 +413,17 @@ impl Config {
         source::placeholders(&table, "", &mut problems);
         let (raw, structural) = read_raw(table);
         problems.extend(structural);
-        let reported: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
+        // A bad list item removed its whole list (see `remove`): the list counts as reported.
+        let reported: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                let mut key = p.key.as_str();
+                while let Some(open) = key.strip_suffix(']').and_then(|k| k.rfind('[')) {
+                    key = &key[..open];
+                }
+                key.to_string()
+            })
+            .collect();
         let config = match raw.map(|raw| validate::validate(raw, base_dir)) {
             Some(Ok(config)) => Some(config),
             Some(Err(semantic)) => {
@@ -530,6 +541,17 @@ mod tests {
     /// The file a new user wrote (issue 15): an unknown key, a number for a
     /// duration, a port for an address, a missing table: all in one run,
     /// in file order, each `FILE:LINE:COL: key: problem — fix`.
+    #[test]
+    fn a_bad_list_item_is_named_once_not_also_as_a_missing_list() {
+        let text = MINIMAL.replace("audiences = [\"${AUD}\"]", "audiences = [\"a\", 5]");
+        assert_eq!(
+            problems(&text),
+            [
+                "test.toml: issuers[0].audiences[1]: expected a string in quotes, found the number 5 — write audiences = \"5\""
+            ]
+        );
+    }
+
     #[test]
     fn every_problem_at_once_with_its_position_and_fix() {
         let text = "[server]\nlisten = \"8080\"\nmax_connections = \"30\"\n\n[[issuers]]\nissuer = \"https://i.example/\"\naudiences = \"api\"\nleeway = 30\ntimout = \"5s\"\n";

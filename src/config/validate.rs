@@ -195,6 +195,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
 
 fn not_an_address(name: &str, text: &str) -> String {
     let port = text.rsplit(':').next().filter(|p| p.parse::<u16>().is_ok()).unwrap_or("8080");
+    if name == "admin_listen" {
+        // /metrics and the probes are for this host or a scraper, not the world.
+        return format!("not an address (got {text:?}) — write {name} = \"127.0.0.1:{port}\"");
+    }
     format!(
         "not an address (got {text:?}) — write {name} = \"0.0.0.0:{port}\" (all interfaces) or \"127.0.0.1:{port}\" \
          (this host only)"

@@ -3,7 +3,6 @@
 
 /// The plain message for serde's `message` about `key`.
 pub fn structural(key: &str, message: &str) -> String {
-    let name = key.rsplit(['.', ']']).next().unwrap_or(key);
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (field, known) = rest.split_once('`').unwrap_or((rest, ""));
         return unknown_key(field, &backticked(known));
@@ -11,9 +10,19 @@ pub fn structural(key: &str, message: &str) -> String {
     if let Some((found, expected)) =
         message.strip_prefix("invalid type: ").and_then(|rest| rest.rsplit_once(", expected "))
     {
-        return wrong_type(name, found, expected);
+        return wrong_type(key, found, expected);
     }
     message.to_string()
+}
+
+/// The last name in a key path: `leeway` of `issuers[0].leeway`, `scopes`
+/// of `routes[1].scopes[2]`.
+pub fn key_name(key: &str) -> &str {
+    let mut key = key;
+    while let Some(open) = key.strip_suffix(']').and_then(|k| k.rfind('[')) {
+        key = &key[..open];
+    }
+    key.rsplit('.').next().unwrap_or(key)
 }
 
 /// Every `word` between backticks in `text`.
@@ -64,7 +73,8 @@ pub fn is_duration(name: &str) -> bool {
     ["timeout", "interval", "grace", "leeway", "lifetime", "max_age", "ttl"].iter().any(|end| name.ends_with(end))
 }
 
-fn wrong_type(name: &str, found: &str, expected: &str) -> String {
+fn wrong_type(key: &str, found: &str, expected: &str) -> String {
+    let name = key_name(key);
     let Some(kind) = kind(name, expected) else {
         return format!("expected {expected}, found {}", found_words(found));
     };
@@ -80,6 +90,9 @@ fn wrong_type(name: &str, found: &str, expected: &str) -> String {
     let value = found_value(found);
     let fix = match (kind, value) {
         (Kind::Duration, Some(Value::Number(n))) => format!("write {name} = \"{n}s\" (units: ms, s, m, h)"),
+        (Kind::Address, Some(Value::Number(n))) if name == "admin_listen" => {
+            format!("write {name} = \"127.0.0.1:{n}\"")
+        }
         (Kind::Address, Some(Value::Number(n))) => format!("write {name} = \"0.0.0.0:{n}\""),
         (Kind::Text, Some(Value::Number(n))) => format!("write {name} = \"{n}\""),
         (Kind::Number, Some(Value::Text(t))) if t.parse::<i64>().is_ok() => {
@@ -89,7 +102,7 @@ fn wrong_type(name: &str, found: &str, expected: &str) -> String {
             format!("write {name} = {t} without quotes")
         }
         (Kind::List, Some(Value::Text(t))) => format!("write {name} = [\"{t}\"]"),
-        (Kind::Table, _) => format!("write it as a [{name}] table with its keys"),
+        (Kind::Table, _) => format!("write it as a table with its keys, [{}]", key.split('[').next().unwrap_or(key)),
         _ => format!("write {name} as {wanted}"),
     };
     format!("expected {wanted}, found {} — {fix}", found_words(found))
@@ -175,6 +188,20 @@ mod tests {
         for (key, serde, plain) in cases {
             assert_eq!(structural(key, serde), plain, "{key}");
         }
+    }
+
+    #[test]
+    fn names_of_list_items_and_nested_tables() {
+        assert_eq!(key_name("routes[1].scopes[2]"), "scopes");
+        assert_eq!(key_name("issuers[0]"), "issuers");
+        assert_eq!(
+            structural("routes[1].scopes[1]", "invalid type: integer `1`, expected a string"),
+            "expected a string in quotes, found the number 1 — write scopes = \"1\""
+        );
+        assert_eq!(
+            structural("server.tls", "invalid type: string \"x\", expected struct RawServerTls"),
+            "expected a table, found the string \"x\" — write it as a table with its keys, [server.tls]"
+        );
     }
 
     #[test]

@@ -93,7 +93,13 @@ impl Fetcher {
     pub async fn get(&self, url: &str, etag: Option<&str>, limits: &JwksLimits) -> Result<Fetched, FetchError> {
         let err = |source: reqwest::Error| FetchError::Request {
             url: url.to_string(),
-            cause: crate::outbound::cause(&source, limits.fetch_timeout),
+            cause: crate::outbound::cause(
+                &source,
+                crate::outbound::Timeouts {
+                    connect: CONNECT_TIMEOUT.min(limits.fetch_timeout),
+                    whole: limits.fetch_timeout,
+                },
+            ),
             source,
         };
         let mut request = self.client.get(url).timeout(limits.fetch_timeout);
