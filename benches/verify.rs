@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
-#[path = "../tests/support/keys.rs"]
+#[path = "../tests/it/support/keys.rs"]
 mod keys;
 
 use std::hint::black_box;

@@ -2,13 +2,11 @@
 //! upstream failures, HTTP/2 cleartext.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct World {
@@ -320,5 +318,5 @@ async fn h2c_clients_are_told_the_stream_limit() {
     let idp = TestIdp::start(&[&key]).await;
     let upstream = TestUpstream::start().await;
     let gateway = toml(&upstream.url(), &idp.issuer).start().await;
-    assert_eq!(support::h2c_stream_limit(gateway.addr).await, 256);
+    assert_eq!(crate::support::h2c_stream_limit(gateway.addr).await, 256);
 }

@@ -3,13 +3,11 @@
 //! upstream, or a server the attacker pointed us at.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct World {
@@ -160,7 +158,7 @@ async fn jku_x5u_jwk_and_x5c_are_never_followed() {
     let hits = Arc::new(AtomicUsize::new(0));
     let trap = {
         let hits = Arc::clone(&hits);
-        support::http::serve(move |_req| {
+        crate::support::http::serve(move |_req| {
             hits.fetch_add(1, Ordering::SeqCst);
             async { json_response(200, &json!({"keys": []})) }
         })

@@ -4,14 +4,12 @@
 //! `deploy/forward-auth/nginx.conf`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Command;
 
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestGateway, TestIdp, TestUpstream, client, toml};
 use serde_json::json;
-use support::keys::{SigningKey, claims};
-use support::{TestGateway, TestIdp, TestUpstream, client, toml};
 
 struct World {
     key: SigningKey,
@@ -146,8 +144,8 @@ async fn forward_auth_refuses_an_original_uri_that_is_not_canonical() {
     let envoy = World::for_edge("envoy").await;
     for trick in ["/auth/admin/../public/x", "/auth/public/;/../admin", "/auth/public/%2e%2e/admin"] {
         let request = format!("GET {trick} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
-        let answer = support::raw(envoy.gateway.addr, request.as_bytes()).await;
-        assert_eq!(support::status_of(&answer), 400, "{trick}: {answer}");
+        let answer = crate::support::raw(envoy.gateway.addr, request.as_bytes()).await;
+        assert_eq!(crate::support::status_of(&answer), 400, "{trick}: {answer}");
     }
     // Canonical paths, parameters and escapes included, are judged.
     for (path, status) in [("/public/x;v=1", 200), ("/public/caf%C3%A9", 200), ("/admin;x/y", 401), ("/ADMIN", 401)] {
@@ -225,16 +223,16 @@ async fn checks_normalise_the_original_path_and_never_echo_client_identity_heade
 
 /// Debian's nginx, started from `deploy/forward-auth/nginx.conf` with its
 /// addresses replaced; stopped on drop.
-async fn start_nginx(gateway: SocketAddr, app: SocketAddr) -> support::Process {
-    let addr = support::free_port();
+async fn start_nginx(gateway: SocketAddr, app: SocketAddr) -> crate::support::Process {
+    let addr = crate::support::free_port();
     let template =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/nginx.conf")).unwrap();
     let conf = template
         .replace("127.0.0.1:8080", &gateway.to_string())
         .replace("127.0.0.1:9000", &app.to_string())
         .replace("listen 80;", &format!("listen {addr};"))
-        .replace("http {", &format!("pid {{dir}}/nginx.pid;\nhttp {{\n    {}\n", support::NGINX_SCRATCH));
-    support::nginx(&conf, addr).await
+        .replace("http {", &format!("pid {{dir}}/nginx.pid;\nhttp {{\n    {}\n", crate::support::NGINX_SCRATCH));
+    crate::support::nginx(&conf, addr).await
 }
 
 #[tokio::test]
@@ -276,7 +274,7 @@ async fn nginx_auth_request_allows_denies_and_copies_the_identity() {
     }
     for trick in ["/admin/../public/x", "/public/;/../admin/x", "/public/%2e%2e/admin", "//admin", "/public/./x"] {
         let request = format!("GET {trick} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
-        let answer = support::raw(nginx.addr, request.as_bytes()).await;
+        let answer = crate::support::raw(nginx.addr, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 4"), "{trick}: {answer}");
     }
     // A tokenless preflight with a body, and an upgrade where none is
@@ -287,14 +285,14 @@ async fn nginx_auth_request_allows_denies_and_copies_the_identity() {
     let upgrade = "GET /public/chat HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                    Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: a2V5\r\n\r\n";
     for request in [preflight, upgrade] {
-        let answer = support::raw(nginx.addr, request.as_bytes()).await;
+        let answer = crate::support::raw(nginx.addr, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 4"), "{request}: {answer}");
     }
     let bodiless = "OPTIONS /api/x HTTP/1.1\r\nHost: gw\r\nOrigin: https://a.example\r\n\
                     Access-Control-Request-Method: GET\r\nConnection: close\r\n\r\n";
-    assert!(support::raw(nginx.addr, bodiless.as_bytes()).await.starts_with("HTTP/1.1 200"));
+    assert!(crate::support::raw(nginx.addr, bodiless.as_bytes()).await.starts_with("HTTP/1.1 200"));
     let request = b"GET /public/x HTTP/1.1\r\nHost: gw\r\nX_Auth_Subject: admin\r\nConnection: close\r\n\r\n";
-    assert!(support::raw(nginx.addr, request).await.starts_with("HTTP/1.1 200"));
+    assert!(crate::support::raw(nginx.addr, request).await.starts_with("HTTP/1.1 200"));
     assert!(w.upstream.last().headers.keys().all(|name| !name.as_str().contains('_')));
     assert_eq!(w.upstream.count(), 5);
 }
@@ -330,9 +328,9 @@ async fn a_query_token_in_the_original_uri_counts_where_the_issuer_allows_it() {
 
 /// Debian's caddy, started from `deploy/forward-auth/Caddyfile` with its
 /// addresses replaced; stopped on drop.
-async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> support::Process {
+async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> crate::support::Process {
     let dir = tempfile::tempdir().unwrap();
-    let addr = support::free_port();
+    let addr = crate::support::free_port();
     let template =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/forward-auth/Caddyfile")).unwrap();
     let conf = template
@@ -346,7 +344,7 @@ async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> support::Process {
     for variable in ["HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
         command.env(variable, dir.path());
     }
-    support::Process::start("caddy", command, addr, dir).await
+    crate::support::Process::start("caddy", command, addr, dir).await
 }
 
 /// The shipped Caddyfile for real (issue 13, finding 3; issue 14, finding 1):
@@ -392,11 +390,11 @@ async fn caddy_forward_auth_allows_denies_and_resists_spoofed_headers() {
     for trick in ["/admin/../public/x", "/public/;/../admin/x", "/public/%2e%2e/admin", "//admin"] {
         // (Host: Caddy answers an empty 200 for hosts it does not serve.)
         let request = format!("GET {trick} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", caddy.addr);
-        let answer = support::raw(caddy.addr, request.as_bytes()).await;
+        let answer = crate::support::raw(caddy.addr, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 4"), "{trick}: {answer}");
     }
     // Method case and overrides.
-    let answer = support::raw(
+    let answer = crate::support::raw(
         caddy.addr,
         format!(
             "get /reports HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {user}\r\nConnection: close\r\n\r\n",
@@ -502,9 +500,9 @@ fn no_client_header_turns_any_forward_auth_refusal_into_a_2xx() {
                 request.push_str(&format!("{name}: {value}\r\n"));
             }
             request.push_str("\r\n");
-            let answer = runtime.block_on(support::raw(w.gateway.addr, request.as_bytes()));
+            let answer = runtime.block_on(crate::support::raw(w.gateway.addr, request.as_bytes()));
             let has_grpc = answer.to_ascii_lowercase().contains("grpc-status");
-            (support::status_of(&answer), has_grpc)
+            (crate::support::status_of(&answer), has_grpc)
         } else {
             let (status, answer) = runtime.block_on(w.check(&check_path, token, &headers));
             (status, answer.contains_key("grpc-status"))

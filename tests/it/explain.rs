@@ -4,13 +4,11 @@
 //! `UPDATE_GOLDEN=1 cargo test --test explain` rewrites the files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::keys::SigningKey;
 use serde_json::{Value, json};
-use support::keys::SigningKey;
 
 const AT: u64 = 1_800_000_000;
 const ISSUER: &str = "https://issuer.example/";
@@ -152,7 +150,7 @@ fn each_failure_names_the_key_to_change_and_no_log_line_mixes_in() {
     );
 
     // Never advise allowing HMAC: its key would have to be public.
-    let hs = support::keys::hs256(
+    let hs = crate::support::keys::hs256(
         b"secret",
         &json!({"alg": "HS256", "kid": "k1"}),
         &json!({"iss": ISSUER, "aud": "api", "iat": AT - 600, "exp": AT + 600}),

@@ -2,17 +2,15 @@
 //! graceful shutdown and logs — in-process and through the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use jwtgate::reload::Reloader;
 use serde_json::{Value, json};
-use support::*;
 use tokio::io::AsyncBufReadExt;
 
 /// `name{labels}` → value, for every sample line of a Prometheus text page.

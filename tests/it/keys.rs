@@ -2,16 +2,14 @@
 //! outages, conditional requests, files, and refused documents.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::future::join_all;
 use jwtgate::Config;
 use jwtgate::keys::{Fetcher, IssuerKeys};
 use serde_json::json;
-use support::*;
 
 async fn status(gateway: &TestGateway, token: &str) -> u16 {
     get(&gateway.url("/"), Some(token)).await.0

@@ -2,10 +2,8 @@
 //! `upstream = "NAME"`; `[upstream]` takes everything else.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::keys::{SigningKey, claims};
-use support::{TestIdp, TestUpstream, get, toml};
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestIdp, TestUpstream, get, toml};
 
 #[tokio::test]
 async fn routes_pick_their_upstream_with_its_own_base_path_and_timeout() {
@@ -41,7 +39,7 @@ async fn routes_pick_their_upstream_with_its_own_base_path_and_timeout() {
 
     // billing's timeout is its own: 200 ms, where [upstream] allows 10 s.
     let answer = get(&gateway.url("/billing/slow"), Some(&token)).await;
-    support::assert_refused(&answer, 504, "gateway_timeout", "upstream did not answer in time");
+    crate::support::assert_refused(&answer, 504, "gateway_timeout", "upstream did not answer in time");
 }
 
 #[tokio::test]

@@ -4,15 +4,13 @@
 // tungstenite's handshake callback returns its own large error type.
 #![allow(clippy::result_large_err)]
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestIdp, TestUpstream, toml};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use support::keys::{SigningKey, claims};
-use support::{TestIdp, TestUpstream, toml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -140,7 +138,7 @@ async fn a_websocket_session_keeps_its_place_under_max_connections() {
 
     // The session holds the only place: another client waits in the backlog.
     let url = gateway.url("/x");
-    let waiting = support::client().get(&url).bearer_auth(&token).timeout(std::time::Duration::from_millis(500));
+    let waiting = crate::support::client().get(&url).bearer_auth(&token).timeout(std::time::Duration::from_millis(500));
     assert!(waiting.send().await.is_err(), "a second connection was served beside the session");
 
     let closed = echo.closed.notified();
@@ -148,7 +146,7 @@ async fn a_websocket_session_keeps_its_place_under_max_connections() {
     drop(socket);
     tokio::time::timeout(std::time::Duration::from_secs(5), closed).await.unwrap();
     // Served now: the echo server speaks only WebSocket, so the gateway's own 502 is the answer.
-    let served = support::client().get(&url).bearer_auth(&token).timeout(std::time::Duration::from_secs(5));
+    let served = crate::support::client().get(&url).bearer_auth(&token).timeout(std::time::Duration::from_secs(5));
     assert_eq!(served.send().await.unwrap().status(), 502);
 }
 
@@ -165,7 +163,8 @@ async fn an_idle_websocket_session_is_closed_and_counted_until_then() {
         .start()
         .await;
     let sessions = || async {
-        let text = support::client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text =
+            crate::support::client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
         text.lines().find_map(|l| l.strip_prefix("jwtgate_websocket_sessions ").map(str::to_owned)).unwrap()
     };
     let token = key.mint(&claims(&idp.issuer, "api"));

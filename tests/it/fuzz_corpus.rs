@@ -4,7 +4,7 @@
 //! `cargo fuzz` (see fuzz/README.md).
 #![allow(clippy::unwrap_used)]
 
-#[path = "../fuzz/checks.rs"]
+#[path = "../../fuzz/checks.rs"]
 mod checks;
 
 use std::path::Path;

@@ -1,14 +1,12 @@
 //! `jwtgate demo` and `jwtgate token`: the first commands a new user runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::support::*;
 use jwtgate::demo::{Demo, DevIssuerSettings};
 use serde_json::Value;
-use support::*;
 
 async fn demo(settings: DevIssuerSettings) -> Demo {
     Demo::start(Some("127.0.0.1:0".parse().unwrap()), settings).await.unwrap()
@@ -227,9 +225,10 @@ async fn token_errors_are_shown_as_the_endpoint_said() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/oauth/token", closed.local_addr().unwrap());
     drop(closed);
-    let (huge, task) =
-        support::http::serve(|_req| async { json_response(200, &serde_json::json!({"pad": "x".repeat(2 << 20)})) })
-            .await;
+    let (huge, task) = crate::support::http::serve(|_req| async {
+        json_response(200, &serde_json::json!({"pad": "x".repeat(2 << 20)}))
+    })
+    .await;
     let oversized = TokenCli { cache: tempfile::tempdir().unwrap(), url: format!("http://{huge}/oauth/token") };
     let out = oversized.run(Some("demo-secret"), &[]).await;
     assert_eq!(out.status.code(), Some(1));

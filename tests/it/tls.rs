@@ -3,16 +3,14 @@
 //! restart) and https upstreams (`ca_file`, mTLS with `client_cert`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::certs::{LeafFiles, TestCa};
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestGateway, TestIdp, TestUpstream, toml};
 use jwtgate::reload::Reloader;
 use rustls::pki_types::ServerName;
-use support::certs::{LeafFiles, TestCa};
-use support::keys::{SigningKey, claims};
-use support::{TestGateway, TestIdp, TestUpstream, toml};
 
 /// A client that trusts only `ca`, offering these ALPN protocols.
 fn client_config(ca: &TestCa, alpn: &[&[u8]]) -> rustls::ClientConfig {
@@ -224,14 +222,14 @@ async fn https_upstreams_are_verified_against_ca_file() {
     assert!(upstream.url().starts_with("https://127.0.0.1:"));
 
     let trusting = gateway_to(idp, &upstream, &path_line("ca_file", ca_file)).await;
-    let (status, _, body) = support::get(&trusting.url("/over-tls"), Some(&token)).await;
+    let (status, _, body) = crate::support::get(&trusting.url("/over-tls"), Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(upstream.last().uri, "/over-tls");
 
     // Without ca_file the system roots do not know the test CA.
     let untrusting = gateway_to(idp, &upstream, "").await;
-    let answer = support::get(&untrusting.url("/over-tls"), Some(&token)).await;
-    support::assert_refused(&answer, 502, "bad_gateway", "TLS handshake with the upstream failed");
+    let answer = crate::support::get(&untrusting.url("/over-tls"), Some(&token)).await;
+    crate::support::assert_refused(&answer, 502, "bad_gateway", "TLS handshake with the upstream failed");
     assert_eq!(upstream.count(), 1);
 }
 
@@ -246,7 +244,7 @@ async fn protocol_auto_negotiates_http2_with_an_https_upstream() {
     for (protocol, version) in [("auto", http::Version::HTTP_2), ("http1", http::Version::HTTP_11)] {
         let lines = format!("{}protocol = \"{protocol}\"\n", path_line("ca_file", ca_file));
         let gateway = gateway_to(idp, &upstream, &lines).await;
-        let (status, _, body) = support::get(&gateway.url("/negotiated"), Some(&token)).await;
+        let (status, _, body) = crate::support::get(&gateway.url("/negotiated"), Some(&token)).await;
         assert_eq!(status, 200, "{protocol}: {body}");
         assert_eq!(upstream.last().version, version, "{protocol}");
     }
@@ -261,14 +259,14 @@ async fn mtls_upstreams_get_the_client_certificate() {
     let upstream = TestUpstream::start_tls(t.ca.server().server_config(Some(&client_ca))).await;
 
     let without = gateway_to(idp, &upstream, &path_line("ca_file", ca_file)).await;
-    let (status, _, _) = support::get(&without.url("/"), Some(&token)).await;
+    let (status, _, _) = crate::support::get(&without.url("/"), Some(&token)).await;
     assert_eq!(status, 502);
     assert_eq!(upstream.count(), 0);
 
     let lines =
         [path_line("ca_file", ca_file), path_line("client_cert", &client.cert), path_line("client_key", &client.key)];
     let with = gateway_to(idp, &upstream, &lines.concat()).await;
-    let (status, _, body) = support::get(&with.url("/mtls"), Some(&token)).await;
+    let (status, _, body) = crate::support::get(&with.url("/mtls"), Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(upstream.last().uri, "/mtls");
 }

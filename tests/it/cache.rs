@@ -2,13 +2,11 @@
 //! token or its key, and never skip the route's checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 async fn cache_counts(gateway: &TestGateway) -> HashMap<&'static str, f64> {
     let text = client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -75,7 +73,7 @@ async fn a_cached_token_is_refused_once_its_key_is_withdrawn() {
     assert_eq!(get(&gateway.url("/"), Some(&token)).await.0, 200);
     idp.set_keys(&[&new]);
     // The refresher swaps the keys within ~100 ms; allow for a busy machine.
-    let answer = support::get_until_refused(&gateway.url("/"), &token).await;
+    let answer = crate::support::get_until_refused(&gateway.url("/"), &token).await;
     assert_refused(&answer, 401, "invalid_token", "unknown signing key");
     assert_eq!(get(&gateway.url("/"), Some(&new.mint(&claims(&idp.issuer, "api")))).await.0, 200);
 }

@@ -3,11 +3,9 @@
 //! and headers as the claim `{tenant}`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestIdp, TestUpstream, assert_refused, get, toml};
 use serde_json::json;
-use support::keys::{SigningKey, claims};
-use support::{TestIdp, TestUpstream, assert_refused, get, toml};
 
 const TEMPLATE: &str = "https://login.example.com/{tenant}/v2.0";
 
@@ -15,7 +13,7 @@ fn issuer_of(tenant: &str) -> String {
     TEMPLATE.replace("{tenant}", tenant)
 }
 
-async fn gateway(tenants: &str) -> (SigningKey, TestIdp, TestUpstream, support::TestGateway) {
+async fn gateway(tenants: &str) -> (SigningKey, TestIdp, TestUpstream, crate::support::TestGateway) {
     let key = SigningKey::rsa("k");
     let idp = TestIdp::start(&[&key]).await;
     let upstream = TestUpstream::start().await;

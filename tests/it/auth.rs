@@ -2,10 +2,8 @@
 //! contract's refusal table for tokens, and the classic JWT attacks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 struct World {
     rsa: SigningKey,

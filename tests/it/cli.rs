@@ -2,11 +2,9 @@
 //! `jwtgate token` against two real identity providers (tests/idp).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::process::{Command, Output, Stdio};
 
-use support::*;
+use crate::support::*;
 
 fn jwtgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_jwtgate")).args(args).env_remove("JWTGATE_CONFIG").output().unwrap()
@@ -544,8 +542,8 @@ fn token_options_are_checked_before_anything_is_sent() {
 /// message says so, not just "error sending request".
 #[tokio::test]
 async fn token_endpoint_with_an_untrusted_certificate_is_named_a_tls_problem() {
-    let leaf = support::certs::TestCa::new("not trusted here").server();
-    let (addr, _task) = support::http::serve_maybe_tls(
+    let leaf = crate::support::certs::TestCa::new("not trusted here").server();
+    let (addr, _task) = crate::support::http::serve_maybe_tls(
         |_req| async { json_response(200, &serde_json::json!({})) },
         Some(leaf.server_config(None)),
     )

@@ -3,11 +3,9 @@
 //! 401), as clients of those standards see them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::keys::{SigningKey, claims, now};
+use crate::support::{TestIdp, TestUpstream, assert_refused, client, get, toml};
 use serde_json::{Value, json};
-use support::keys::{SigningKey, claims, now};
-use support::{TestIdp, TestUpstream, assert_refused, client, get, toml};
 
 #[tokio::test]
 async fn rfc_9068_typ_lifetime_and_required_claims() {

@@ -3,12 +3,10 @@
 //! refusals a gRPC client reads as statuses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestGateway, TestIdp, TestUpstream, toml};
 use bytes::Bytes;
 use serde_json::json;
-use support::keys::{SigningKey, claims};
-use support::{TestGateway, TestIdp, TestUpstream, toml};
 use tonic::codegen::Service;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -19,7 +17,7 @@ use tonic_health::pb::{HealthCheckRequest, health_server::HealthServer};
 async fn grpc_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let (_reporter, service) = tonic_health::server::health_reporter();
     let service: HealthServer<_> = service;
-    support::http::serve(move |request: hyper::Request<hyper::body::Incoming>| {
+    crate::support::http::serve(move |request: hyper::Request<hyper::body::Incoming>| {
         let mut service = service.clone();
         async move { service.call(request).await.unwrap() }
     })

@@ -13,15 +13,13 @@
 //! reach the protected handlers there, so the check is not vacuous.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{Process, TestGateway, TestIdp, raw, status_of, toml};
 use serde_json::json;
-use support::keys::{SigningKey, claims};
-use support::{Process, TestGateway, TestIdp, raw, status_of, toml};
 
 const ROUTES: &str = "\
 [headers]
@@ -49,7 +47,7 @@ fn backends_dir() -> PathBuf {
 /// Runs `program args…` in `tests/backends` (with `{port}` and `{dir}`
 /// replaced) and waits for its port.
 async fn start(name: &'static str, program: &str, args: &[&str]) -> Process {
-    let addr = support::free_port();
+    let addr = crate::support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let args: Vec<String> = args
         .iter()
@@ -63,7 +61,7 @@ async fn start(name: &'static str, program: &str, args: &[&str]) -> Process {
 /// nginx as the backend: `location` blocks for each resource, with its
 /// default `merge_slashes` and decoded `$uri`.
 async fn nginx_backend() -> Process {
-    let addr = support::free_port();
+    let addr = crate::support::free_port();
     let answer = |resource: &str| {
         format!("return 200 \"served:{resource} method:$request_method subject:$http_x_auth_subject\\n\";")
     };
@@ -72,12 +70,12 @@ async fn nginx_backend() -> Process {
          listen {addr};\n    location = /admin {{ {admin} }}\n    location ^~ /admin/ {{ {admin} }}\n    \
          location = /reports {{ {reports} }}\n    location ^~ /reports/ {{ {reports} }}\n    \
          location / {{ {public} }}\n  }}\n}}\n",
-        scratch = support::NGINX_SCRATCH,
+        scratch = crate::support::NGINX_SCRATCH,
         admin = answer("admin"),
         reports = answer("reports"),
         public = answer("public"),
     );
-    support::nginx(&conf, addr).await
+    crate::support::nginx(&conf, addr).await
 }
 
 async fn all_backends() -> Vec<Process> {

@@ -2,11 +2,9 @@
 //! gateway hold or do can be set, and each one holds where it is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestIdp, TestUpstream, assert_refused, get, toml};
 use serde_json::json;
-use support::keys::{SigningKey, claims};
-use support::{TestIdp, TestUpstream, assert_refused, get, toml};
 
 #[tokio::test]
 async fn token_size_and_nesting_bounds_are_configurable() {
@@ -49,7 +47,7 @@ async fn key_set_bounds_are_configurable() {
     assert_refused(&answer, 401, "invalid_token", "unknown signing key");
 
     // Three RSA keys are more than 1 KiB of JSON: the set is refused whole.
-    let gateway = support::TestGateway::start(
+    let gateway = crate::support::TestGateway::start(
         &toml(&upstream.url(), &idp.issuer).issuer("[limits]\nmax_jwks_bytes = 1024\n").text(),
     )
     .await;
@@ -66,5 +64,5 @@ async fn http2_stream_limit_is_configurable() {
     let upstream = TestUpstream::start().await;
     let gateway =
         toml(&upstream.url(), &idp.issuer).issuer("[limits]\nhttp2_max_concurrent_streams = 10\n").start().await;
-    assert_eq!(support::h2c_stream_limit(gateway.addr).await, 10);
+    assert_eq!(crate::support::h2c_stream_limit(gateway.addr).await, 10);
 }

@@ -4,16 +4,14 @@
 //! Requests go over raw sockets so that no client library tidies them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestGateway, TestIdp, TestUpstream, raw, status_of, toml};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use support::keys::{SigningKey, claims};
-use support::{TestGateway, TestIdp, TestUpstream, raw, status_of, toml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROUTES: &str = "\
@@ -218,12 +216,12 @@ async fn a_cached_verdict_is_bound_to_its_key_not_its_kid() {
         .start()
         .await;
     let token = old.mint(&claims(&idp.issuer, "api"));
-    assert_eq!(support::get(&gateway.url("/"), Some(&token)).await.0, 200);
-    assert_eq!(support::get(&gateway.url("/"), Some(&token)).await.0, 200, "now cached");
+    assert_eq!(crate::support::get(&gateway.url("/"), Some(&token)).await.0, 200);
+    assert_eq!(crate::support::get(&gateway.url("/"), Some(&token)).await.0, 200, "now cached");
     idp.set_keys(&[&new]);
-    let answer = support::get_until_refused(&gateway.url("/"), &token).await;
-    support::assert_refused(&answer, 401, "invalid_token", "token signature is invalid");
-    assert_eq!(support::get(&gateway.url("/"), Some(&new.mint(&claims(&idp.issuer, "api")))).await.0, 200);
+    let answer = crate::support::get_until_refused(&gateway.url("/"), &token).await;
+    crate::support::assert_refused(&answer, 401, "invalid_token", "token signature is invalid");
+    assert_eq!(crate::support::get(&gateway.url("/"), Some(&new.mint(&claims(&idp.issuer, "api")))).await.0, 200);
 }
 
 /// Issue 13, finding 8a: with `forward_authorization = false` no forged
@@ -281,11 +279,11 @@ async fn the_payload_header_agrees_with_the_verified_tenant() {
     };
     let mut spoofed = claims(&TEMPLATE.replace("{tenant}", "acme"), "api");
     spoofed["{tenant}"] = json!("globex");
-    assert_eq!(support::get(&gateway.url("/x"), Some(&key.mint(&spoofed))).await.0, 200);
+    assert_eq!(crate::support::get(&gateway.url("/x"), Some(&key.mint(&spoofed))).await.0, 200);
     assert_eq!(payload(&upstream)["{tenant}"], "acme");
     let mut plain = claims(&idp.issuer, "api");
     plain["{tenant}"] = json!("acme");
-    assert_eq!(support::get(&gateway.url("/x"), Some(&key.mint(&plain))).await.0, 200);
+    assert_eq!(crate::support::get(&gateway.url("/x"), Some(&key.mint(&plain))).await.0, 200);
     assert!(payload(&upstream).get("{tenant}").is_none());
 }
 

@@ -3,10 +3,8 @@
 //! forwarded from there, and refused for issuers that only take the header.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::keys::{SigningKey, claims};
-use support::{TestIdp, TestUpstream, assert_refused, client, toml};
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestIdp, TestUpstream, assert_refused, client, toml};
 
 struct World {
     web_key: SigningKey,
@@ -14,7 +12,7 @@ struct World {
     api_key: SigningKey,
     api: TestIdp,
     upstream: TestUpstream,
-    gateway: support::TestGateway,
+    gateway: crate::support::TestGateway,
 }
 
 async fn world(upstream_extra: &str) -> World {

@@ -1,0 +1,30 @@
+//! The integration tests, in one binary so they are compiled and linked
+//! once: one module per area, each starting real servers on 127.0.0.1:0,
+//! sharing the fixtures in `support`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod attacks;
+mod auth;
+mod bypasses;
+mod cache;
+mod cli;
+mod demo;
+mod deploy;
+mod differential;
+mod explain;
+mod forward_auth;
+mod fuzz_corpus;
+mod grpc;
+mod keys;
+mod limits;
+mod operations;
+mod proxy;
+mod routes;
+mod standards;
+mod tenants;
+mod tls;
+mod token_locations;
+mod upstreams;
+mod websocket;
