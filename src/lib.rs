@@ -22,6 +22,7 @@
 //! background refresher; `config` turns the TOML file into typed values.
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod check;
 pub mod cli;

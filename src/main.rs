@@ -4,19 +4,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use clap::Parser;
+use jwtgate::app::{App, Listeners, Reload, StartError};
 use jwtgate::cli::{Cli, Command};
 use jwtgate::config::ConfigError;
 use jwtgate::demo::{Demo, DevIssuerSettings};
-use jwtgate::gateway::SharedGateway;
-use jwtgate::reload::Reloader;
-use jwtgate::tls::ServerTls;
 use jwtgate::token::{self, AuthMethod, ClientAuth, Format, TokenRequest};
-use jwtgate::{Config, Gateway, check, logging, server};
-use tokio::net::TcpListener;
+use jwtgate::{Config, check, logging};
 
 /// Exit code for a configuration that does not validate.
 const EXIT_INVALID_CONFIG: u8 = 2;
@@ -92,6 +87,15 @@ fn load_with(path: &Path, files: impl FnOnce(&Config) -> Vec<jwtgate::config::Pr
     Config::load_checked(path, files).map_err(invalid)
 }
 
+/// Writes a command's output. A reader that went away (`jwtgate check |
+/// head -1`, a test that read what it needed) is not an error of ours, and
+/// must not panic the way `println!` would.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     runtime_with(None)
 }
@@ -115,7 +119,7 @@ fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitC
 }
 
 /// The gateway's life: load the configuration before binding anything,
-/// bind, serve until SIGTERM/SIGINT, drain, exit 0.
+/// bind, serve until SIGTERM/SIGINT, drain, exit 0 ([`App`] does the wiring).
 fn run(path: &Path, watch: bool) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
@@ -125,60 +129,29 @@ fn run(path: &Path, watch: bool) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let tls = match config.server.tls.as_ref().map(ServerTls::load).transpose() {
-        Ok(tls) => tls,
-        Err(problem) => {
-            eprintln!("{}", ConfigError { file: path.display().to_string(), problems: vec![problem] });
-            return ExitCode::from(EXIT_INVALID_CONFIG);
-        }
-    };
     runtime.block_on(async {
-        let listener = match bind(config.server.listen).await {
-            Ok(l) => l,
-            Err(code) => return code,
+        let started = match Listeners::bind(&config).await {
+            Ok(listeners) => {
+                let stop_signal = shutdown_signal();
+                let reload = Reload { path: path.to_path_buf(), watch };
+                App::start(&config, listeners, Some(reload)).await.map(|app| (app, stop_signal))
+            }
+            Err(error) => Err(error),
         };
-        let admin_listener = match config.server.admin_listen {
-            Some(addr) => match bind(addr).await {
-                Ok(l) => Some(l),
-                Err(code) => return code,
-            },
-            None => None,
-        };
-        let gateway = match Gateway::new(&config) {
-            Ok(g) => g,
+        match started {
+            Ok((app, stop_signal)) => {
+                app.serve_until(stop_signal).await;
+                ExitCode::SUCCESS
+            }
+            Err(StartError::Tls(problem)) => {
+                eprintln!("{}", ConfigError { file: path.display().to_string(), problems: vec![problem] });
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
             Err(error) => {
                 eprintln!("{error}");
-                return ExitCode::FAILURE;
+                ExitCode::FAILURE
             }
-        };
-        let shared: SharedGateway = Arc::new(ArcSwap::from_pointee(gateway));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let admin = admin_listener.map(|listener| {
-            let mut stopped = stopped.clone();
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            tokio::spawn(server::run_admin(Arc::clone(&shared), listener, shutdown))
-        });
-        let reloader = Reloader::new(path.to_path_buf(), Arc::clone(&shared), config.clone(), tls.clone());
-        let reloads = tokio::spawn(reloader.run(watch));
-        let stop_signal = shutdown_signal();
-        let admin_addr = config.server.admin_listen.map_or_else(|| "none".to_string(), |addr| addr.to_string());
-        tracing::info!(listen = %config.server.listen, admin = %admin_addr, watch, "jwtgate is serving");
-        server::run(shared, &config, tls, listener, stop_signal).await;
-        reloads.abort();
-        let _ = stop.send(true);
-        if let Some(admin) = admin {
-            let _ = admin.await;
         }
-        ExitCode::SUCCESS
-    })
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ExitCode> {
-    TcpListener::bind(addr).await.map_err(|error| {
-        eprintln!("cannot listen on {addr}: {error}");
-        ExitCode::FAILURE
     })
 }
 
@@ -187,10 +160,10 @@ fn check(path: &Path, online: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!("{} is valid", path.display());
-    print!("{}", check::summary(&config));
+    say(&format!("{} is valid\n", path.display()));
+    say(&check::summary(&config));
     for warning in check::warnings(&config) {
-        println!("warning     {warning}");
+        say(&format!("warning     {warning}\n"));
     }
     if !online {
         return ExitCode::SUCCESS;
@@ -200,7 +173,7 @@ fn check(path: &Path, online: bool) -> ExitCode {
         Err(code) => return code,
     };
     let (listing, found) = runtime.block_on(check::online(&config));
-    print!("{listing}");
+    say(&listing);
     match found {
         check::Online::Usable => ExitCode::SUCCESS,
         check::Online::Unreachable => ExitCode::FAILURE,
@@ -256,7 +229,7 @@ fn explain(
     let options = jwtgate::explain::Options { method, path: request_path, jwks, at };
     match runtime.block_on(jwtgate::explain::explain(&config, &token, &options)) {
         Ok((report, allowed)) => {
-            print!("{report}");
+            say(&report);
             if allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Err(message) => {
@@ -299,7 +272,7 @@ fn demo(listen: Option<SocketAddr>) -> ExitCode {
             return ExitCode::FAILURE;
         };
         let stop = shutdown_signal();
-        println!("{}", demo.instructions(&token));
+        say(&format!("{}\n", demo.instructions(&token)));
         stop.await;
         demo.stop().await;
         ExitCode::SUCCESS
@@ -327,7 +300,7 @@ fn token(request: &TokenRequest, format: Format) -> ExitCode {
     let cache_dir: Option<PathBuf> = token::default_cache_dir();
     match runtime.block_on(token::get_token(request, cache_dir.as_deref())) {
         Ok(token) => {
-            println!("{}", token.render(format));
+            say(&format!("{}\n", token.render(format)));
             ExitCode::SUCCESS
         }
         Err(error) => {

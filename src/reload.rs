@@ -71,9 +71,16 @@ impl Reloader {
         }
     }
 
-    /// Reloads on every SIGHUP, and on file changes when `watch` is set. Runs until aborted.
-    pub async fn run(self, watch: bool) {
-        let mut hangups = hangup_signals();
+    /// Reloads on every SIGHUP, and on file changes when `watch` is set,
+    /// until the task is aborted. SIGHUP is handled from this call on, not
+    /// from the task's first poll, so a reload asked for right after start
+    /// is not the signal's default action (which ends the process).
+    pub fn spawn(self, watch: bool) -> tokio::task::JoinHandle<()> {
+        let hangups = hangup_signals();
+        tokio::spawn(self.run(hangups, watch))
+    }
+
+    async fn run(self, mut hangups: Hangups, watch: bool) {
         let mut seen = stamp(&self.path).await;
         let mut ticks = tokio::time::interval(WATCH_INTERVAL);
         loop {

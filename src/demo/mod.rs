@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::app::{App, Listeners};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::server::{self, Limits};
@@ -36,7 +37,7 @@ pub enum DemoError {
     #[error("the demo configuration is invalid: {0}")]
     Config(String),
     #[error("{0}")]
-    Gateway(#[from] crate::gateway::GatewayError),
+    Gateway(#[from] crate::app::StartError),
     #[error("the gateway could not load the development issuer's keys")]
     Keys,
 }
@@ -49,6 +50,9 @@ pub struct Demo {
     pub backend_addr: SocketAddr,
     pub issuer: Arc<DevIssuer>,
     pub gateway: Arc<Gateway>,
+    /// The real gateway, started as `jwtgate run` starts it.
+    app: Option<App>,
+    /// Stops the issuer and the backend.
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -111,15 +115,9 @@ impl Demo {
             tasks.push(tokio::spawn(async move { server::serve(backend_listener, &limits, handler, shutdown).await }));
         }
         // The issuer is serving: the gateway's first discovery fetch can succeed.
-        let gateway = Arc::new(Gateway::new(&config)?);
-        {
-            let shared = Arc::new(arc_swap::ArcSwap::from(Arc::clone(&gateway)));
-            let shutdown = until_stopped();
-            tasks.push(tokio::spawn(async move {
-                server::run(shared, &config, None, gateway_listener, shutdown).await;
-            }));
-        }
-        let demo = Demo { gateway_addr, default_was_busy, backend_addr, issuer, gateway, stop, tasks };
+        let app = App::start(&config, Listeners { proxy: gateway_listener, admin: None }, None).await?;
+        let gateway = app.gateway();
+        let demo = Demo { gateway_addr, default_was_busy, backend_addr, issuer, gateway, app: Some(app), stop, tasks };
         demo.wait_for_keys().await?;
         Ok(demo)
     }
@@ -167,6 +165,9 @@ impl Demo {
 
     /// Stops all three parts, letting open requests finish.
     pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
         let _ = self.stop.send(true);
         for task in self.tasks.drain(..) {
             let _ = task.await;

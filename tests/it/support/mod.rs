@@ -352,34 +352,27 @@ pub struct TestGateway {
     pub shared: jwtgate::gateway::SharedGateway,
     /// The listener's certificate, with `[server.tls]`.
     pub tls: Option<jwtgate::tls::ServerTls>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-    admin_task: JoinHandle<()>,
+    /// Started as `jwtgate run` starts it.
+    app: Option<jwtgate::app::App>,
 }
 
 impl TestGateway {
     pub async fn start(toml: &str) -> TestGateway {
         let config = Config::parse(toml, "test.toml", Path::new("."), &|name| std::env::var(name).ok())
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin_listener.local_addr().unwrap());
-        let gateway = Arc::new(Gateway::new(&config).unwrap());
-        let tls = config.server.tls.as_ref().map(|files| jwtgate::tls::ServerTls::load(files).unwrap());
-        let shared = Arc::new(arc_swap::ArcSwap::from(Arc::clone(&gateway)));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = {
-            let (shared, tls) = (Arc::clone(&shared), tls.clone());
-            tokio::spawn(async move {
-                jwtgate::server::run(shared, &config, tls, listener, async {
-                    let _ = rx.await;
-                })
-                .await;
-            })
+        let listeners = jwtgate::app::Listeners {
+            proxy: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
         };
-        let admin_task =
-            tokio::spawn(jwtgate::server::run_admin(Arc::clone(&shared), admin_listener, std::future::pending()));
-        TestGateway { addr, admin_addr, gateway, shared, tls, shutdown: Some(tx), task, admin_task }
+        let app = jwtgate::app::App::start(&config, listeners, None).await.unwrap();
+        TestGateway {
+            addr: app.addr,
+            admin_addr: app.admin_addr.unwrap(),
+            gateway: app.gateway(),
+            shared: Arc::clone(&app.shared),
+            tls: app.tls.clone(),
+            app: Some(app),
+        }
     }
 
     /// A gateway for one issuer served by `idp` (RS256, ES256 and EdDSA
@@ -412,17 +405,9 @@ impl TestGateway {
     }
 
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Some(app) = self.app.take() {
+            app.stop().await;
         }
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.admin_task.abort();
     }
 }
 

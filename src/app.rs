@@ -1,0 +1,152 @@
+//! The gateway's life, wired in one place: configuration → gateway →
+//! listeners → reload → admin → shutdown. `jwtgate run`, the demo and the
+//! integration tests all start the gateway through [`App`], so none of them
+//! repeats this wiring.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::{Config, Problem};
+use crate::gateway::{Gateway, GatewayError, SharedGateway};
+use crate::reload::Reloader;
+use crate::server;
+use crate::tls::ServerTls;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS file that was usable when the configuration was checked is not any more.
+    #[error("{}: {}", .0.key, .0.message)]
+    Tls(Problem),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+/// The sockets the gateway serves on.
+pub struct Listeners {
+    pub proxy: TcpListener,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `server.listen` and `server.admin_listen`.
+    pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
+        let bind =
+            |addr| async move { TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source }) };
+        let proxy = bind(config.server.listen).await?;
+        let admin = match config.server.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { proxy, admin })
+    }
+}
+
+/// Where the configuration came from, to read it again on SIGHUP (and, with
+/// `watch`, when the file changes).
+pub struct Reload {
+    pub path: PathBuf,
+    pub watch: bool,
+}
+
+/// A running gateway. [`App::stop`] drains it; dropping it aborts it.
+pub struct App {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    /// The gateway in force; a reload swaps it.
+    pub shared: SharedGateway,
+    /// The listener's certificate, with `[server.tls]`.
+    pub tls: Option<ServerTls>,
+    stop: watch::Sender<bool>,
+    /// The admin listener stops after the proxy has drained, so probes
+    /// and metrics answer through the drain.
+    stop_admin: watch::Sender<bool>,
+    proxy: Option<JoinHandle<()>>,
+    admin: Option<JoinHandle<()>>,
+    reloads: Option<JoinHandle<()>>,
+}
+
+impl App {
+    /// Builds the gateway for `config` and serves it on `listeners` until
+    /// [`App::stop`].
+    pub async fn start(config: &Config, listeners: Listeners, reload: Option<Reload>) -> Result<App, StartError> {
+        let tls = config.server.tls.as_ref().map(ServerTls::load).transpose().map_err(StartError::Tls)?;
+        let local = |listener: &TcpListener| {
+            listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.listen, source })
+        };
+        let addr = local(&listeners.proxy)?;
+        let admin_addr = listeners.admin.as_ref().map(local).transpose()?;
+        let shared: SharedGateway = Arc::new(ArcSwap::from_pointee(Gateway::new(config)?));
+        let (stop, stopped) = watch::channel(false);
+        let (stop_admin, admin_stopped) = watch::channel(false);
+        let proxy = {
+            let (shared, config, tls) = (Arc::clone(&shared), config.clone(), tls.clone());
+            tokio::spawn(async move { server::run(shared, &config, tls, listeners.proxy, until(stopped)).await })
+        };
+        let admin = listeners
+            .admin
+            .map(|listener| tokio::spawn(server::run_admin(Arc::clone(&shared), listener, until(admin_stopped))));
+        let reloads = reload.map(|Reload { path, watch }| {
+            Reloader::new(path, Arc::clone(&shared), config.clone(), tls.clone()).spawn(watch)
+        });
+        let admin_shown = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
+        let watch = reloads.is_some();
+        info!(listen = %addr, admin = %admin_shown, reload = watch, "jwtgate is serving");
+        Ok(App { addr, admin_addr, shared, tls, stop, stop_admin, proxy: Some(proxy), admin, reloads })
+    }
+
+    /// The gateway in force now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.shared.load_full()
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`App::stop`]).
+    pub async fn serve_until(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        self.stop().await;
+    }
+
+    /// Stops accepting and lets open requests finish within
+    /// `server.shutdown_grace`; the admin listener answers until then.
+    pub async fn stop(mut self) {
+        if let Some(reloads) = self.reloads.take() {
+            reloads.abort();
+        }
+        let _ = self.stop.send(true);
+        if let Some(proxy) = self.proxy.take() {
+            let _ = proxy.await;
+        }
+        let _ = self.stop_admin.send(true);
+        if let Some(admin) = self.admin.take() {
+            let _ = admin.await;
+        }
+    }
+}
+
+/// Resolves once `stopped` turns true (or its sender is gone).
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        for task in [&self.proxy, &self.admin, &self.reloads].into_iter().flatten() {
+            task.abort();
+        }
+    }
+}
