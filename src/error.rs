@@ -7,7 +7,7 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHE
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::auth::AuthFailure;
+use crate::auth::{AuthFailure, CredentialError};
 
 /// Seconds a client is told to wait while an issuer's keys are loading.
 const KEYS_RETRY_AFTER: &str = "5";
@@ -60,6 +60,15 @@ pub enum Refusal {
     KeysUnavailable,
     BadGateway(&'static str),
     GatewayTimeout(&'static str),
+}
+
+impl From<CredentialError> for Refusal {
+    fn from(error: CredentialError) -> Self {
+        match error {
+            CredentialError::Malformed(why) => Refusal::InvalidRequest(why),
+            CredentialError::TooLarge => Refusal::InvalidToken(AuthFailure::TooLarge),
+        }
+    }
 }
 
 impl From<AuthFailure> for Refusal {

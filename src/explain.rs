@@ -183,7 +183,7 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
             }
             F::AlgorithmNotAllowed => match parsed.as_ref().map(|p| p.alg) {
                 // Only an algorithm the gateway verifies with public keys is worth allowing.
-                Some(a) if crate::keys::set::SUPPORTED_ALGORITHMS.contains(&a) => {
+                Some(a) if crate::config::SUPPORTED_ALGORITHMS.contains(&a) => {
                     format!("the token is signed with {alg}: add \"{alg}\" to issuers[{i}].algorithms")
                 }
                 _ => "the token's alg is one jwtgate never accepts (none, or HMAC, whose key would have to be public): \

@@ -445,8 +445,10 @@ impl Gateway {
         let token = match mode {
             AuthMode::Public => None,
             AuthMode::Optional | AuthMode::Required => {
-                locations::find(headers, query, &self.token_locations, self.max_token_bytes).inspect_err(|refusal| {
+                locations::find(headers, query, &self.token_locations, self.max_token_bytes).map_err(|error| {
+                    let refusal = Refusal::from(error);
                     self.metrics.auth_failure(None, refusal.reason());
+                    refusal
                 })?
             }
         };

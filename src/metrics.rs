@@ -16,8 +16,6 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::keys::IssuerKeys;
-
 /// `outcome` label values of `jwtgate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -184,9 +182,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of everything, for `GET /metrics`.
-    pub fn render(self: &Arc<Self>, issuers: &[Arc<IssuerKeys>]) -> String {
+    pub fn render<K: KeyFacts + 'static>(self: &Arc<Self>, issuers: &[Arc<K>]) -> String {
+        let issuers = issuers.iter().map(|keys| Arc::clone(keys) as Arc<dyn KeyFacts>).collect();
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Scrape { metrics: Arc::clone(self), issuers: issuers.to_vec() }));
+        registry.register_collector(Box::new(Scrape { metrics: Arc::clone(self), issuers }));
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
@@ -202,11 +201,23 @@ impl Drop for InFlight {
     }
 }
 
+/// What a scrape reads of one issuer's keys. `keys::IssuerKeys` implements
+/// it, so metrics need not know the key store (the dependency points from
+/// keys to metrics only).
+pub trait KeyFacts: std::fmt::Debug + Send + Sync {
+    fn issuer(&self) -> &str;
+    fn counters(&self) -> &IssuerCounters;
+    /// Usable keys now.
+    fn key_count(&self) -> usize;
+    /// When the keys were last fetched or confirmed unchanged.
+    fn last_success(&self) -> Option<SystemTime>;
+}
+
 /// One scrape's view: reads the atomics, hands the numbers to the encoder.
 #[derive(Debug)]
 struct Scrape {
     metrics: Arc<Metrics>,
-    issuers: Vec<Arc<IssuerKeys>>,
+    issuers: Vec<Arc<dyn KeyFacts>>,
 }
 
 impl Collector for Scrape {
@@ -281,7 +292,7 @@ impl Collector for Scrape {
         let mut family =
             encoder.encode_descriptor("jwtgate_jwks_keys", "Usable keys per issuer", None, MetricType::Gauge)?;
         for keys in &self.issuers {
-            let count = keys.load().as_ref().map_or(0, |s| s.keys.len());
+            let count = keys.key_count();
             family.encode_family(&[("issuer", keys.issuer())])?.encode_gauge(&(count as u64))?;
         }
 

@@ -48,4 +48,4 @@ impl ResourceMetadata {
     }
 }
 
-pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+pub use crate::config::WELL_KNOWN_RESOURCE_METADATA as WELL_KNOWN;

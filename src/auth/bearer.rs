@@ -3,9 +3,7 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::error::Refusal;
-
-use super::AuthFailure;
+use super::CredentialError;
 
 /// The default of `limits.max_token_bytes`.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -14,11 +12,11 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// header or it uses another scheme: RFC 6750 §3.1 treats both as "no
 /// credentials". Duplicate headers and malformed values are `invalid_request`.
 /// Tokens longer than `max_bytes` are refused before any decoding.
-pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<Option<&str>, Refusal> {
+pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<Option<&str>, CredentialError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
-        return Err(Refusal::InvalidRequest("more than one Authorization header"));
+        return Err(CredentialError::Malformed("more than one Authorization header"));
     }
     let value = value.as_bytes();
     // A tab ends the scheme too: servers that split on any whitespace
@@ -31,20 +29,20 @@ pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<Option<&str
         return Ok(None);
     }
     if rest.contains(&b'\t') {
-        return Err(Refusal::InvalidRequest("the Bearer credentials contain a tab; write one space after Bearer"));
+        return Err(CredentialError::Malformed("the Bearer credentials contain a tab; write one space after Bearer"));
     }
     let token = trim_spaces(rest);
     if token.is_empty() {
-        return Err(Refusal::InvalidRequest("the Bearer credentials are empty"));
+        return Err(CredentialError::Malformed("the Bearer credentials are empty"));
     }
     if token.len() > max_bytes {
-        return Err(Refusal::InvalidToken(AuthFailure::TooLarge));
+        return Err(CredentialError::TooLarge);
     }
     if !is_b64token(token) {
-        return Err(Refusal::InvalidRequest("the Bearer token has characters RFC 6750 does not allow"));
+        return Err(CredentialError::Malformed("the Bearer token has characters RFC 6750 does not allow"));
     }
     // is_b64token admits ASCII only, so this cannot fail.
-    std::str::from_utf8(token).map(Some).map_err(|_| Refusal::InvalidRequest("the Bearer token is not ASCII"))
+    std::str::from_utf8(token).map(Some).map_err(|_| CredentialError::Malformed("the Bearer token is not ASCII"))
 }
 
 fn trim_spaces(bytes: &[u8]) -> &[u8] {
@@ -76,7 +74,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn extract(values: &[&[u8]]) -> Result<Option<String>, Refusal> {
+    fn extract(values: &[&[u8]]) -> Result<Option<String>, CredentialError> {
         let mut headers = HeaderMap::new();
         for v in values {
             headers.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
@@ -113,17 +111,17 @@ mod tests {
             b"Bearer x\t",
         ] {
             assert!(
-                matches!(extract(&[value]), Err(Refusal::InvalidRequest(_))),
+                matches!(extract(&[value]), Err(CredentialError::Malformed(_))),
                 "{:?}",
                 String::from_utf8_lossy(value)
             );
         }
-        assert!(matches!(extract(&[b"Bearer a", b"Bearer b"]), Err(Refusal::InvalidRequest(_))));
+        assert!(matches!(extract(&[b"Bearer a", b"Bearer b"]), Err(CredentialError::Malformed(_))));
     }
 
     #[test]
     fn oversized_tokens_are_refused_unread() {
         let big = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
-        assert!(matches!(extract(&[big.as_bytes()]), Err(Refusal::InvalidToken(AuthFailure::TooLarge))));
+        assert!(matches!(extract(&[big.as_bytes()]), Err(CredentialError::TooLarge)));
     }
 }

@@ -6,64 +6,7 @@ use serde_json::Value;
 use super::AuthFailure;
 use super::token::Claims;
 
-/// A claim named in the configuration: a top-level claim as written
-/// (Auth0's `https://example.com/roles` works as-is), or, when the name
-/// starts with `/`, an RFC 6901 JSON Pointer into nested claims
-/// (Keycloak's `/realm_access/roles`). Parsed once; lookups allocate nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimPath {
-    name: String,
-    tokens: Vec<String>,
-}
-
-impl ClaimPath {
-    pub fn parse(name: &str) -> Result<ClaimPath, String> {
-        if name.is_empty() {
-            return Err("a claim name must not be empty".into());
-        }
-        let Some(pointer) = name.strip_prefix('/') else {
-            return Ok(ClaimPath { name: name.into(), tokens: vec![name.into()] });
-        };
-        let tokens = pointer
-            .split('/')
-            .map(|token| {
-                // RFC 6901 §4: "~1" is "/", "~0" is "~", any other "~" is an error.
-                let mut out = String::with_capacity(token.len());
-                let mut chars = token.chars();
-                while let Some(c) = chars.next() {
-                    if c != '~' {
-                        out.push(c);
-                        continue;
-                    }
-                    match chars.next() {
-                        Some('0') => out.push('~'),
-                        Some('1') => out.push('/'),
-                        _ => return Err(format!("{name:?} is not a JSON Pointer: '~' must be followed by 0 or 1")),
-                    }
-                }
-                Ok(out)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ClaimPath { name: name.into(), tokens })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn lookup<'a>(&self, claims: &'a Claims) -> Option<&'a Value> {
-        let (first, rest) = self.tokens.split_first()?;
-        let mut value = claims.get(first)?;
-        for token in rest {
-            value = match value {
-                Value::Object(map) => map.get(token)?,
-                Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
-        }
-        Some(value)
-    }
-}
+pub use crate::config::ClaimPath;
 
 /// Whether `scope` is among the token's scopes: the union of the scope
 /// claims, each a space-delimited string (`scope`, RFC 8693) or an array

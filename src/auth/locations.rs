@@ -6,31 +6,10 @@
 use http::HeaderMap;
 use http::header::COOKIE;
 
-use super::AuthFailure;
+use super::CredentialError;
 use super::bearer::{bearer_token, is_b64token};
-use crate::error::Refusal;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenLocation {
-    Header,
-    Cookie(String),
-    Query(String),
-}
-
-impl TokenLocation {
-    /// `header`, `cookie:NAME` or `query:NAME`.
-    pub fn parse(text: &str) -> Result<TokenLocation, String> {
-        let valid_name = |name: &str| {
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~!$'*+^`|#".contains(&b))
-        };
-        match text.split_once(':') {
-            None if text == "header" => Ok(TokenLocation::Header),
-            Some(("cookie", name)) if valid_name(name) => Ok(TokenLocation::Cookie(name.to_string())),
-            Some(("query", name)) if valid_name(name) => Ok(TokenLocation::Query(name.to_string())),
-            _ => Err(format!("{text:?} is not \"header\", \"cookie:NAME\" or \"query:NAME\"")),
-        }
-    }
-}
+pub use crate::config::TokenLocation;
 
 /// The first token found, looking in `locations` in order, and where it was.
 pub fn find<'a>(
@@ -38,7 +17,7 @@ pub fn find<'a>(
     query: Option<&'a str>,
     locations: &'a [TokenLocation],
     max_bytes: usize,
-) -> Result<Option<(&'a str, &'a TokenLocation)>, Refusal> {
+) -> Result<Option<(&'a str, &'a TokenLocation)>, CredentialError> {
     for location in locations {
         let token = match location {
             TokenLocation::Header => bearer_token(headers, max_bytes)?,
@@ -54,12 +33,12 @@ pub fn find<'a>(
     Ok(None)
 }
 
-fn checked(token: Option<&str>, max_bytes: usize) -> Result<Option<&str>, Refusal> {
+fn checked(token: Option<&str>, max_bytes: usize) -> Result<Option<&str>, CredentialError> {
     match token {
         None | Some("") => Ok(None),
-        Some(token) if token.len() > max_bytes => Err(Refusal::InvalidToken(AuthFailure::TooLarge)),
+        Some(token) if token.len() > max_bytes => Err(CredentialError::TooLarge),
         Some(token) if !is_b64token(token.as_bytes()) => {
-            Err(Refusal::InvalidRequest("the token cookie or query parameter has characters a token cannot have"))
+            Err(CredentialError::Malformed("the token cookie or query parameter has characters a token cannot have"))
         }
         Some(token) => Ok(Some(token)),
     }
@@ -67,10 +46,10 @@ fn checked(token: Option<&str>, max_bytes: usize) -> Result<Option<&str>, Refusa
 
 /// The one value found, if any: frameworks disagree on whether the first or
 /// the last of several wins, so several are refused.
-fn single<'a>(mut found: impl Iterator<Item = &'a str>) -> Result<Option<&'a str>, Refusal> {
+fn single<'a>(mut found: impl Iterator<Item = &'a str>) -> Result<Option<&'a str>, CredentialError> {
     let first = found.next();
     if found.next().is_some() {
-        return Err(Refusal::InvalidRequest("more than one token cookie or query parameter of the same name"));
+        return Err(CredentialError::Malformed("more than one token cookie or query parameter of the same name"));
     }
     Ok(first)
 }

@@ -21,6 +21,16 @@ mod verify;
 
 pub use verify::{Authenticator, Rejected, Trace, Verified};
 
+/// Why the credentials could not be read at all, before any token check:
+/// `error.rs` turns it into the HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialError {
+    /// Not a well-formed request (RFC 6750 `invalid_request`): what is wrong.
+    Malformed(&'static str),
+    /// Larger than `limits.max_token_bytes`.
+    TooLarge,
+}
+
 /// Why a token was not accepted. Each names one failed check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {

@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Value};
 
 /// The default bound on nesting: objects and arrays inside each other.
-pub const DEFAULT_MAX_DEPTH: usize = 32;
+pub use crate::config::DEFAULT_MAX_JSON_DEPTH as DEFAULT_MAX_DEPTH;
 
 /// Parses a JSON object with no duplicate keys at any depth and at most
 /// `max_depth` levels of objects and arrays (the object itself is level 1).

@@ -7,10 +7,14 @@ mod interpolate;
 mod raw;
 mod source;
 mod validate;
+mod values;
 mod wording;
 
 pub use source::Position;
 pub use validate::is_loopback;
+pub use values::{
+    ClaimPath, DEFAULT_MAX_JSON_DEPTH, SUPPORTED_ALGORITHMS, TokenLocation, WELL_KNOWN_RESOURCE_METADATA,
+};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,9 +24,6 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
-
-use crate::auth::claims::ClaimPath;
-use crate::auth::locations::TokenLocation;
 
 /// The validated configuration of one gateway.
 #[derive(Debug, Clone)]
@@ -91,7 +92,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_token_bytes: 16 * 1024,
-            max_json_depth: crate::auth::DEFAULT_MAX_JSON_DEPTH,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
             jwks: JwksLimits::default(),
             http2_max_concurrent_streams: 256,
             http2_max_pending_resets: 64,

@@ -20,9 +20,7 @@ use super::{
     JwksLimits, JwksSource, LimitsConfig, MethodOverride, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig,
     ServerTlsConfig, TENANT, Tenants, UpstreamConfig, UpstreamProtocol,
 };
-use crate::auth::claims::ClaimPath;
-use crate::auth::locations::TokenLocation;
-use crate::keys::set::SUPPORTED_ALGORITHMS;
+use super::{ClaimPath, SUPPORTED_ALGORITHMS, TokenLocation};
 
 /// hyper refuses a read buffer below 8 KiB.
 const MIN_HEADER_BYTES: i64 = 8 * 1024;
@@ -491,7 +489,7 @@ fn resource_metadata(
         return None;
     }
     let suffix = url.path().trim_end_matches('/');
-    let well_known_path = format!("{}{suffix}", crate::resource_metadata::WELL_KNOWN);
+    let well_known_path = format!("{}{suffix}", super::WELL_KNOWN_RESOURCE_METADATA);
     let origin = url.origin().ascii_serialization();
     let bearer_methods_supported = raw.bearer_methods_supported.clone().unwrap_or_else(|| vec!["header".into()]);
     for method in &bearer_methods_supported {

@@ -201,18 +201,7 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
     Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, verifiers, fingerprint })
 }
 
-/// The algorithms jwtgate verifies: asymmetric only, since a JWKS is public.
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+pub use crate::config::SUPPORTED_ALGORITHMS;
 
 fn verification_algorithm(alg: Algorithm) -> &'static dyn VerificationAlgorithm {
     match alg {

@@ -303,3 +303,21 @@ async fn run_refresher(weak: Weak<IssuerKeys>) {
         tokio::time::sleep(delay).await;
     }
 }
+
+impl crate::metrics::KeyFacts for IssuerKeys {
+    fn issuer(&self) -> &str {
+        IssuerKeys::issuer(self)
+    }
+
+    fn counters(&self) -> &IssuerCounters {
+        IssuerKeys::counters(self)
+    }
+
+    fn key_count(&self) -> usize {
+        self.load().as_ref().map_or(0, |snapshot| snapshot.keys.len())
+    }
+
+    fn last_success(&self) -> Option<SystemTime> {
+        IssuerKeys::last_success(self)
+    }
+}
