@@ -361,7 +361,7 @@ mod tests {
         metrics.auth_failure(None, "missing_token");
         metrics.upstream_duration(Duration::from_millis(3));
         let _guard = metrics.in_flight();
-        let text = metrics.render(&[]);
+        let text = metrics.render::<crate::keys::IssuerKeys>(&[]);
         assert!(text.contains("# TYPE jwtgate_requests_total counter"), "{text}");
         assert!(text.contains("jwtgate_requests_total{outcome=\"allowed\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("jwtgate_requests_total{outcome=\"refused\",status=\"401\"} 1"), "{text}");
