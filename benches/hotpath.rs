@@ -8,7 +8,7 @@ use std::path::Path;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request};
 use jwtgate::Config;
-use jwtgate::proxy::Upstream;
+use jwtgate::proxy::{Admitted, Upstream};
 use jwtgate::routes::RouteTable;
 use jwtgate::server::Peer;
 
@@ -67,7 +67,8 @@ fn hot_path(c: &mut Criterion) {
     group.bench_function("prepare upstream request", |b| {
         b.iter(|| {
             let parts = parts.clone();
-            upstream.prepare(black_box(parts), (), "/api/v1/orders/12345", &client).unwrap()
+            let admitted = Admitted::unjudged_for_benchmarks("/api/v1/orders/12345");
+            upstream.prepare(admitted, black_box(parts), (), &client).unwrap()
         })
     });
     group.finish();

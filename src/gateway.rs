@@ -23,7 +23,7 @@ use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
 use crate::metrics::{Metrics, Outcome};
-use crate::proxy::{REQUEST_TIMED_OUT, Upstream, UpstreamBody};
+use crate::proxy::{Admitted, REQUEST_TIMED_OUT, Upstream, UpstreamBody};
 use crate::resource_metadata::ResourceMetadata;
 use crate::routes::{Route, RouteTable};
 use crate::server::Peer;
@@ -194,10 +194,9 @@ impl Gateway {
         let route = self.routes.find(&method, &path);
         let mut notes = Notes::default();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let result = self
-            .admit(&method, &path, query, &mut headers, deadline, &mut notes, Some(at), trace)
-            .await
-            .map(|(_, identity, _)| identity);
+        let ask = Ask { method: &method, path: &path, query, deadline, at: Some(at) };
+        let result =
+            self.admit(ask, &mut headers, &mut notes, trace).await.map(|(_, admitted)| admitted.into_identity());
         Decision { route: Some(route), result }
     }
 
@@ -322,15 +321,14 @@ impl Gateway {
             }
         }
         // 5–6. Route, strip, authenticate and authorise.
-        let (route, identity, location) =
-            self.admit(&judged, &path, uri.query(), &mut parts.headers, deadline, notes, None, &mut ()).await?;
+        let ask = Ask { method: &judged, path: &path, query: uri.query(), deadline, at: None };
+        let (route, admitted) = self.admit(ask, &mut parts.headers, notes, &mut ()).await?;
         // 7. Prepare the upstream request and stream it through.
         let websocket = upgrade::take(&mut parts);
         route.refuse_unjudged(&judged, &parts.headers, has_body(&parts.headers, &body), websocket.is_some())?;
         let upstream = &self.upstreams[route.upstream()];
-        self.strip_credentials(&mut parts, location.as_ref(), upstream.forwards_credentials())?;
-        let mut upstream_request = upstream.prepare(parts, body, &path, &peer)?;
-        upstream_request.headers_mut().extend(identity);
+        self.strip_credentials(&mut parts, admitted.token_location(), upstream.forwards_credentials())?;
+        let mut upstream_request = upstream.prepare(admitted, parts, body, &peer)?;
         if let Some(websocket) = &websocket {
             websocket.ask(upstream_request.headers_mut());
         }
@@ -398,8 +396,8 @@ impl Gateway {
         }
         let preflight_body = check.declares_body(&headers);
         let upgrade = headers.contains_key(http::header::UPGRADE);
-        let (route, identity, _) =
-            self.admit(&method, &path, query, &mut headers, deadline, notes, None, &mut ()).await?;
+        let ask = Ask { method: &method, path: &path, query, deadline, at: None };
+        let (route, admitted) = self.admit(ask, &mut headers, notes, &mut ()).await?;
         route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;
         let mut response = Response::new(Either::Right(Full::default()));
         let answer = response.headers_mut();
@@ -409,31 +407,26 @@ impl Gateway {
         for name in self.identity.names() {
             answer.insert(name, HeaderValue::from_static(""));
         }
-        for (name, value) in identity {
+        for (name, value) in admitted.into_identity() {
             answer.insert(name, value);
         }
         Ok(response)
     }
 
-    /// Steps 2 to 4 for a normalised `path`, shared by inline and
+    /// Steps 2 to 4 for the request `ask` describes, shared by inline and
     /// forward-auth mode: the route, identity headers stripped from
-    /// `headers`, and the token (from the headers, or `query` where an issuer
-    /// allows) checked as the route says. Returns the route, the identity
-    /// headers to add, and where the token was.
-    /// `at` and `trace` are for `jwtgate explain`: a fixed time instead of
-    /// the clock, and a record of each check passed.
-    #[allow(clippy::too_many_arguments)]
-    async fn admit<'a>(
+    /// `headers`, and the token (from the headers, or the query where an
+    /// issuer allows) checked as the route says. Returns the route and the
+    /// proof of admission that [`Upstream::prepare`] requires; `trace`
+    /// records each check passed, for `jwtgate explain`.
+    async fn admit<'a, 'r>(
         &'a self,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
+        ask: Ask<'r>,
         headers: &mut HeaderMap,
-        deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
-        at: Option<u64>,
         trace: &mut impl Trace,
-    ) -> Result<(&'a Route, Vec<(HeaderName, HeaderValue)>, Option<TokenLocation>), Refusal> {
+    ) -> Result<(&'a Route, Admitted<'r>), Refusal> {
+        let Ask { method, path, query, deadline, at } = ask;
         // 2. Match a route.
         let route = self.routes.find(method, path);
         notes.route = Some(route.name());
@@ -490,8 +483,21 @@ impl Gateway {
                 Vec::new()
             }
         };
-        Ok((route, identity, location))
+        Ok((route, Admitted::judged(path, identity, location)))
     }
+}
+
+/// One request as [`Gateway::admit`] judges it.
+struct Ask<'r> {
+    /// As the upstream will serve it: canonical, overrides applied.
+    method: &'r Method,
+    /// Canonical ([`path::normalize`]).
+    path: &'r str,
+    query: Option<&'r str>,
+    deadline: tokio::time::Instant,
+    /// `jwtgate explain`: judge as of this time (seconds since the epoch)
+    /// instead of the clock.
+    at: Option<u64>,
 }
 
 /// Methods are matched without regard to case and forwarded upper-case,
