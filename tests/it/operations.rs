@@ -523,3 +523,65 @@ async fn sigterm_under_keep_alive_load_loses_no_request() {
     eprintln!("{}", report.join("\n"));
     assert!(lost_per_round.iter().all(|&lost| lost == 0), "requests lost:\n{}", report.join("\n"));
 }
+
+/// A WebSocket session open when the gateway shuts down goes on during the
+/// grace period, then both sides get a close frame 1001 "going away"
+/// instead of a silent cut.
+#[tokio::test]
+async fn websocket_sessions_get_a_going_away_close_frame_when_the_grace_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    // An echo upstream that reports the close frame it receives.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        while let Some(Ok(message)) = socket.next().await {
+            match message {
+                Message::Close(frame) => {
+                    let _ = closed_tx.send(frame);
+                    return;
+                }
+                message if message.is_text() => socket.send(message).await.unwrap(),
+                _ => {}
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.toml");
+    let text = toml(&format!("http://{echo}"), &idp.issuer)
+        .server("listen = \"127.0.0.1:PORT\"\nadmin_listen = \"127.0.0.1:ADMIN\"\nshutdown_grace = \"1500ms\"\n")
+        .text();
+    std::fs::write(&path, text).unwrap();
+    let binary = Binary::start(&path, &[], &[]).await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let mut request = format!("ws://127.0.0.1:{}/chat", binary.port).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket.send(Message::text("before")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("before"));
+
+    let signalled = std::time::Instant::now();
+    binary.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    socket.send(Message::text("during the grace")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("during the grace"), "the session still works");
+
+    let last =
+        tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("the gateway closed the session");
+    let Some(Ok(Message::Close(Some(frame)))) = last else { panic!("expected a close frame, got {last:?}") };
+    assert_eq!((frame.code, frame.reason.as_str()), (CloseCode::Away, "going away"));
+    assert!(signalled.elapsed() >= Duration::from_millis(1400), "not before the grace ends: {:?}", signalled.elapsed());
+    let upstream_saw = tokio::time::timeout(Duration::from_secs(5), closed_rx).await.unwrap().unwrap();
+    assert_eq!(upstream_saw.map(|f| f.code), Some(CloseCode::Away), "the upstream is told too");
+    let (status, lines) = binary.wait().await;
+    assert!(status.success(), "{status:?}\n{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("grace period over")), "{}", lines.join("\n"));
+}
