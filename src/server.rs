@@ -3,11 +3,24 @@
 //! within a grace period when `shutdown` resolves. [`run`] serves the
 //! gateway; [`serve`] serves any handler (the demo's issuer and backend use
 //! it too).
+//!
+//! Shutdown goes through [`Phase`]s so that no request the server has read
+//! goes unanswered (issue 16). Closing an idle keep-alive connection at once
+//! loses the request its client is sending at that moment, so for a drain
+//! window every answer on HTTP/1 says `Connection: close` (the client stops
+//! reusing the connection, hyper closes it after that answer) and HTTP/2
+//! connections get GOAWAY; only then are connections that stayed idle closed.
+//!
+//! What remains is the race RFC 9112 §9.6 leaves to clients: a connection
+//! idle for the whole drain window is closed at the moment its client
+//! sends on it. The server has read nothing of that request, so nothing is
+//! half-answered; well-behaved clients retry it on a new connection.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,9 +29,10 @@ use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, LimitsConfig};
@@ -29,6 +43,44 @@ use crate::tls::ServerTls;
 /// session so that it holds the place until the session ends.
 #[derive(Clone)]
 pub struct ConnectionSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+
+/// How long connections stay open after shutdown begins so that requests
+/// already on their way are answered (with `Connection: close`).
+const DRAIN_WINDOW: Duration = Duration::from_secs(1);
+
+/// How long past the grace period cut connections and WebSocket sessions
+/// have to send their last bytes (close frames) before the process exits.
+const LAST_WORDS: Duration = Duration::from_millis(200);
+
+/// Where a listener is in its shutdown, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Serving,
+    /// Not accepting. HTTP/1 answers carry `Connection: close`, HTTP/2
+    /// connections have been sent GOAWAY.
+    Draining,
+    /// Drain window over: idle connections are closed, busy ones close
+    /// after their answer.
+    Closing,
+    /// Grace period over: connections are cut, WebSocket sessions told to go away.
+    Over,
+}
+
+/// A connection's or upgraded session's view of its listener's shutdown.
+/// The listener waits, up to the grace period, until every one is dropped.
+#[derive(Clone)]
+pub struct ShutdownWatch(watch::Receiver<Phase>);
+
+impl ShutdownWatch {
+    pub fn phase(&self) -> Phase {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the listener has reached `phase` (or is gone).
+    pub async fn reached(&mut self, phase: Phase) {
+        let _ = self.0.wait_for(|now| *now >= phase).await;
+    }
+}
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -152,7 +204,8 @@ where
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .max_pending_accept_reset_streams(limits.http2_max_pending_resets)
         .max_local_error_reset_streams(limits.http2_max_error_resets);
-    let graceful = GracefulShutdown::new();
+    // Only receivers count towards "every connection is done".
+    let (phase, _) = watch::channel(Phase::Serving);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -183,26 +236,55 @@ where
                 // the HTTP connection and must keep counting against max_connections.
                 let slot = Arc::new(slot);
                 let session_slot = Arc::clone(&slot);
-                let service = service_fn(move |mut request: Request<Incoming>| {
-                    if request.headers().contains_key(http::header::UPGRADE) {
-                        request.extensions_mut().insert(ConnectionSlot(Arc::clone(&session_slot)));
-                    }
-                    let response = handler(request, peer.clone());
-                    async move { Ok::<_, Infallible>(response.await) }
-                });
+                let mut watch = ShutdownWatch(phase.subscribe());
+                let seen_h2 = Arc::new(AtomicBool::new(false));
+                let service = {
+                    let (watch, seen_h2) = (watch.clone(), Arc::clone(&seen_h2));
+                    service_fn(move |mut request: Request<Incoming>| {
+                        if request.headers().contains_key(http::header::UPGRADE) {
+                            request.extensions_mut().insert(ConnectionSlot(Arc::clone(&session_slot)));
+                            request.extensions_mut().insert(watch.clone());
+                        }
+                        let version = request.version();
+                        if version == http::Version::HTTP_2 {
+                            seen_h2.store(true, Ordering::Relaxed);
+                        }
+                        let response = handler(request, peer.clone());
+                        let watch = watch.clone();
+                        async move {
+                            let mut response = response.await;
+                            // Decided when the answer is ready, not when the request came:
+                            // a request in flight when draining begins still ends its connection.
+                            if version <= http::Version::HTTP_11
+                                && watch.phase() >= Phase::Draining
+                                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                            {
+                                response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                            }
+                            Ok::<_, Infallible>(response)
+                        }
+                    })
+                };
                 let builder = builder.clone();
-                let watcher = graceful.watcher();
                 let acceptor = limits.tls.as_ref().map(ServerTls::acceptor);
                 let handshake_timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
                     let served = match acceptor {
-                        None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+                        None => {
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                            drive(connection, watch, &seen_h2).await
+                        }
                         Some(acceptor) => {
                             // The handshake is bounded like a request head: a client that stalls it holds a slot.
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                            let handshake = tokio::select! {
+                                result = handshake => result,
+                                () = watch.reached(Phase::Closing) => return,
+                            };
+                            match handshake {
                                 Ok(Ok(stream)) => {
                                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                                    watcher.watch(connection).await
+                                    drive(connection, watch, &seen_h2).await
                                 }
                                 Ok(Err(error)) => Err(error.into()),
                                 Err(_) => Err("TLS handshake timed out".into()),
@@ -221,8 +303,48 @@ where
     let listen = listener.local_addr().map_or_else(|_| "?".to_string(), |addr| addr.to_string());
     drop(listener);
     info!(%listen, grace = %humantime::format_duration(limits.shutdown_grace), "shutting down: draining open connections");
+    let started = Instant::now();
+    let grace_over = started + limits.shutdown_grace;
+    phase.send_replace(Phase::Draining);
+    let mut drained =
+        tokio::time::timeout_at(started + DRAIN_WINDOW.min(limits.shutdown_grace), phase.closed()).await.is_ok();
+    if !drained {
+        phase.send_replace(Phase::Closing);
+        drained = tokio::time::timeout_at(grace_over, phase.closed()).await.is_ok();
+    }
+    if drained {
+        info!("all connections drained");
+    } else {
+        warn!("grace period over; closing the remaining connections");
+        phase.send_replace(Phase::Over);
+        let _ = tokio::time::timeout(LAST_WORDS, phase.closed()).await;
+    }
+}
+
+/// Serves one connection through the shutdown phases: HTTP/2 is sent
+/// GOAWAY as soon as draining begins (its clients then open no new
+/// streams and those in flight finish); HTTP/1 is left alone for the drain
+/// window, where each answer closes it, because hyper's graceful shutdown
+/// closes an idle HTTP/1 connection at once, losing the request its client
+/// may be sending. At the end of the grace period the connection is cut.
+async fn drive<C>(connection: C, mut watch: ShutdownWatch, seen_h2: &AtomicBool) -> Result<(), C::Error>
+where
+    C: GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
     tokio::select! {
-        () = graceful.shutdown() => info!("all connections drained"),
-        () = tokio::time::sleep(limits.shutdown_grace) => warn!("grace period over; closing the remaining connections"),
+        result = connection.as_mut() => return result,
+        () = watch.reached(Phase::Draining) => {}
+    }
+    if !seen_h2.load(Ordering::Relaxed) {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            () = watch.reached(Phase::Closing) => {}
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        result = connection => result,
+        () = watch.reached(Phase::Over) => Err("cut at the end of the grace period".into()),
     }
 }

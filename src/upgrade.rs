@@ -10,6 +10,10 @@
 //! `Sec-WebSocket-Accept` that answers the client's key (RFC 6455 §4.2.2).
 //! Anything else is a 502, never a tunnel. Other upgrades (h2c, TLS) are
 //! not passed on: their headers are hop-by-hop and removed like any other.
+//!
+//! A session counts as an open connection when the gateway shuts down:
+//! it may go on until the grace period ends, then both sides are sent a
+//! close frame 1001 "going away" (RFC 6455 §7.4.1) instead of a silent cut.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,11 +27,11 @@ use http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, UPGRADE};
 use http::request;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::debug;
 
 use crate::error::Refusal;
-use crate::server::ConnectionSlot;
+use crate::server::{ConnectionSlot, Phase, ShutdownWatch};
 
 static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
@@ -44,6 +48,8 @@ pub struct Pending {
     /// The client connection's place under `server.max_connections`, held
     /// until the session ends.
     slot: Option<ConnectionSlot>,
+    /// The listener's shutdown, which the session holds open until it ends.
+    shutdown: Option<ShutdownWatch>,
 }
 
 /// Whether the request asks for a WebSocket upgrade.
@@ -60,7 +66,8 @@ pub fn take(parts: &mut request::Parts) -> Option<Pending> {
     let expected_accept = parts.headers.get(&SEC_WEBSOCKET_KEY).map(|key| accept_for(key.as_bytes()));
     let client = parts.extensions.remove::<OnUpgrade>()?;
     let slot = parts.extensions.remove::<ConnectionSlot>();
-    Some(Pending { protocol, expected_accept, client, slot })
+    let shutdown = parts.extensions.remove::<ShutdownWatch>();
+    Some(Pending { protocol, expected_accept, client, slot, shutdown })
 }
 
 /// RFC 6455 §4.2.2: base64 of the SHA-1 of the key and the protocol's GUID.
@@ -123,6 +130,7 @@ impl Pending {
         headers.insert(UPGRADE, self.protocol);
         tokio::spawn(async move {
             let _slot = self.slot;
+            let mut shutdown = self.shutdown;
             let (client, upstream) = match tokio::try_join!(self.client, upstream) {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -133,20 +141,111 @@ impl Pending {
             sessions.fetch_add(1, Ordering::Relaxed);
             let last = Arc::new(AtomicU64::new(0));
             let started = tokio::time::Instant::now();
-            let mut client = Touching { inner: TokioIo::new(client), last: Arc::clone(&last), started };
-            let mut upstream = Touching { inner: TokioIo::new(upstream), last: Arc::clone(&last), started };
-            let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-            tokio::select! {
-                result = copy => match result {
-                    Ok((up, down)) => debug!(up, down, "upgraded connection closed"),
-                    Err(error) => debug!(%error, "upgraded connection ended with an error"),
-                },
-                () = idle_for(idle, &last, started) => debug!("upgraded connection closed after being idle"),
+            let mut client = Touching::new(TokioIo::new(client), Arc::clone(&last), started);
+            let mut upstream = Touching::new(TokioIo::new(upstream), Arc::clone(&last), started);
+            let going_away = async {
+                match shutdown.as_mut() {
+                    Some(watch) => watch.reached(Phase::Over).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let shut_down = tokio::select! {
+                result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                    match result {
+                        Ok((up, down)) => debug!(up, down, "upgraded connection closed"),
+                        Err(error) => debug!(%error, "upgraded connection ended with an error"),
+                    }
+                    false
+                }
+                () = idle_for(idle, &last, started) => {
+                    debug!("upgraded connection closed after being idle");
+                    false
+                }
+                () = going_away => true,
+            };
+            if shut_down {
+                // Bounded: the process exits soon after the grace period anyway.
+                let farewell = async { tokio::join!(client.go_away(false), upstream.go_away(true)) };
+                let _ = tokio::time::timeout(GOING_AWAY_TIMEOUT, farewell).await;
+                debug!("upgraded connection sent going away at the end of the grace period");
             }
             sessions.fetch_sub(1, Ordering::Relaxed);
         });
         Ok(())
     }
+}
+
+/// How long the close frames at shutdown may take to be written.
+const GOING_AWAY_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Where a stream of WebSocket frames (RFC 6455 §5.2) is: a close frame
+/// can be sent only between two frames, never inside one.
+#[derive(Default)]
+struct Frames {
+    head: [u8; 14],
+    head_len: usize,
+    payload_left: u64,
+}
+
+impl Frames {
+    fn at_boundary(&self) -> bool {
+        self.head_len == 0 && self.payload_left == 0
+    }
+
+    /// Follows `bytes` written to the stream.
+    fn advance(&mut self, mut bytes: &[u8]) {
+        while let Some((&first, rest)) = bytes.split_first() {
+            if self.payload_left > 0 {
+                let skip = usize::try_from(self.payload_left).unwrap_or(usize::MAX).min(bytes.len());
+                self.payload_left -= skip as u64;
+                bytes = &bytes[skip..];
+                continue;
+            }
+            self.head[self.head_len] = first;
+            self.head_len += 1;
+            bytes = rest;
+            if self.head_len < 2 {
+                continue;
+            }
+            let extended = match self.head[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let mask = if self.head[1] & 0x80 != 0 { 4 } else { 0 };
+            if self.head_len < 2 + extended + mask {
+                continue;
+            }
+            self.payload_left = match extended {
+                0 => u64::from(self.head[1] & 0x7f),
+                2 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+                _ => self.head[2..10].iter().fold(0, |length, &b| (length << 8) | u64::from(b)),
+            };
+            self.head_len = 0;
+        }
+    }
+}
+
+/// A close frame, code 1001 "going away"; masked when sent to the
+/// upstream, as frames from a client must be (RFC 6455 §5.3).
+fn going_away_frame(masked: bool) -> Vec<u8> {
+    let mut payload = 1001u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"going away");
+    let length = payload.len() as u8;
+    let mut frame = vec![0x88];
+    if masked {
+        let mut key = [0u8; 4];
+        // A fixed key only weakens the protection masking gives caching
+        // intermediaries, for a frame that carries nothing from the client.
+        let _ = aws_lc_rs::rand::fill(&mut key);
+        frame.push(0x80 | length);
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+    } else {
+        frame.push(length);
+        frame.extend_from_slice(&payload);
+    }
+    frame
 }
 
 /// Resolves once nothing has been read on either side for `idle`.
@@ -161,11 +260,28 @@ async fn idle_for(idle: Duration, last: &AtomicU64, started: tokio::time::Instan
     }
 }
 
-/// An upgraded connection that notes the time of every read.
+/// An upgraded connection that notes the time of every read and where
+/// the frames written to it end.
 struct Touching<T> {
     inner: T,
     last: Arc<AtomicU64>,
     started: tokio::time::Instant,
+    written: Frames,
+}
+
+impl<T: AsyncWrite + Unpin> Touching<T> {
+    fn new(inner: T, last: Arc<AtomicU64>, started: tokio::time::Instant) -> Self {
+        Touching { inner, last, started, written: Frames::default() }
+    }
+
+    /// Sends a going-away close frame, unless a frame is half written (the
+    /// rest of it was lost with the copy), then closes the write side.
+    async fn go_away(&mut self, masked: bool) {
+        if self.written.at_boundary() {
+            let _ = self.write_all(&going_away_frame(masked)).await;
+        }
+        let _ = self.shutdown().await;
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Touching<T> {
@@ -182,7 +298,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Touching<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Touching<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = result {
+            self.written.advance(&buf[..written]);
+        }
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -208,6 +328,38 @@ mod tests {
         assert!(!is_websocket_upgrade(&headers(&[("connection", "upgrade"), ("upgrade", "h2c")])));
         assert!(!is_websocket_upgrade(&headers(&[("upgrade", "websocket")])));
         assert!(!is_websocket_upgrade(&headers(&[("connection", "upgraded"), ("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn frames_are_followed_across_writes() {
+        let mut frames = Frames::default();
+        assert!(frames.at_boundary());
+        // A masked 300-byte frame (16-bit length), written in pieces.
+        let mut frame = vec![0x82, 0x80 | 126, 0x01, 0x2c, 1, 2, 3, 4];
+        frame.extend(std::iter::repeat_n(9, 300));
+        let (last, pieces) = frame.split_last().unwrap();
+        for piece in pieces.chunks(7) {
+            frames.advance(piece);
+            assert!(!frames.at_boundary());
+        }
+        frames.advance(&[*last]);
+        assert!(frames.at_boundary());
+        // An empty ping, then half of a 64-bit-length frame.
+        frames.advance(&[0x89, 0x00, 0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0, 5]);
+        assert!(!frames.at_boundary());
+        frames.advance(&vec![0; 65535]);
+        assert!(frames.at_boundary());
+        frames.advance(&going_away_frame(true));
+        assert!(frames.at_boundary());
+    }
+
+    #[test]
+    fn going_away_says_1001() {
+        assert_eq!(&going_away_frame(false)[..4], &[0x88, 12, 0x03, 0xe9]);
+        let masked = going_away_frame(true);
+        assert_eq!(masked[1], 0x80 | 12);
+        let unmasked: Vec<u8> = masked[6..].iter().zip(masked[2..6].iter().cycle()).map(|(b, k)| b ^ k).collect();
+        assert_eq!(&unmasked[..2], &[0x03, 0xe9]);
     }
 
     #[test]

@@ -391,3 +391,197 @@ async fn pretty_logs_show_plain_values() {
         "{all}"
     );
 }
+
+/// What one keep-alive client saw during a shutdown round.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    /// Requests answered with a complete response (status line and whole body).
+    answered: usize,
+    /// Requests written completely that got no complete response: the
+    /// connection was closed or reset while the answer was awaited.
+    lost: usize,
+    /// Answers carrying `Connection: close`, after which the client reconnected.
+    told_to_close: usize,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.answered += other.answered;
+        self.lost += other.lost;
+        self.told_to_close += other.told_to_close;
+    }
+}
+
+/// Reads one HTTP/1.1 response (`Content-Length` framed) from `stream`:
+/// `Some(connection_close)` when it arrived whole, `None` when the
+/// connection ended first.
+async fn read_response(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> Option<bool> {
+    use tokio::io::AsyncReadExt;
+    buffer.clear();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .unwrap_or_else(|| panic!("no content-length in {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let close = head.lines().any(|l| l.starts_with("connection:") && l.contains("close"));
+    while buffer.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(close)
+}
+
+/// Sends GETs back to back on one keep-alive connection, reconnecting after
+/// `Connection: close` (never reusing that connection), until the gateway
+/// no longer accepts connections.
+async fn keep_alive_client(port: u16, request: Arc<Vec<u8>>) -> Tally {
+    use tokio::io::AsyncWriteExt;
+    let mut tally = Tally::default();
+    let mut buffer = Vec::with_capacity(16 * 1024);
+    'connections: loop {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            return tally;
+        };
+        stream.set_nodelay(true).unwrap();
+        loop {
+            if stream.write_all(&request).await.is_err() {
+                // Not written completely: the server had closed the connection.
+                continue 'connections;
+            }
+            match read_response(&mut stream, &mut buffer).await {
+                Some(close) => {
+                    tally.answered += 1;
+                    if close {
+                        tally.told_to_close += 1;
+                        continue 'connections;
+                    }
+                }
+                None => {
+                    tally.lost += 1;
+                    continue 'connections;
+                }
+            }
+        }
+    }
+}
+
+/// Issue 16: under load, SIGTERM loses no request. 24 clients each send
+/// requests back to back on their own keep-alive connection; every request
+/// written completely must get a complete answer (the gateway tells clients
+/// to stop with `Connection: close` and only then closes), in every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_keep_alive_load_loses_no_request() {
+    const ROUNDS: usize = 5;
+    const CLIENTS: usize = 24;
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let request = Arc::new(
+        format!("GET /orders HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {token}\r\n\r\n").into_bytes(),
+    );
+    let (mut report, mut lost_per_round) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (_dir, path) = config_file(&upstream, &idp, "");
+        let binary = Binary::start(&path, &[], &[]).await;
+        let seen_before = upstream.count();
+        let clients: Vec<_> =
+            (0..CLIENTS).map(|_| tokio::spawn(keep_alive_client(binary.port, Arc::clone(&request)))).collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        binary.signal("-TERM");
+        let mut tally = Tally::default();
+        for client in clients {
+            tally += tokio::time::timeout(Duration::from_secs(20), client).await.expect("the client finished").unwrap();
+        }
+        let (status, lines) = binary.wait().await;
+        assert!(status.success(), "{status:?}\n{}", lines.join("\n"));
+        // Of the lost requests, those the gateway read (and passed on): the
+        // rest were closed before any byte of them was read. Neither may
+        // happen: a client sending back to back is never idle for the
+        // drain window, so its connection ends only after `Connection: close`.
+        let read_but_lost = (upstream.count() - seen_before).saturating_sub(tally.answered);
+        report.push(format!("round {round}: {tally:?}, read by the gateway but unanswered: {read_but_lost}"));
+        assert!(tally.answered > 0, "{report:#?}");
+        lost_per_round.push(tally.lost + read_but_lost);
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(lost_per_round.iter().all(|&lost| lost == 0), "requests lost:\n{}", report.join("\n"));
+}
+
+/// A WebSocket session open when the gateway shuts down goes on during the
+/// grace period, then both sides get a close frame 1001 "going away"
+/// instead of a silent cut.
+#[tokio::test]
+async fn websocket_sessions_get_a_going_away_close_frame_when_the_grace_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    // An echo upstream that reports the close frame it receives.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        while let Some(Ok(message)) = socket.next().await {
+            match message {
+                Message::Close(frame) => {
+                    let _ = closed_tx.send(frame);
+                    return;
+                }
+                message if message.is_text() => socket.send(message).await.unwrap(),
+                _ => {}
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.toml");
+    let text = toml(&format!("http://{echo}"), &idp.issuer)
+        .server("listen = \"127.0.0.1:PORT\"\nadmin_listen = \"127.0.0.1:ADMIN\"\nshutdown_grace = \"1500ms\"\n")
+        .text();
+    std::fs::write(&path, text).unwrap();
+    let binary = Binary::start(&path, &[], &[]).await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let mut request = format!("ws://127.0.0.1:{}/chat", binary.port).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket.send(Message::text("before")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("before"));
+
+    let signalled = std::time::Instant::now();
+    binary.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    socket.send(Message::text("during the grace")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("during the grace"), "the session still works");
+
+    let last =
+        tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("the gateway closed the session");
+    let Some(Ok(Message::Close(Some(frame)))) = last else { panic!("expected a close frame, got {last:?}") };
+    assert_eq!((frame.code, frame.reason.as_str()), (CloseCode::Away, "going away"));
+    assert!(signalled.elapsed() >= Duration::from_millis(1400), "not before the grace ends: {:?}", signalled.elapsed());
+    let upstream_saw = tokio::time::timeout(Duration::from_secs(5), closed_rx).await.unwrap().unwrap();
+    assert_eq!(upstream_saw.map(|f| f.code), Some(CloseCode::Away), "the upstream is told too");
+    let (status, lines) = binary.wait().await;
+    assert!(status.success(), "{status:?}\n{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("grace period over")), "{}", lines.join("\n"));
+}
