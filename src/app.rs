@@ -96,11 +96,11 @@ impl App {
         let (stop_admin, admin_stopped) = watch::channel(false);
         let proxy = {
             let (shared, config, tls) = (Arc::clone(&shared), config.clone(), tls.clone());
-            tokio::spawn(async move { server::run(shared, &config, tls, listeners.proxy, until(stopped)).await })
+            tokio::spawn(async move { run_gateway(shared, &config, tls, listeners.proxy, until(stopped)).await })
         };
         let admin = listeners
             .admin
-            .map(|listener| tokio::spawn(server::run_admin(Arc::clone(&shared), listener, until(admin_stopped))));
+            .map(|listener| tokio::spawn(run_admin(Arc::clone(&shared), listener, until(admin_stopped))));
         let reloads = reload.map(|Reload { path, watch }| {
             Reloader::new(path, Arc::clone(&shared), config.clone(), tls.clone()).spawn(watch)
         });
@@ -136,6 +136,33 @@ impl App {
             let _ = admin.await;
         }
     }
+}
+
+/// Serves the current gateway on `listener` until `shutdown` resolves,
+/// then stops accepting and waits up to `shutdown_grace` for open
+/// connections. Each request runs on the gateway current when it arrived.
+pub async fn run_gateway(
+    shared: SharedGateway,
+    config: &Config,
+    tls: Option<ServerTls>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = move |request, peer| {
+        let gateway = shared.load_full();
+        async move { gateway.handle(request, peer).await }
+    };
+    server::serve(listener, &server::Limits { tls, ..server::Limits::of(config) }, handler, shutdown).await;
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+pub async fn run_admin(shared: SharedGateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let handler = move |request, _peer| {
+        let response = crate::admin::handle(&request, &shared);
+        async move { response }
+    };
+    let limits = server::Limits { shutdown_grace: std::time::Duration::from_secs(1), ..server::Limits::default() };
+    server::serve(listener, &limits, handler, shutdown).await;
 }
 
 /// Resolves once `stopped` turns true (or its sender is gone).

@@ -17,6 +17,7 @@ use crate::auth::identity::IdentityHeaders;
 use crate::auth::locations::{self, TokenLocation};
 use crate::auth::{AuthFailure, Authenticator, Trace, Verified};
 use crate::config::{AuthMode, Config, Edge, MethodOverride, Problem};
+use crate::connection::Peer;
 use crate::cors::{self, Cors};
 use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
@@ -26,7 +27,6 @@ use crate::metrics::{Metrics, Outcome};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, Upstream, UpstreamBody};
 use crate::resource_metadata::ResourceMetadata;
 use crate::routes::{Route, RouteTable};
-use crate::server::Peer;
 use crate::upgrade;
 use crate::{headers, path};
 

@@ -20,6 +20,23 @@
 //!
 //! Keys live in `keys`: per issuer an immutable snapshot swapped by a
 //! background refresher; `config` turns the TOML file into typed values.
+//!
+//! Modules in layers; each uses only layers below it, and no two modules
+//! use each other (`tests/it/architecture.rs` checks both):
+//!
+//! ```text
+//! main, cli     the command line, over the library
+//! app           the lifecycle: config → gateway → listeners → reload → admin → shutdown
+//! demo, reload, check, explain, token
+//! admin         /healthz, /readyz, /metrics
+//! gateway       the request path above; forward_auth, method_override, cors, upgrade beside it
+//! proxy         Upstream::prepare accepts only an Admitted, which only Gateway::admit makes
+//! routes, auth, keys, error, metrics, headers, form, resource_metadata
+//! server        transport only: accept, serve any handler, drain in phases
+//! connection    Peer, connection slots, shutdown phases (a leaf)
+//! tls, outbound, logging
+//! config        the TOML file → typed values; uses only path (a leaf)
+//! ```
 
 pub mod admin;
 pub mod app;
@@ -27,6 +44,7 @@ pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod cors;
 pub mod demo;
 pub mod error;

@@ -21,9 +21,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Problem, TokenLocation, UpstreamConfig, UpstreamProtocol};
+use crate::connection::Peer;
 use crate::error::Refusal;
 use crate::headers;
-use crate::server::Peer;
 use crate::tls;
 
 /// The description of a 504 for `server.request_timeout`.

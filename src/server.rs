@@ -1,8 +1,8 @@
 //! Listeners: accept connections, serve HTTP/1.1 and h2c on each
 //! (hyper-util's auto builder), or HTTP/1.1 and h2 over TLS, and drain them
-//! within a grace period when `shutdown` resolves. [`run`] serves the
-//! gateway; [`serve`] serves any handler (the demo's issuer and backend use
-//! it too).
+//! within a grace period when `shutdown` resolves. Transport only: [`serve`]
+//! serves any handler; `app` gives it the gateway's, the demo its issuer's
+//! and backend's.
 //!
 //! Shutdown goes through [`Phase`]s so that no request the server has read
 //! goes unanswered (issue 16). Closing an idle keep-alive connection at once
@@ -18,7 +18,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -36,13 +35,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, LimitsConfig};
-use crate::gateway::SharedGateway;
+pub use crate::connection::{ConnectionSlot, Peer, Phase, ShutdownWatch};
 use crate::tls::ServerTls;
-
-/// A connection's place under `max_connections`, handed to an upgraded
-/// session so that it holds the place until the session ends.
-#[derive(Clone)]
-pub struct ConnectionSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
 
 /// How long connections stay open after shutdown begins so that requests
 /// already on their way are answered (with `Connection: close`).
@@ -51,58 +45,6 @@ const DRAIN_WINDOW: Duration = Duration::from_secs(1);
 /// How long past the grace period cut connections and WebSocket sessions
 /// have to send their last bytes (close frames) before the process exits.
 const LAST_WORDS: Duration = Duration::from_millis(200);
-
-/// Where a listener is in its shutdown, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    Serving,
-    /// Not accepting. HTTP/1 answers carry `Connection: close`, HTTP/2
-    /// connections have been sent GOAWAY.
-    Draining,
-    /// Drain window over: idle connections are closed, busy ones close
-    /// after their answer.
-    Closing,
-    /// Grace period over: connections are cut, WebSocket sessions told to go away.
-    Over,
-}
-
-/// A connection's or upgraded session's view of its listener's shutdown.
-/// The listener waits, up to the grace period, until every one is dropped.
-#[derive(Clone)]
-pub struct ShutdownWatch(watch::Receiver<Phase>);
-
-impl ShutdownWatch {
-    pub fn phase(&self) -> Phase {
-        *self.0.borrow()
-    }
-
-    /// Resolves once the listener has reached `phase` (or is gone).
-    pub async fn reached(&mut self, phase: Phase) {
-        let _ = self.0.wait_for(|now| *now >= phase).await;
-    }
-}
-
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    /// The connection is TLS (`X-Forwarded-Proto: https`).
-    pub tls: bool,
-    /// The client's IP as `X-Forwarded-For` writes it, formatted once per connection.
-    pub ip_header: HeaderValue,
-}
-
-impl Peer {
-    pub fn new(addr: SocketAddr, tls: bool) -> Peer {
-        let ip_header =
-            HeaderValue::try_from(addr.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { addr, tls, ip_header }
-    }
-
-    pub fn proto(&self) -> &'static str {
-        if self.tls { "https" } else { "http" }
-    }
-}
 
 /// Connection-level limits of a listener.
 #[derive(Clone)]
@@ -154,33 +96,6 @@ impl Default for Limits {
             http2_max_error_resets: defaults.http2_max_error_resets,
         }
     }
-}
-
-/// Serves the current gateway on `listener` until `shutdown` resolves,
-/// then stops accepting and waits up to `shutdown_grace` for open
-/// connections. Each request runs on the gateway current when it arrived.
-pub async fn run(
-    shared: SharedGateway,
-    config: &Config,
-    tls: Option<ServerTls>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) {
-    let handler = move |request, peer| {
-        let gateway = shared.load_full();
-        async move { gateway.handle(request, peer).await }
-    };
-    serve(listener, &Limits { tls, ..Limits::of(config) }, handler, shutdown).await;
-}
-
-/// Serves the admin endpoints on `listener` until `shutdown` resolves.
-pub async fn run_admin(shared: SharedGateway, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let handler = move |request, _peer| {
-        let response = crate::admin::handle(&request, &shared);
-        async move { response }
-    };
-    let limits = Limits { shutdown_grace: Duration::from_secs(1), ..Limits::default() };
-    serve(listener, &limits, handler, shutdown).await;
 }
 
 /// Serves `handler` (called with each request and its connection's peer).
@@ -236,7 +151,7 @@ where
                 // the HTTP connection and must keep counting against max_connections.
                 let slot = Arc::new(slot);
                 let session_slot = Arc::clone(&slot);
-                let mut watch = ShutdownWatch(phase.subscribe());
+                let mut watch = ShutdownWatch::new(phase.subscribe());
                 let seen_h2 = Arc::new(AtomicBool::new(false));
                 let service = {
                     let (watch, seen_h2) = (watch.clone(), Arc::clone(&seen_h2));

@@ -30,8 +30,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::debug;
 
+use crate::connection::{ConnectionSlot, Phase, ShutdownWatch};
 use crate::error::Refusal;
-use crate::server::{ConnectionSlot, Phase, ShutdownWatch};
 
 static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 static SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
