@@ -61,6 +61,7 @@ pub mod outbound;
 pub mod path;
 pub mod proxy;
 pub mod reload;
+pub mod request_id;
 pub mod resource_metadata;
 pub mod routes;
 pub mod server;

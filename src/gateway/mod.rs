@@ -2,8 +2,10 @@
 //! [`Gateway::try_handle`], turns any [`Refusal`] into the contract's
 //! response, counts it, and writes the one access-log line.
 
+mod admit;
+mod check;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,10 +27,12 @@ use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
 use crate::metrics::{Metrics, Outcome};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, Upstream, UpstreamBody};
+use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
 use crate::routes::{Route, RouteTable};
 use crate::upgrade;
 use crate::{headers, path};
+use admit::Ask;
 
 /// What the gateway answers with: the upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -36,9 +40,7 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// The gateway of the current configuration, swapped whole on reload.
 pub type SharedGateway = Arc<arc_swap::ArcSwap<Gateway>>;
 
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// A client's request id longer than this is replaced.
-const MAX_REQUEST_ID: usize = 128;
+pub use crate::request_id::X_REQUEST_ID;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -369,135 +371,6 @@ impl Gateway {
         }
         Ok(())
     }
-
-    /// Forward-auth: the same checks as inline mode for the request the
-    /// edge proxy asks about; 200 with the identity headers, or the refusal.
-    async fn answer_check<'a>(
-        &'a self,
-        check: &ForwardAuth,
-        original: Original,
-        mut headers: HeaderMap,
-        deadline: tokio::time::Instant,
-        notes: &mut Notes<'a>,
-    ) -> Result<Response<Body>, Refusal> {
-        // The edge forwards the path as the client wrote it: approved only
-        // if no server could read it differently from the canonical form.
-        let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;
-        if path != original.path.as_str() {
-            return Err(Refusal::BadPath(
-                "the original path is not in canonical form, so the backend may read it differently; write it canonically",
-            ));
-        }
-        let query = original.query.as_deref();
-        let mut method = canonical_method(&original.method);
-        if method == Method::POST {
-            let judge = Judge { routes: &self.routes, policy: self.method_override };
-            method = judge.check(&headers, &path, query, check.may_have_body(&headers))?;
-        }
-        let preflight_body = check.declares_body(&headers);
-        let upgrade = headers.contains_key(http::header::UPGRADE);
-        let ask = Ask { method: &method, path: &path, query, deadline, at: None };
-        let (route, admitted) = self.admit(ask, &mut headers, notes, &mut ()).await?;
-        route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;
-        let mut response = Response::new(Either::Right(Full::default()));
-        let answer = response.headers_mut();
-        // Every configured name is answered, empty when there is no value:
-        // edge proxies copy these over the request, so a client's own
-        // X-Auth-Subject is overwritten even on a public route.
-        for name in self.identity.names() {
-            answer.insert(name, HeaderValue::from_static(""));
-        }
-        for (name, value) in admitted.into_identity() {
-            answer.insert(name, value);
-        }
-        Ok(response)
-    }
-
-    /// Steps 2 to 4 for the request `ask` describes, shared by inline and
-    /// forward-auth mode: the route, identity headers stripped from
-    /// `headers`, and the token (from the headers, or the query where an
-    /// issuer allows) checked as the route says. Returns the route and the
-    /// proof of admission that [`Upstream::prepare`] requires; `trace`
-    /// records each check passed, for `jwtgate explain`.
-    async fn admit<'a, 'r>(
-        &'a self,
-        ask: Ask<'r>,
-        headers: &mut HeaderMap,
-        notes: &mut Notes<'a>,
-        trace: &mut impl Trace,
-    ) -> Result<(&'a Route, Admitted<'r>), Refusal> {
-        let Ask { method, path, query, deadline, at } = ask;
-        // 2. Match a route.
-        let route = self.routes.find(method, path);
-        notes.route = Some(route.name());
-        notes.cors = route.cors();
-        // 3. Identity headers come only from us, on every route.
-        self.identity.strip(headers);
-        // 4. Authenticate and authorise as the route says.
-        let mode = route.auth_for(method, headers);
-        let token = match mode {
-            AuthMode::Public => None,
-            AuthMode::Optional | AuthMode::Required => {
-                locations::find(headers, query, &self.token_locations, self.max_token_bytes).map_err(|error| {
-                    let refusal = Refusal::from(error);
-                    self.metrics.auth_failure(None, refusal.reason());
-                    refusal
-                })?
-            }
-        };
-        let location = token.map(|(_, location)| location.clone());
-        let identity = match (token.map(|(token, _)| token), mode) {
-            (Some(token), _) => {
-                // Only an unknown-kid refetch waits here; the timer is armed only then.
-                let verification = async {
-                    match at {
-                        None => self.auth.verify(token).await,
-                        Some(now) => self.auth.verify_traced(token, now, trace).await,
-                    }
-                };
-                let verified = tokio::time::timeout_at(deadline, verification)
-                    .await
-                    .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
-                    .map_err(|rejected| {
-                        self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
-                        Refusal::from(rejected.failure)
-                    })?;
-                // Kept before authorising, so a 403 is logged with its subject.
-                let verified = notes.verified.insert(verified);
-                if location.as_ref().is_some_and(|l| !verified.accepts_location(l)) {
-                    self.metrics
-                        .auth_failure(Some(verified.issuer_keys().counters()), AuthFailure::WrongLocation.reason());
-                    return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
-                }
-                route.authorize(verified).inspect_err(|refusal| {
-                    self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
-                })?;
-                self.identity.values(verified, token)
-            }
-            (None, AuthMode::Required) => {
-                self.metrics.auth_failure(None, "missing_token");
-                return Err(Refusal::MissingToken);
-            }
-            (None, _) => {
-                notes.anonymous = true;
-                Vec::new()
-            }
-        };
-        Ok((route, Admitted::judged(path, identity, location)))
-    }
-}
-
-/// One request as [`Gateway::admit`] judges it.
-struct Ask<'r> {
-    /// As the upstream will serve it: canonical, overrides applied.
-    method: &'r Method,
-    /// Canonical ([`path::normalize`]).
-    path: &'r str,
-    query: Option<&'r str>,
-    deadline: tokio::time::Instant,
-    /// `jwtgate explain`: judge as of this time (seconds since the epoch)
-    /// instead of the clock.
-    at: Option<u64>,
 }
 
 /// Methods are matched without regard to case and forwarded upper-case,
@@ -554,75 +427,4 @@ fn uri_without_param(uri: &http::Uri, name: &str) -> Result<http::Uri, Refusal> 
     parts.path_and_query =
         Some(path_and_query.parse().map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?);
     http::Uri::from_parts(parts).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))
-}
-
-/// Request ids: the client's `X-Request-Id` when it is a sensible token,
-/// otherwise a new one unique to this process (random prefix + counter).
-struct RequestIds {
-    prefix: u64,
-    next: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        let mut seed = [0u8; 8];
-        // Should the system RNG fail, the clock still separates restarts.
-        let prefix = match aws_lc_rs::rand::fill(&mut seed) {
-            Ok(()) => u64::from_le_bytes(seed),
-            Err(_) => {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-            }
-        };
-        RequestIds { prefix, next: AtomicU64::new(0) }
-    }
-
-    fn take_or_make(&self, headers: &http::HeaderMap) -> HeaderValue {
-        if let Some(id) = headers.get(&X_REQUEST_ID).filter(|v| is_valid_request_id(v.as_bytes())) {
-            return id.clone();
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // 16 hex digits of prefix, then the low 8 of the counter, written
-        // by hand: `format!` costs more than the rest of this function.
-        let mut id = [0u8; 24];
-        hex_into(&mut id[..16], self.prefix);
-        hex_into(&mut id[16..], n);
-        HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-    }
-}
-
-/// Writes the low `4 * out.len()` bits of `value` as lower-case hex.
-fn hex_into(out: &mut [u8], mut value: u64) {
-    for digit in out.iter_mut().rev() {
-        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
-        value >>= 4;
-    }
-}
-
-/// Printable ASCII without spaces or quotes, at most 128 bytes: safe to log and forward.
-fn is_valid_request_id(id: &[u8]) -> bool {
-    !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.iter().all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids() {
-        let ids = RequestIds::new();
-        let mut headers = http::HeaderMap::new();
-        let a = ids.take_or_make(&headers);
-        let b = ids.take_or_make(&headers);
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 24);
-        let prefix = format!("{:016x}", ids.prefix);
-        assert_eq!(a.to_str().unwrap(), format!("{prefix}00000000"));
-        assert_eq!(b.to_str().unwrap(), format!("{prefix}00000001"));
-        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("trace-123"));
-        assert_eq!(ids.take_or_make(&headers), "trace-123");
-        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
-        assert_ne!(ids.take_or_make(&headers), "has space");
-        headers.insert(&X_REQUEST_ID, HeaderValue::try_from("x".repeat(129)).unwrap());
-        assert_eq!(ids.take_or_make(&headers).len(), 24);
-    }
 }

@@ -1,0 +1,92 @@
+//! Steps 2 to 4 of the request path, shared by inline and forward-auth
+//! mode: the one place that makes the proof an upstream requires.
+
+use super::*;
+
+impl Gateway {
+    /// Steps 2 to 4 for the request `ask` describes, shared by inline and
+    /// forward-auth mode: the route, identity headers stripped from
+    /// `headers`, and the token (from the headers, or the query where an
+    /// issuer allows) checked as the route says. Returns the route and the
+    /// proof of admission that [`Upstream::prepare`] requires; `trace`
+    /// records each check passed, for `jwtgate explain`.
+    pub(super) async fn admit<'a, 'r>(
+        &'a self,
+        ask: Ask<'r>,
+        headers: &mut HeaderMap,
+        notes: &mut Notes<'a>,
+        trace: &mut impl Trace,
+    ) -> Result<(&'a Route, Admitted<'r>), Refusal> {
+        let Ask { method, path, query, deadline, at } = ask;
+        // 2. Match a route.
+        let route = self.routes.find(method, path);
+        notes.route = Some(route.name());
+        notes.cors = route.cors();
+        // 3. Identity headers come only from us, on every route.
+        self.identity.strip(headers);
+        // 4. Authenticate and authorise as the route says.
+        let mode = route.auth_for(method, headers);
+        let token = match mode {
+            AuthMode::Public => None,
+            AuthMode::Optional | AuthMode::Required => {
+                locations::find(headers, query, &self.token_locations, self.max_token_bytes).map_err(|error| {
+                    let refusal = Refusal::from(error);
+                    self.metrics.auth_failure(None, refusal.reason());
+                    refusal
+                })?
+            }
+        };
+        let location = token.map(|(_, location)| location.clone());
+        let identity = match (token.map(|(token, _)| token), mode) {
+            (Some(token), _) => {
+                // Only an unknown-kid refetch waits here; the timer is armed only then.
+                let verification = async {
+                    match at {
+                        None => self.auth.verify(token).await,
+                        Some(now) => self.auth.verify_traced(token, now, trace).await,
+                    }
+                };
+                let verified = tokio::time::timeout_at(deadline, verification)
+                    .await
+                    .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
+                    .map_err(|rejected| {
+                        self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
+                        Refusal::from(rejected.failure)
+                    })?;
+                // Kept before authorising, so a 403 is logged with its subject.
+                let verified = notes.verified.insert(verified);
+                if location.as_ref().is_some_and(|l| !verified.accepts_location(l)) {
+                    self.metrics
+                        .auth_failure(Some(verified.issuer_keys().counters()), AuthFailure::WrongLocation.reason());
+                    return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
+                }
+                route.authorize(verified).inspect_err(|refusal| {
+                    self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
+                })?;
+                self.identity.values(verified, token)
+            }
+            (None, AuthMode::Required) => {
+                self.metrics.auth_failure(None, "missing_token");
+                return Err(Refusal::MissingToken);
+            }
+            (None, _) => {
+                notes.anonymous = true;
+                Vec::new()
+            }
+        };
+        Ok((route, Admitted::judged(path, identity, location)))
+    }
+}
+
+/// One request as [`Gateway::admit`] judges it.
+pub(super) struct Ask<'r> {
+    /// As the upstream will serve it: canonical, overrides applied.
+    pub(super) method: &'r Method,
+    /// Canonical ([`path::normalize`]).
+    pub(super) path: &'r str,
+    pub(super) query: Option<&'r str>,
+    pub(super) deadline: tokio::time::Instant,
+    /// `jwtgate explain`: judge as of this time (seconds since the epoch)
+    /// instead of the clock.
+    pub(super) at: Option<u64>,
+}

@@ -1,0 +1,49 @@
+//! Forward-auth mode: the gateway answers an edge proxy's check about a
+//! request it has not seen, with the same judgement as inline mode.
+
+use super::*;
+
+impl Gateway {
+    /// Forward-auth: the same checks as inline mode for the request the
+    /// edge proxy asks about; 200 with the identity headers, or the refusal.
+    pub(super) async fn answer_check<'a>(
+        &'a self,
+        check: &ForwardAuth,
+        original: Original,
+        mut headers: HeaderMap,
+        deadline: tokio::time::Instant,
+        notes: &mut Notes<'a>,
+    ) -> Result<Response<Body>, Refusal> {
+        // The edge forwards the path as the client wrote it: approved only
+        // if no server could read it differently from the canonical form.
+        let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;
+        if path != original.path.as_str() {
+            return Err(Refusal::BadPath(
+                "the original path is not in canonical form, so the backend may read it differently; write it canonically",
+            ));
+        }
+        let query = original.query.as_deref();
+        let mut method = canonical_method(&original.method);
+        if method == Method::POST {
+            let judge = Judge { routes: &self.routes, policy: self.method_override };
+            method = judge.check(&headers, &path, query, check.may_have_body(&headers))?;
+        }
+        let preflight_body = check.declares_body(&headers);
+        let upgrade = headers.contains_key(http::header::UPGRADE);
+        let ask = Ask { method: &method, path: &path, query, deadline, at: None };
+        let (route, admitted) = self.admit(ask, &mut headers, notes, &mut ()).await?;
+        route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;
+        let mut response = Response::new(Either::Right(Full::default()));
+        let answer = response.headers_mut();
+        // Every configured name is answered, empty when there is no value:
+        // edge proxies copy these over the request, so a client's own
+        // X-Auth-Subject is overwritten even on a public route.
+        for name in self.identity.names() {
+            answer.insert(name, HeaderValue::from_static(""));
+        }
+        for (name, value) in admitted.into_identity() {
+            answer.insert(name, value);
+        }
+        Ok(response)
+    }
+}
