@@ -38,36 +38,36 @@
 //! config        the TOML file → typed values; uses only path (a leaf)
 //! ```
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
 pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod connection;
-pub mod cors;
+pub(crate) mod connection;
+pub(crate) mod cors;
 pub mod demo;
-pub mod error;
+pub(crate) mod error;
 pub mod explain;
-pub mod form;
-pub mod forward_auth;
+pub(crate) mod form;
+pub(crate) mod forward_auth;
 pub mod gateway;
 pub mod headers;
 pub mod keys;
 pub mod logging;
-pub mod method_override;
+pub(crate) mod method_override;
 pub mod metrics;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod path;
 pub mod proxy;
 pub mod reload;
-pub mod request_id;
-pub mod resource_metadata;
+pub(crate) mod request_id;
+pub(crate) mod resource_metadata;
 pub mod routes;
 pub mod server;
 pub mod tls;
 pub mod token;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 pub use config::Config;
 pub use gateway::Gateway;
