@@ -9,7 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request};
 use jwtgate::Config;
 use jwtgate::proxy::{Admitted, Upstream};
-use jwtgate::routes::RouteTable;
+use jwtgate::routes::{RouteTable, Upstreams};
 use jwtgate::server::Peer;
 
 fn config() -> Config {
@@ -34,7 +34,7 @@ fn hot_path(c: &mut Criterion) {
     });
 
     let config = config();
-    let table = RouteTable::new(&config.routes, &[], false);
+    let table = RouteTable::new(&config.routes, &Upstreams { default: (), named: Vec::new() }, false).unwrap();
     group.bench_function("route: last of 20", |b| {
         b.iter(|| table.find(black_box(&Method::GET), black_box("/service-19/items/42")).name().len())
     });

@@ -8,7 +8,7 @@ use crate::config::{AuthMode, Config, JwksSource, Problem, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
 use crate::keys::set::KeySet;
 use crate::keys::{Fetcher, IssuerKeys};
-use crate::routes::RouteTable;
+use crate::routes::{RouteTable, Upstreams};
 use crate::tls::{self, ServerTls};
 use http::Method;
 
@@ -102,8 +102,12 @@ pub fn summary(config: &Config) -> String {
 /// from its admin handler too, so each protected route whose string-prefix
 /// extensions fall to a less demanding route is named here.
 pub fn warnings(config: &Config) -> Vec<String> {
-    let names: Vec<&str> = config.upstreams.iter().map(|(name, _)| name.as_str()).collect();
-    let table = RouteTable::new(&config.routes, &names, config.server.case_sensitive_routes);
+    let upstreams =
+        Upstreams { default: (), named: config.upstreams.iter().map(|(name, _)| (name.clone(), ())).collect() };
+    // Validation has refused a route naming an unknown upstream.
+    let Ok(table) = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (i, (route, raw)) in table.routes().iter().zip(&config.routes).enumerate() {
         if raw.path == "/" {

@@ -27,12 +27,12 @@ use crate::routes::RouteTable;
 
 /// Judges the method a `POST` will be served as, under one configuration's
 /// routes and `server.method_override`.
-pub struct Judge<'a> {
-    pub routes: &'a RouteTable,
+pub struct Judge<'a, U> {
+    pub routes: &'a RouteTable<U>,
     pub policy: MethodOverride,
 }
 
-impl Judge<'_> {
+impl<U> Judge<'_, U> {
     /// Inline: the method `parts` is judged as, and its body (read when a
     /// form had to be looked into). Only a `POST` is overridden, as
     /// frameworks do, and only where the routes tell methods apart can an

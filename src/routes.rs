@@ -20,7 +20,9 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::cors::Cors;
 use crate::error::{Refusal, ScopeFailure};
 
-pub struct Route {
+/// One configured route, compiled; `U` is where it sends requests (the
+/// gateway's `Arc<Upstream>`; `check` and tests use names or `()`).
+pub struct Route<U = ()> {
     /// The path prefix as configured, for logs; `(default)` for unmatched paths.
     name: String,
     segments: Vec<String>,
@@ -37,24 +39,34 @@ pub struct Route {
     cors: Option<Cors>,
     /// The `scope` attribute of a 403 (RFC 6750 §3): what this route asks for.
     scope_hint: String,
-    /// Index into the gateway's upstreams: 0 is `[upstream]`, then
-    /// `[upstreams.NAME]` in configuration order.
-    upstream: usize,
+    /// Where this route sends requests.
+    upstream: U,
 }
 
-pub struct RouteTable {
-    routes: Vec<Route>,
-    default: Route,
+/// `[upstream]` and `[upstreams.NAME]` as the routes refer to them.
+pub struct Upstreams<U> {
+    pub default: U,
+    pub named: Vec<(String, U)>,
+}
+
+pub struct RouteTable<U = ()> {
+    routes: Vec<Route<U>>,
+    default: Route<U>,
     case_sensitive: bool,
     /// Every method some route names, and the common ones: what a method
     /// override could ask for that would change the route.
     probe_methods: Vec<Method>,
 }
 
-impl RouteTable {
-    /// `upstreams`: the names of `[upstreams.NAME]`, in the order of the
-    /// gateway's upstreams after the default.
-    pub fn new(configs: &[RouteConfig], upstreams: &[&str], case_sensitive: bool) -> RouteTable {
+impl<U: Clone> RouteTable<U> {
+    /// Compiles `configs`; each route holds the upstream it names. A name
+    /// that is not among `upstreams` is an error, never a silent default
+    /// (validation refuses such a configuration first).
+    pub fn new(
+        configs: &[RouteConfig],
+        upstreams: &Upstreams<U>,
+        case_sensitive: bool,
+    ) -> Result<RouteTable<U>, String> {
         let default = RouteConfig {
             path: "/".into(),
             methods: None,
@@ -68,7 +80,7 @@ impl RouteTable {
             websocket: true,
             cors: None,
         };
-        let mut default = Route::new(&default, upstreams);
+        let mut default = Route::new(&default, upstreams)?;
         default.name = "(default)".into();
         let mut probe_methods =
             vec![Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
@@ -78,17 +90,19 @@ impl RouteTable {
                 probe_methods.push(method.clone());
             }
         }
-        RouteTable {
-            routes: configs.iter().map(|config| Route::new(config, upstreams)).collect(),
+        Ok(RouteTable {
+            routes: configs.iter().map(|config| Route::new(config, upstreams)).collect::<Result<_, _>>()?,
             default,
             case_sensitive,
             probe_methods,
-        }
+        })
     }
+}
 
+impl<U> RouteTable<U> {
     /// The first route whose prefix and methods match `path` (canonical);
     /// the default otherwise.
-    pub fn find(&self, method: &Method, path: &str) -> &Route {
+    pub fn find(&self, method: &Method, path: &str) -> &Route<U> {
         // Without a `;` in the path, a route without escapes matches by one
         // prefix comparison (see `Route::matches`).
         let has_parameters = path.as_bytes().contains(&b';');
@@ -109,21 +123,22 @@ impl RouteTable {
     }
 
     /// Every configured route, in order (not the default).
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Route<U>] {
         &self.routes
     }
 }
 
-impl Route {
-    fn new(config: &RouteConfig, upstreams: &[&str]) -> Route {
-        // Validation guarantees the name exists.
-        let upstream = config
-            .upstream
-            .as_deref()
-            .and_then(|name| upstreams.iter().position(|known| *known == name))
-            .map_or(0, |i| i + 1);
+impl<U: Clone> Route<U> {
+    fn new(config: &RouteConfig, upstreams: &Upstreams<U>) -> Result<Route<U>, String> {
+        let upstream = match config.upstream.as_deref() {
+            None => upstreams.default.clone(),
+            Some(name) => match upstreams.named.iter().find(|(known, _)| known == name) {
+                Some((_, upstream)) => upstream.clone(),
+                None => return Err(format!("route {}: there is no [upstreams.{name}]", config.path)),
+            },
+        };
         let scope_hint = if config.scopes.is_empty() { config.any_scopes.join(" ") } else { config.scopes.join(" ") };
-        Route {
+        Ok(Route {
             name: config.path.clone(),
             segments: config.path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
             methods: config.methods.clone(),
@@ -137,9 +152,11 @@ impl Route {
             cors: config.cors.as_ref().map(Cors::new),
             scope_hint,
             upstream,
-        }
+        })
     }
+}
 
+impl<U> Route<U> {
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -171,9 +188,9 @@ impl Route {
         out
     }
 
-    /// Which of the gateway's upstreams this route sends to (0: `[upstream]`).
-    pub fn upstream(&self) -> usize {
-        self.upstream
+    /// Where this route sends requests.
+    pub fn upstream(&self) -> &U {
+        &self.upstream
     }
 
     /// The route's CORS policy, when the gateway answers CORS for it.
@@ -329,6 +346,10 @@ fn percent_decoded(segment: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn table(routes: &[RouteConfig], case_sensitive: bool) -> RouteTable {
+        RouteTable::new(routes, &Upstreams { default: (), named: Vec::new() }, case_sensitive).unwrap()
+    }
+
     fn route(path: &str, methods: Option<Vec<Method>>) -> RouteConfig {
         RouteConfig {
             path: path.into(),
@@ -347,9 +368,8 @@ mod tests {
 
     #[test]
     fn segment_prefixes_first_match_wins() {
-        let table = RouteTable::new(
+        let table = table(
             &[route("/public/health", Some(vec![Method::GET])), route("/public", None), route("/admin", None)],
-            &[],
             false,
         );
         let find = |m: Method, p: &str| table.find(&m, p).name().to_string();
@@ -370,8 +390,8 @@ mod tests {
     #[test]
     fn case_folds_unless_asked_not_to() {
         let routes = [route("/caf%C3%A9/admin", None), route("/Reports", None)];
-        let folded = RouteTable::new(&routes, &[], false);
-        let exact = RouteTable::new(&routes, &[], true);
+        let folded = table(&routes, false);
+        let exact = table(&routes, true);
         for path in ["/CAF%C3%89/ADMIN/x", "/caf%C3%A9/Admin", "/reports;v=1", "/REPORTS/"] {
             assert_ne!(folded.find(&Method::GET, path).name(), "(default)", "{path}");
         }
@@ -382,27 +402,36 @@ mod tests {
 
     #[test]
     fn head_is_judged_as_get_but_not_the_reverse() {
-        let table =
-            RouteTable::new(&[route("/r", Some(vec![Method::GET])), route("/h", Some(vec![Method::HEAD]))], &[], false);
+        let table = table(&[route("/r", Some(vec![Method::GET])), route("/h", Some(vec![Method::HEAD]))], false);
         assert_eq!(table.find(&Method::HEAD, "/r").name(), "/r");
         assert_eq!(table.find(&Method::GET, "/h").name(), "(default)");
         assert_eq!(table.find(&Method::POST, "/r").name(), "(default)");
     }
 
     #[test]
-    fn routes_name_their_upstream_by_index() {
+    fn routes_hold_the_upstream_they_name() {
         let mut billing = route("/billing", None);
         billing.upstream = Some("billing".into());
         let mut audit = route("/audit", None);
         audit.upstream = Some("audit".into());
-        let table = RouteTable::new(&[billing, audit, route("/other", None)], &["audit", "billing"], false);
-        let upstream = |p: &str| table.find(&Method::GET, p).upstream();
-        assert_eq!((upstream("/billing/x"), upstream("/audit"), upstream("/other"), upstream("/")), (2, 1, 0, 0));
+        let upstreams = Upstreams {
+            default: "[upstream]",
+            named: vec![("audit".to_string(), "audit"), ("billing".to_string(), "billing")],
+        };
+        let table = RouteTable::new(&[billing.clone(), audit, route("/other", None)], &upstreams, false).unwrap();
+        let upstream = |p: &str| *table.find(&Method::GET, p).upstream();
+        assert_eq!(
+            (upstream("/billing/x"), upstream("/audit"), upstream("/other"), upstream("/")),
+            ("billing", "audit", "[upstream]", "[upstream]")
+        );
+        // A name that is not configured is an error, never the default.
+        let only_audit = Upstreams { default: "[upstream]", named: vec![("audit".to_string(), "audit")] };
+        assert!(RouteTable::new(&[billing], &only_audit, false).is_err());
     }
 
     #[test]
     fn the_root_route_matches_everything() {
-        let table = RouteTable::new(&[route("/", None)], &[], false);
+        let table = table(&[route("/", None)], false);
         assert_eq!(table.find(&Method::GET, "/anything/at/all").name(), "/");
     }
 
@@ -410,9 +439,10 @@ mod tests {
     fn preflights_are_public_only_when_allowed() {
         let mut config = route("/api", None);
         config.auth = AuthMode::Required;
-        let strict = Route::new(&config, &[]);
+        let none = Upstreams { default: (), named: Vec::new() };
+        let strict = Route::new(&config, &none).unwrap();
         config.public_preflight = true;
-        let lenient = Route::new(&config, &[]);
+        let lenient = Route::new(&config, &none).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::ORIGIN, "https://app.example".parse().unwrap());
         headers.insert(header::ACCESS_CONTROL_REQUEST_METHOD, "POST".parse().unwrap());

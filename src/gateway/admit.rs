@@ -16,7 +16,7 @@ impl Gateway {
         headers: &mut HeaderMap,
         notes: &mut Notes<'a>,
         trace: &mut impl Trace,
-    ) -> Result<(&'a Route, Admitted<'r>), Refusal> {
+    ) -> Result<(&'a GatewayRoute, Admitted<'r>), Refusal> {
         let Ask { method, path, query, deadline, at } = ask;
         // 2. Match a route.
         let route = self.routes.find(method, path);

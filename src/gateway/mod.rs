@@ -29,7 +29,10 @@ use crate::metrics::{Metrics, Outcome};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, Upstream, UpstreamBody};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
-use crate::routes::{Route, RouteTable};
+use crate::routes::{Route, RouteTable, Upstreams};
+
+/// A route of the gateway's table: it holds its upstream.
+pub(crate) type GatewayRoute = Route<Arc<Upstream>>;
 use crate::upgrade;
 use crate::{headers, path};
 use admit::Ask;
@@ -49,6 +52,10 @@ pub enum GatewayError {
     /// A TLS file of the upstream, named by its configuration key.
     #[error("{}: {}", .0.key, .0.message)]
     Upstream(Problem),
+    /// A route names an upstream that is not configured (validation
+    /// refuses this first; the table never guesses).
+    #[error("{0}")]
+    Routes(String),
 }
 
 /// One configuration's worth of request handling. A reload builds a new
@@ -60,11 +67,9 @@ pub struct Gateway {
     /// Every place some issuer takes tokens from: the header first.
     token_locations: Vec<TokenLocation>,
     auth: Authenticator,
-    routes: RouteTable,
+    /// Each route holds its upstream (own pool and timeouts).
+    routes: RouteTable<Arc<Upstream>>,
     identity: IdentityHeaders,
-    /// `[upstream]` first, then `[upstreams.NAME]` in configuration order;
-    /// routes refer to them by index. Each has its own pool and timeouts.
-    upstreams: Vec<Upstream>,
     /// `[forward_auth]`: answer checks at this path instead of proxying them.
     forward_auth: Option<ForwardAuth>,
     /// `[resource_metadata]`: served at its well-known paths, without a token.
@@ -79,7 +84,7 @@ pub struct Gateway {
 /// [`Gateway::decide`]'s answer: the route matched (none for a refused
 /// path) and the identity headers or the refusal.
 pub struct Decision<'a> {
-    pub route: Option<&'a Route>,
+    pub route: Option<&'a GatewayRoute>,
     pub result: Result<Vec<(HeaderName, HeaderValue)>, Refusal>,
 }
 
@@ -131,6 +136,17 @@ impl Gateway {
             IssuerKeys::spawn_refresher(&store);
             keys.push(store);
         }
+        let upstream = |config| Upstream::new(config).map(Arc::new).map_err(GatewayError::Upstream);
+        let upstreams = Upstreams {
+            default: upstream(&config.upstream)?,
+            named: config
+                .upstreams
+                .iter()
+                .map(|(name, config)| Ok((name.clone(), upstream(config)?)))
+                .collect::<Result<_, GatewayError>>()?,
+        };
+        let routes = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes)
+            .map_err(GatewayError::Routes)?;
         Ok(Gateway {
             challenge: Challenge {
                 realm: config.server.realm.clone(),
@@ -146,17 +162,8 @@ impl Gateway {
                 TokenCache::new(config.cache.max_tokens, Arc::clone(&metrics)),
                 config.limits.max_json_depth,
             ),
-            routes: RouteTable::new(
-                &config.routes,
-                &config.upstreams.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
-                config.server.case_sensitive_routes,
-            ),
+            routes,
             identity: IdentityHeaders::new(&config.headers),
-            upstreams: std::iter::once(&config.upstream)
-                .chain(config.upstreams.iter().map(|(_, upstream)| upstream))
-                .map(Upstream::new)
-                .collect::<Result<_, _>>()
-                .map_err(GatewayError::Upstream)?,
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
             keys,
             metrics,
@@ -328,7 +335,7 @@ impl Gateway {
         // 7. Prepare the upstream request and stream it through.
         let websocket = upgrade::take(&mut parts);
         route.refuse_unjudged(&judged, &parts.headers, has_body(&parts.headers, &body), websocket.is_some())?;
-        let upstream = &self.upstreams[route.upstream()];
+        let upstream = route.upstream();
         self.strip_credentials(&mut parts, admitted.token_location(), upstream.forwards_credentials())?;
         let mut upstream_request = upstream.prepare(admitted, parts, body, &peer)?;
         if let Some(websocket) = &websocket {
