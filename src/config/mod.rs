@@ -3,6 +3,7 @@
 //! validation step ([`validate`]) turns them into the typed [`Config`] the
 //! rest of the gateway uses, reporting every problem at once.
 
+pub mod defaults;
 mod interpolate;
 mod raw;
 mod source;
@@ -84,19 +85,23 @@ pub struct JwksLimits {
 
 impl Default for JwksLimits {
     fn default() -> Self {
-        JwksLimits { max_bytes: 1024 * 1024, max_keys: 100, fetch_timeout: Duration::from_secs(10) }
+        JwksLimits {
+            max_bytes: defaults::MAX_JWKS_BYTES,
+            max_keys: defaults::MAX_JWKS_KEYS,
+            fetch_timeout: defaults::JWKS_FETCH_TIMEOUT,
+        }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_token_bytes: 16 * 1024,
-            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+            max_token_bytes: defaults::MAX_TOKEN_BYTES,
+            max_json_depth: defaults::MAX_JSON_DEPTH,
             jwks: JwksLimits::default(),
-            http2_max_concurrent_streams: 256,
-            http2_max_pending_resets: 64,
-            http2_max_error_resets: 256,
+            http2_max_concurrent_streams: defaults::HTTP2_MAX_CONCURRENT_STREAMS,
+            http2_max_pending_resets: defaults::HTTP2_MAX_PENDING_RESETS,
+            http2_max_error_resets: defaults::HTTP2_MAX_ERROR_RESETS,
         }
     }
 }

@@ -20,7 +20,7 @@ use super::{
     JwksLimits, JwksSource, LimitsConfig, MethodOverride, Problem, ResourceMetadataConfig, RouteConfig, ServerConfig,
     ServerTlsConfig, TENANT, Tenants, UpstreamConfig, UpstreamProtocol,
 };
-use super::{ClaimPath, SUPPORTED_ALGORITHMS, TokenLocation};
+use super::{ClaimPath, SUPPORTED_ALGORITHMS, TokenLocation, defaults};
 
 /// hyper refuses a read buffer below 8 KiB.
 const MIN_HEADER_BYTES: i64 = 8 * 1024;
@@ -138,12 +138,14 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         .filter_map(|(i, r)| route(&format!("routes[{i}]"), r, &issuer_names, &upstream_names, &mut p))
         .collect();
     let headers = raw.headers.as_ref().map(|h| headers(h, &mut p)).unwrap_or_default();
-    let max_tokens = raw.cache.as_ref().and_then(|c| c.max_tokens).unwrap_or(10_000);
     let cache = CacheConfig {
-        max_tokens: usize::try_from(max_tokens).unwrap_or_else(|_| {
-            p.add("cache.max_tokens", format!("must be 0 (off) or more (got {max_tokens})"));
-            0
-        }),
+        max_tokens: match raw.cache.as_ref().and_then(|c| c.max_tokens) {
+            None => defaults::CACHE_MAX_TOKENS,
+            Some(max_tokens) => usize::try_from(max_tokens).unwrap_or_else(|_| {
+                p.add("cache.max_tokens", format!("must be 0 (off) or more (got {max_tokens})"));
+                0
+            }),
+        },
     };
     let forward_auth = raw.forward_auth.as_ref().and_then(|f| {
         let edge = match f.edge.as_deref() {
@@ -204,10 +206,11 @@ fn not_an_address(name: &str, text: &str) -> String {
 }
 
 fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
-    let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
-    let listen = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-        p.add("server.listen", not_an_address("listen", listen));
-        SocketAddr::from(([0, 0, 0, 0], 8080))
+    let listen = raw.listen.as_deref().map_or(defaults::LISTEN, |listen| {
+        listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            p.add("server.listen", not_an_address("listen", listen));
+            defaults::LISTEN
+        })
     });
     let admin_listen = raw.admin_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
         Ok(addr) if addr == listen => {
@@ -227,18 +230,28 @@ fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
             None
         }
     });
-    let max_connections = raw.max_connections.unwrap_or(10_000);
-    if !(1..=1_000_000).contains(&max_connections) {
-        p.add("server.max_connections", format!("must be between 1 and 1000000 (got {max_connections})"));
-    }
-    let max_header_bytes = raw.max_header_bytes.unwrap_or(16384);
-    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&max_header_bytes) {
-        p.add(
-            "server.max_header_bytes",
-            format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} (got {max_header_bytes})"),
-        );
-    }
-    let realm = raw.realm.clone().unwrap_or_else(|| "jwtgate".to_string());
+    let max_connections = match raw.max_connections {
+        None => defaults::MAX_CONNECTIONS,
+        Some(n) if (1..=1_000_000).contains(&n) => usize::try_from(n).unwrap_or(defaults::MAX_CONNECTIONS),
+        Some(n) => {
+            p.add("server.max_connections", format!("must be between 1 and 1000000 (got {n})"));
+            defaults::MAX_CONNECTIONS
+        }
+    };
+    let max_header_bytes = match raw.max_header_bytes {
+        None => defaults::MAX_HEADER_BYTES,
+        Some(n) if (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&n) => {
+            usize::try_from(n).unwrap_or(defaults::MAX_HEADER_BYTES)
+        }
+        Some(n) => {
+            p.add(
+                "server.max_header_bytes",
+                format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} (got {n})"),
+            );
+            defaults::MAX_HEADER_BYTES
+        }
+    };
+    let realm = raw.realm.clone().unwrap_or_else(|| defaults::REALM.to_string());
     // The realm is written inside a quoted-string of WWW-Authenticate.
     if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c)) {
         p.add("server.realm", format!("must be non-empty printable ASCII without '\"' or '\\' (got {realm:?})"));
@@ -247,11 +260,19 @@ fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
         listen,
         admin_listen,
         worker_threads,
-        max_connections: usize::try_from(max_connections).unwrap_or(10_000),
-        request_timeout: p.duration("server.request_timeout", raw.request_timeout.as_deref(), secs(30)),
-        header_read_timeout: p.duration("server.header_read_timeout", raw.header_read_timeout.as_deref(), secs(10)),
-        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),
-        shutdown_grace: p.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), secs(10)),
+        max_connections,
+        request_timeout: p.duration(
+            "server.request_timeout",
+            raw.request_timeout.as_deref(),
+            defaults::REQUEST_TIMEOUT,
+        ),
+        header_read_timeout: p.duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            defaults::HEADER_READ_TIMEOUT,
+        ),
+        max_header_bytes,
+        shutdown_grace: p.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), defaults::SHUTDOWN_GRACE),
         realm,
         case_sensitive_routes: raw.case_sensitive_routes.unwrap_or(false),
         method_override: match raw.method_override.as_deref() {
@@ -265,7 +286,7 @@ fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
         websocket_idle_timeout: p.duration(
             "server.websocket_idle_timeout",
             raw.websocket_idle_timeout.as_deref(),
-            Duration::from_secs(600),
+            defaults::WEBSOCKET_IDLE_TIMEOUT,
         ),
         tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, p)),
     }
@@ -278,8 +299,12 @@ fn server_tls(raw: &RawServerTls, base_dir: &Path, p: &mut Problems) -> Option<S
 }
 
 fn upstream(key: &str, raw: &RawUpstream, base_dir: &Path, p: &mut Problems) -> Option<UpstreamConfig> {
-    let connect_timeout = p.duration(&format!("{key}.connect_timeout"), raw.connect_timeout.as_deref(), secs(2));
-    let timeout = p.duration(&format!("{key}.timeout"), raw.timeout.as_deref(), secs(30));
+    let connect_timeout = p.duration(
+        &format!("{key}.connect_timeout"),
+        raw.connect_timeout.as_deref(),
+        defaults::UPSTREAM_CONNECT_TIMEOUT,
+    );
+    let timeout = p.duration(&format!("{key}.timeout"), raw.timeout.as_deref(), defaults::UPSTREAM_TIMEOUT);
     let url = p.required(&format!("{key}.url"), raw.url.as_ref())?;
     let bad = |p: &mut Problems, why: &str| {
         p.add(&format!("{key}.url"), format!("{why} (got {url:?})"));
@@ -361,10 +386,14 @@ fn issuer(
     jwks_limits: JwksLimits,
     p: &mut Problems,
 ) -> Option<IssuerConfig> {
-    let leeway = p.duration(&format!("{key}.leeway"), raw.leeway.as_deref(), secs(30));
-    let refresh_interval = p.duration(&format!("{key}.refresh_interval"), raw.refresh_interval.as_deref(), secs(600));
-    let min_refresh_interval =
-        p.duration(&format!("{key}.min_refresh_interval"), raw.min_refresh_interval.as_deref(), secs(30));
+    let leeway = p.duration(&format!("{key}.leeway"), raw.leeway.as_deref(), defaults::LEEWAY);
+    let refresh_interval =
+        p.duration(&format!("{key}.refresh_interval"), raw.refresh_interval.as_deref(), defaults::REFRESH_INTERVAL);
+    let min_refresh_interval = p.duration(
+        &format!("{key}.min_refresh_interval"),
+        raw.min_refresh_interval.as_deref(),
+        defaults::MIN_REFRESH_INTERVAL,
+    );
     if refresh_interval.is_zero() {
         p.add(&format!("{key}.refresh_interval"), "must be longer than 0s");
     }
@@ -373,7 +402,7 @@ fn issuer(
     }
     let algorithms = algorithms(&format!("{key}.algorithms"), raw.algorithms.as_deref(), p);
     let scope_claim_names =
-        raw.scope_claims.clone().unwrap_or_else(|| vec!["scope".into(), "scp".into(), "permissions".into()]);
+        raw.scope_claims.clone().unwrap_or_else(|| defaults::SCOPE_CLAIMS.map(String::from).to_vec());
     let scope_claims = scope_claim_names
         .iter()
         .filter_map(|name| ClaimPath::parse(name).map_err(|e| p.add(&format!("{key}.scope_claims"), e)).ok())
@@ -426,7 +455,8 @@ fn issuer(
         Some(bare)
     });
     let max_lifetime = raw.max_lifetime.as_deref().map(|text| {
-        let lifetime = p.duration(&format!("{key}.max_lifetime"), Some(text), secs(3600));
+        // Written, so never defaulted: the hour only stands in after a reported problem.
+        let lifetime = p.duration(&format!("{key}.max_lifetime"), Some(text), Duration::from_secs(3600));
         if lifetime.is_zero() {
             p.add(&format!("{key}.max_lifetime"), "must be longer than 0s");
         }
@@ -491,7 +521,10 @@ fn resource_metadata(
     let suffix = url.path().trim_end_matches('/');
     let well_known_path = format!("{}{suffix}", super::WELL_KNOWN_RESOURCE_METADATA);
     let origin = url.origin().ascii_serialization();
-    let bearer_methods_supported = raw.bearer_methods_supported.clone().unwrap_or_else(|| vec!["header".into()]);
+    let bearer_methods_supported = raw
+        .bearer_methods_supported
+        .clone()
+        .unwrap_or_else(|| defaults::BEARER_METHODS_SUPPORTED.map(String::from).to_vec());
     for method in &bearer_methods_supported {
         if !matches!(method.as_str(), "header" | "body" | "query") {
             p.add(
@@ -562,7 +595,7 @@ fn limits(raw: Option<&RawLimits>, p: &mut Problems) -> LimitsConfig {
 }
 
 fn algorithms(key: &str, raw: Option<&[String]>, p: &mut Problems) -> Vec<Algorithm> {
-    let Some(names) = raw else { return vec![Algorithm::RS256] };
+    let Some(names) = raw else { return defaults::ALGORITHMS.to_vec() };
     if names.is_empty() {
         p.add(key, "must list at least one algorithm");
     }
@@ -797,7 +830,7 @@ fn route_cors(key: &str, raw: &RawCors, p: &mut Problems) -> CorsConfig {
     }
     let allow_methods = match &raw.allow_methods {
         Some(names) => methods(&format!("{key}.allow_methods"), names, p),
-        None => vec![Method::GET, Method::HEAD, Method::POST],
+        None => defaults::CORS_ALLOW_METHODS.to_vec(),
     };
     let mut names = |field: &str, value: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
         let list = value.clone().unwrap_or_else(|| default.iter().map(|s| (*s).to_string()).collect());
@@ -811,8 +844,8 @@ fn route_cors(key: &str, raw: &RawCors, p: &mut Problems) -> CorsConfig {
             })
             .collect()
     };
-    let allow_headers = names("allow_headers", &raw.allow_headers, &["authorization", "content-type"]);
-    let expose_headers = names("expose_headers", &raw.expose_headers, &["www-authenticate"]);
+    let allow_headers = names("allow_headers", &raw.allow_headers, &defaults::CORS_ALLOW_HEADERS);
+    let expose_headers = names("expose_headers", &raw.expose_headers, &defaults::CORS_EXPOSE_HEADERS);
     let max_age = raw.max_age.as_deref().map(|text| p.duration(&format!("{key}.max_age"), Some(text), Duration::ZERO));
     CorsConfig { allow_origins, allow_methods, allow_headers, expose_headers, max_age, allow_credentials }
 }
@@ -873,8 +906,4 @@ pub fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
     }
-}
-
-const fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
 }
