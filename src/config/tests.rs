@@ -1,3 +1,7 @@
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
