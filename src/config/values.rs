@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 /// Objects and arrays inside each other in a token's header or payload
 /// (`limits.max_json_depth`), unless configured otherwise.
-pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+pub use super::defaults::MAX_JSON_DEPTH as DEFAULT_MAX_JSON_DEPTH;
 
 /// RFC 9728 §3: where protected-resource metadata is published.
 pub const WELL_KNOWN_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";

@@ -1,0 +1,308 @@
+//! The typed configuration: what validation produces from each TOML table
+//! and the rest of the gateway reads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use super::{ClaimPath, TokenLocation, defaults};
+
+/// The validated configuration of one gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// `[upstream]`: where a route without `upstream = "NAME"` sends requests.
+    pub upstream: UpstreamConfig,
+    /// `[upstreams.NAME]`, by name.
+    pub upstreams: Vec<(String, UpstreamConfig)>,
+    pub issuers: Vec<IssuerConfig>,
+    /// In file order; the first match wins.
+    pub routes: Vec<RouteConfig>,
+    pub headers: HeadersConfig,
+    pub cache: CacheConfig,
+    pub forward_auth: Option<ForwardAuthConfig>,
+    pub limits: LimitsConfig,
+    pub resource_metadata: Option<ResourceMetadataConfig>,
+}
+
+/// `[resource_metadata]`: RFC 9728 protected-resource metadata.
+#[derive(Debug, Clone)]
+pub struct ResourceMetadataConfig {
+    pub resource: String,
+    /// Default: every configured issuer.
+    pub authorization_servers: Vec<String>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub bearer_methods_supported: Vec<String>,
+    pub resource_documentation: Option<String>,
+    /// RFC 9728 §3.1: `/.well-known/oauth-protected-resource` plus the resource's path.
+    pub well_known_path: String,
+    /// The same as a URL, for `resource_metadata` in `WWW-Authenticate`.
+    pub url: String,
+}
+
+/// `[limits]`: bounds on what clients and key servers can make jwtgate
+/// hold or do. Every one has a safe default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Larger bearer tokens are refused before any decoding.
+    pub max_token_bytes: usize,
+    /// Objects and arrays inside each other in a token's header or payload.
+    pub max_json_depth: usize,
+    pub jwks: JwksLimits,
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may reset before they are accepted (rapid reset).
+    pub http2_max_pending_resets: usize,
+    /// Streams reset because of a client's errors before the connection goes.
+    pub http2_max_error_resets: usize,
+}
+
+/// Bounds on fetching and reading a key set (and discovery documents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksLimits {
+    pub max_bytes: usize,
+    pub max_keys: usize,
+    pub fetch_timeout: Duration,
+}
+
+impl Default for JwksLimits {
+    fn default() -> Self {
+        JwksLimits {
+            max_bytes: defaults::MAX_JWKS_BYTES,
+            max_keys: defaults::MAX_JWKS_KEYS,
+            fetch_timeout: defaults::JWKS_FETCH_TIMEOUT,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_token_bytes: defaults::MAX_TOKEN_BYTES,
+            max_json_depth: defaults::MAX_JSON_DEPTH,
+            jwks: JwksLimits::default(),
+            http2_max_concurrent_streams: defaults::HTTP2_MAX_CONCURRENT_STREAMS,
+            http2_max_pending_resets: defaults::HTTP2_MAX_PENDING_RESETS,
+            http2_max_error_resets: defaults::HTTP2_MAX_ERROR_RESETS,
+        }
+    }
+}
+
+/// `[forward_auth]`: checks for an edge proxy, answered at `path`.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    /// Normalised, without a trailing `/`; never `/` itself.
+    pub path: String,
+    /// The edge proxy asking: the one set of headers trusted to name the
+    /// original request.
+    pub edge: Edge,
+}
+
+/// The edge proxies whose forward-auth requests jwtgate reads, each with
+/// the one way it names the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// `auth_request` with `X-Original-URI` and `X-Original-Method` set by
+    /// its `proxy_set_header` (which replaces any the client sent).
+    Nginx,
+    /// `forwardAuth`: `X-Forwarded-Uri` and `X-Forwarded-Method`, set by Traefik.
+    Traefik,
+    /// `forward_auth`: `X-Forwarded-Uri` and `X-Forwarded-Method`, set by Caddy.
+    Caddy,
+    /// `ext_authz` with `path_prefix`: the original path after the check
+    /// path, the original method as the check's.
+    Envoy,
+}
+
+/// `server.method_override`: what to do with a client's request to be
+/// treated as another method (`X-HTTP-Method-Override`, a form's `_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodOverride {
+    /// Override headers are removed; a `_method` that would change the
+    /// route is refused.
+    Strip,
+    /// The request is judged as the method it asks to be treated as, and
+    /// the override travels on.
+    Honour,
+}
+
+/// The verified-token cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Entries at most; 0 turns the cache off.
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`; `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Runtime worker threads; `None`: one per core.
+    pub worker_threads: Option<usize>,
+    /// Open client connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Whole request, from the client's head to the upstream's response head.
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub realm: String,
+    /// `false` (the default): `/ADMIN` is judged by the `/admin` route, as
+    /// Express, ASP.NET and IIS would serve it.
+    pub case_sensitive_routes: bool,
+    pub method_override: MethodOverride,
+    /// An upgraded (WebSocket) session idle this long is closed.
+    pub websocket_idle_timeout: Duration,
+    /// TLS on the proxy listener; `None`: plain HTTP/1.1 and h2c.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// `[server.tls]`: PEM files, read at start and again on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The table it came from (`upstream`, `upstreams.billing`), for messages.
+    pub key: String,
+    /// Scheme and authority of the upstream.
+    pub origin: Uri,
+    /// Path prefix prepended to every forwarded path ("" when the URL has none).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    /// Until the upstream's response head arrives.
+    pub timeout: Duration,
+    pub forward_authorization: bool,
+    pub preserve_host: bool,
+    pub protocol: UpstreamProtocol,
+    /// For https upstreams: trusted in addition to the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// For https upstreams: a client certificate (mTLS).
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// How jwtgate speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (cleartext); what gRPC servers speak.
+    H2c,
+    /// HTTP/2 or HTTP/1.1 as ALPN settles on an https upstream; HTTP/1.1 on http.
+    Auto,
+}
+
+/// A certificate chain and its key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Compared exactly with a token's `iss`.
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks: JwksSource,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub refresh_interval: Duration,
+    pub min_refresh_interval: Duration,
+    pub scope_claims: Vec<ClaimPath>,
+    /// From `[limits]`; kept here so a reload can tell whether they changed.
+    pub jwks_limits: JwksLimits,
+    /// RFC 9068 `typ` (lower case, without `application/`), e.g. `at+jwt`.
+    pub require_typ: Option<String>,
+    /// Refuse tokens whose `exp - iat` is longer (and tokens without `iat`).
+    pub max_lifetime: Option<Duration>,
+    pub required_claims: Vec<ClaimPath>,
+    /// Where its tokens may be sent; `[Header]` by default.
+    pub token_from: Vec<TokenLocation>,
+    /// With `{tenant}` in `issuer`: the tenants accepted.
+    pub tenants: Option<Tenants>,
+}
+
+/// The tenants of a templated issuer (`https://login.example.com/{tenant}/v2.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenants {
+    Any,
+    Only(Vec<String>),
+}
+
+/// The placeholder in a multi-tenant issuer, and the claim name under which
+/// a verified token's tenant is available to routes and headers.
+pub const TENANT: &str = "{tenant}";
+
+/// How a route treats the bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is needed (the default, also for unmatched paths).
+    Required,
+    /// A token is verified when present; without one the request passes anonymously.
+    Optional,
+    /// The token is never looked at.
+    Public,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Normalised, without a trailing `/` (except the root `/`).
+    pub path: String,
+    /// `None`: any method.
+    pub methods: Option<Vec<Method>>,
+    pub auth: AuthMode,
+    pub scopes: Vec<String>,
+    pub any_scopes: Vec<String>,
+    pub claims: Vec<(ClaimPath, Value)>,
+    /// `None`: every configured issuer.
+    pub issuers: Option<Vec<String>>,
+    /// CORS preflights pass without a token.
+    pub public_preflight: bool,
+    /// A named upstream (`[upstreams.NAME]`); `None`: `[upstream]`.
+    pub upstream: Option<String>,
+    /// Upgrades (WebSocket) may be opened through this route.
+    pub websocket: bool,
+    /// `[routes.cors]`: CORS answered by the gateway for this route.
+    pub cors: Option<CorsConfig>,
+}
+
+/// `[routes.cors]`: which browser origins may call the route, answered by
+/// the gateway itself (preflights never reach the backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Origins as `scheme://host[:port]`, lower case; `None` for `"*"`.
+    pub allow_origins: Option<Vec<String>>,
+    pub allow_methods: Vec<Method>,
+    /// Lower case.
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<Duration>,
+    pub allow_credentials: bool,
+}
+
+/// Identity headers added for verified tokens; every name here is also
+/// stripped from every incoming request.
+#[derive(Debug, Clone, Default)]
+pub struct HeadersConfig {
+    pub claims: Vec<(ClaimPath, HeaderName)>,
+    pub payload: Option<HeaderName>,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
+    Discovery {
+        discovery_url: String,
+    },
+    Url(String),
+    File(PathBuf),
+}

@@ -1,0 +1,228 @@
+//! `[[issuers]]`: whose tokens are accepted, with which algorithms, and
+//! where their keys are fetched from.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use reqwest::Url;
+
+use super::{Problems, is_loopback};
+use crate::config::raw::RawIssuer;
+use crate::config::{
+    ClaimPath, IssuerConfig, JwksLimits, JwksSource, SUPPORTED_ALGORITHMS, TENANT, Tenants, TokenLocation, defaults,
+};
+
+/// Every `[[issuers]]` table (at least one), each issuer once.
+pub(super) fn issuers(
+    raw: &[RawIssuer],
+    base_dir: &Path,
+    jwks_limits: JwksLimits,
+    p: &mut Problems,
+) -> Vec<IssuerConfig> {
+    if raw.is_empty() {
+        p.add(
+            "issuers",
+            "at least one [[issuers]] table is required — add one with issuer = \"https://…/\" and audiences = [\"…\"]",
+        );
+    }
+    let issuers: Vec<IssuerConfig> = raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| issuer(&format!("issuers[{i}]"), r, base_dir, jwks_limits, p))
+        .collect();
+    for (i, a) in issuers.iter().enumerate() {
+        if issuers[..i].iter().any(|b| b.issuer == a.issuer) {
+            p.add(&format!("issuers[{i}].issuer"), format!("{:?} is configured twice", a.issuer));
+        }
+    }
+    issuers
+}
+
+fn issuer(
+    key: &str,
+    raw: &RawIssuer,
+    base_dir: &Path,
+    jwks_limits: JwksLimits,
+    p: &mut Problems,
+) -> Option<IssuerConfig> {
+    let leeway = p.duration(&format!("{key}.leeway"), raw.leeway.as_deref(), defaults::LEEWAY);
+    let refresh_interval =
+        p.duration(&format!("{key}.refresh_interval"), raw.refresh_interval.as_deref(), defaults::REFRESH_INTERVAL);
+    let min_refresh_interval = p.duration(
+        &format!("{key}.min_refresh_interval"),
+        raw.min_refresh_interval.as_deref(),
+        defaults::MIN_REFRESH_INTERVAL,
+    );
+    if refresh_interval.is_zero() {
+        p.add(&format!("{key}.refresh_interval"), "must be longer than 0s");
+    }
+    if min_refresh_interval > refresh_interval {
+        p.add(&format!("{key}.min_refresh_interval"), "must not be longer than refresh_interval");
+    }
+    let algorithms = algorithms(&format!("{key}.algorithms"), raw.algorithms.as_deref(), p);
+    let scope_claim_names =
+        raw.scope_claims.clone().unwrap_or_else(|| defaults::SCOPE_CLAIMS.map(String::from).to_vec());
+    let scope_claims = scope_claim_names
+        .iter()
+        .filter_map(|name| ClaimPath::parse(name).map_err(|e| p.add(&format!("{key}.scope_claims"), e)).ok())
+        .collect();
+
+    let audiences = p.required(&format!("{key}.audiences"), raw.audiences.as_ref());
+    if audiences.is_some_and(|a| a.is_empty() || a.iter().any(String::is_empty)) {
+        p.add(&format!("{key}.audiences"), "must list at least one non-empty audience");
+    }
+    let issuer = p.required(&format!("{key}.issuer"), raw.issuer.as_ref());
+    if issuer.is_some_and(String::is_empty) {
+        p.add(&format!("{key}.issuer"), "must not be empty");
+    }
+    let jwks = jwks_source(key, raw, issuer.map(String::as_str), base_dir, p);
+    let templated = issuer.is_some_and(|i| i.contains(TENANT));
+    if issuer.is_some_and(|i| i.matches(TENANT).count() > 1) {
+        p.add(&format!("{key}.issuer"), "{tenant} may appear once");
+    }
+    if templated && raw.jwks_url.is_none() && raw.jwks_file.is_none() {
+        p.add(
+            &format!("{key}.jwks_url"),
+            "an issuer with {tenant} needs jwks_url or jwks_file (one key set for all tenants)",
+        );
+    }
+    let tenants = match (&raw.tenants, templated) {
+        (None, false) => None,
+        (Some(_), false) => {
+            p.add(&format!("{key}.tenants"), "applies only to an issuer with {tenant} in it");
+            None
+        }
+        (None, true) => {
+            p.add(&format!("{key}.tenants"), "required with {tenant} in the issuer: a list, or [\"*\"] for any");
+            None
+        }
+        (Some(list), true) if list.len() == 1 && list[0] == "*" => Some(Tenants::Any),
+        (Some(list), true) => {
+            if list.is_empty() || list.iter().any(|t| t.is_empty() || t == "*" || t.contains(['/', '{', '}'])) {
+                p.add(&format!("{key}.tenants"), "tenants are non-empty names without '/', or [\"*\"] alone");
+            }
+            Some(Tenants::Only(list.clone()))
+        }
+    };
+    let require_typ = raw.require_typ.as_deref().and_then(|typ| {
+        let lower = typ.to_ascii_lowercase();
+        let bare = lower.strip_prefix("application/").unwrap_or(&lower).to_string();
+        if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_graphic()) {
+            p.add(&format!("{key}.require_typ"), format!("not a media type (got {typ:?}); RFC 9068 uses \"at+jwt\""));
+            return None;
+        }
+        Some(bare)
+    });
+    let max_lifetime = raw.max_lifetime.as_deref().map(|text| {
+        // Written, so never defaulted: the hour only stands in after a reported problem.
+        let lifetime = p.duration(&format!("{key}.max_lifetime"), Some(text), Duration::from_secs(3600));
+        if lifetime.is_zero() {
+            p.add(&format!("{key}.max_lifetime"), "must be longer than 0s");
+        }
+        lifetime
+    });
+    let token_from = match &raw.token_from {
+        None => vec![TokenLocation::Header],
+        Some(list) if list.is_empty() => {
+            p.add(&format!("{key}.token_from"), "must list at least one location, e.g. [\"header\"]");
+            Vec::new()
+        }
+        Some(list) => list
+            .iter()
+            .filter_map(|l| TokenLocation::parse(l).map_err(|e| p.add(&format!("{key}.token_from"), e)).ok())
+            .collect(),
+    };
+    let required_claims = raw
+        .required_claims
+        .iter()
+        .flatten()
+        .filter_map(|name| ClaimPath::parse(name).map_err(|e| p.add(&format!("{key}.required_claims"), e)).ok())
+        .collect();
+    Some(IssuerConfig {
+        issuer: issuer?.clone(),
+        audiences: audiences?.clone(),
+        jwks: jwks?,
+        algorithms,
+        leeway,
+        refresh_interval,
+        min_refresh_interval,
+        scope_claims,
+        jwks_limits,
+        require_typ,
+        max_lifetime,
+        required_claims,
+        token_from,
+        tenants,
+    })
+}
+
+fn algorithms(key: &str, raw: Option<&[String]>, p: &mut Problems) -> Vec<Algorithm> {
+    let Some(names) = raw else { return defaults::ALGORITHMS.to_vec() };
+    if names.is_empty() {
+        p.add(key, "must list at least one algorithm");
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match name.parse::<Algorithm>() {
+            Ok(alg) if SUPPORTED_ALGORITHMS.contains(&alg) => out.push(alg),
+            Ok(_) => p.add(
+                key,
+                format!(
+                    "{name} is symmetric: a JWKS is public, so HMAC keys are never accepted — list the asymmetric \
+                     algorithm your identity provider signs with (RS256 for most)"
+                ),
+            ),
+            Err(_) => {
+                p.add(key, format!("unknown algorithm {name:?}; use RS256/384/512, PS256/384/512, ES256/384 or EdDSA"))
+            }
+        }
+    }
+    out
+}
+
+fn jwks_source(
+    key: &str,
+    raw: &RawIssuer,
+    issuer: Option<&str>,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<JwksSource> {
+    match (&raw.jwks_url, &raw.jwks_file) {
+        (Some(_), Some(_)) => {
+            p.add(&format!("{key}.jwks_file"), "set either jwks_url or jwks_file, not both");
+            None
+        }
+        (Some(url), None) => check_fetch_url(&format!("{key}.jwks_url"), url, p).then(|| JwksSource::Url(url.clone())),
+        (None, Some(file)) => Some(JwksSource::File(base_dir.join(file))),
+        (None, None) => {
+            let issuer = issuer.filter(|i| !i.contains(TENANT))?;
+            let discovery_url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+            check_fetch_url(&format!("{key}.issuer"), &discovery_url, p)
+                .then_some(JwksSource::Discovery { discovery_url })
+        }
+    }
+}
+
+/// Keys fetched over plain HTTP could be swapped by anyone on the path, so
+/// only loopback may use it (local development issuers).
+fn check_fetch_url(key: &str, url: &str, p: &mut Problems) -> bool {
+    match Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "https" => true,
+        Ok(parsed) if parsed.scheme() == "http" && is_loopback(&parsed) => true,
+        Ok(parsed) if parsed.scheme() == "http" => {
+            p.add(
+                key,
+                format!(
+                    "must be https (got {url}) — http:// is allowed only for loopback hosts, since anyone on the path \
+                     could swap the keys"
+                ),
+            );
+            false
+        }
+        _ => {
+            p.add(key, format!("not an https URL (got {url:?})"));
+            false
+        }
+    }
+}

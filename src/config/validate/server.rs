@@ -1,0 +1,117 @@
+//! `[server]` and `[server.tls]`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::Problems;
+use crate::config::raw::{RawServer, RawServerTls};
+use crate::config::{MethodOverride, ServerConfig, ServerTlsConfig, defaults};
+
+/// hyper refuses a read buffer below 8 KiB.
+const MIN_HEADER_BYTES: i64 = 8 * 1024;
+const MAX_HEADER_BYTES: i64 = 1024 * 1024;
+
+fn not_an_address(name: &str, text: &str) -> String {
+    let port = text.rsplit(':').next().filter(|p| p.parse::<u16>().is_ok()).unwrap_or("8080");
+    if name == "admin_listen" {
+        // /metrics and the probes are for this host or a scraper, not the world.
+        return format!("not an address (got {text:?}) — write {name} = \"127.0.0.1:{port}\"");
+    }
+    format!(
+        "not an address (got {text:?}) — write {name} = \"0.0.0.0:{port}\" (all interfaces) or \"127.0.0.1:{port}\" \
+         (this host only)"
+    )
+}
+
+pub(super) fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
+    let listen = raw.listen.as_deref().map_or(defaults::LISTEN, |listen| {
+        listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            p.add("server.listen", not_an_address("listen", listen));
+            defaults::LISTEN
+        })
+    });
+    let admin_listen = raw.admin_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
+        Ok(addr) if addr == listen => {
+            p.add("server.admin_listen", format!("must differ from server.listen (both {addr})"));
+            None
+        }
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.add("server.admin_listen", not_an_address("admin_listen", text));
+            None
+        }
+    });
+    let worker_threads = raw.worker_threads.and_then(|n| match usize::try_from(n) {
+        Ok(n) if (1..=1024).contains(&n) => Some(n),
+        _ => {
+            p.add("server.worker_threads", format!("must be between 1 and 1024 (got {n})"));
+            None
+        }
+    });
+    let max_connections = match raw.max_connections {
+        None => defaults::MAX_CONNECTIONS,
+        Some(n) if (1..=1_000_000).contains(&n) => usize::try_from(n).unwrap_or(defaults::MAX_CONNECTIONS),
+        Some(n) => {
+            p.add("server.max_connections", format!("must be between 1 and 1000000 (got {n})"));
+            defaults::MAX_CONNECTIONS
+        }
+    };
+    let max_header_bytes = match raw.max_header_bytes {
+        None => defaults::MAX_HEADER_BYTES,
+        Some(n) if (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&n) => {
+            usize::try_from(n).unwrap_or(defaults::MAX_HEADER_BYTES)
+        }
+        Some(n) => {
+            p.add(
+                "server.max_header_bytes",
+                format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} (got {n})"),
+            );
+            defaults::MAX_HEADER_BYTES
+        }
+    };
+    let realm = raw.realm.clone().unwrap_or_else(|| defaults::REALM.to_string());
+    // The realm is written inside a quoted-string of WWW-Authenticate.
+    if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c)) {
+        p.add("server.realm", format!("must be non-empty printable ASCII without '\"' or '\\' (got {realm:?})"));
+    }
+    ServerConfig {
+        listen,
+        admin_listen,
+        worker_threads,
+        max_connections,
+        request_timeout: p.duration(
+            "server.request_timeout",
+            raw.request_timeout.as_deref(),
+            defaults::REQUEST_TIMEOUT,
+        ),
+        header_read_timeout: p.duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            defaults::HEADER_READ_TIMEOUT,
+        ),
+        max_header_bytes,
+        shutdown_grace: p.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), defaults::SHUTDOWN_GRACE),
+        realm,
+        case_sensitive_routes: raw.case_sensitive_routes.unwrap_or(false),
+        method_override: match raw.method_override.as_deref() {
+            None | Some("strip") => MethodOverride::Strip,
+            Some("honour") => MethodOverride::Honour,
+            Some(other) => {
+                p.add("server.method_override", format!("must be \"strip\" or \"honour\" (got {other:?})"));
+                MethodOverride::Strip
+            }
+        },
+        websocket_idle_timeout: p.duration(
+            "server.websocket_idle_timeout",
+            raw.websocket_idle_timeout.as_deref(),
+            defaults::WEBSOCKET_IDLE_TIMEOUT,
+        ),
+        tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, p)),
+    }
+}
+
+fn server_tls(raw: &RawServerTls, base_dir: &Path, p: &mut Problems) -> Option<ServerTlsConfig> {
+    let cert = p.required("server.tls.cert", raw.cert.as_ref());
+    let key = p.required("server.tls.key", raw.key.as_ref());
+    Some(ServerTlsConfig { cert: base_dir.join(cert?), key: base_dir.join(key?) })
+}
