@@ -34,7 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, LimitsConfig};
+use crate::config::{Config, defaults};
 pub use crate::connection::{ConnectionSlot, Peer, Phase, ShutdownWatch};
 use crate::tls::ServerTls;
 
@@ -84,16 +84,15 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        let defaults = LimitsConfig::default();
         Limits {
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 * 1024,
-            shutdown_grace: Duration::from_secs(10),
-            max_connections: 10_000,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            max_connections: defaults::MAX_CONNECTIONS,
             tls: None,
-            http2_max_concurrent_streams: defaults.http2_max_concurrent_streams,
-            http2_max_pending_resets: defaults.http2_max_pending_resets,
-            http2_max_error_resets: defaults.http2_max_error_resets,
+            http2_max_concurrent_streams: defaults::HTTP2_MAX_CONCURRENT_STREAMS,
+            http2_max_pending_resets: defaults::HTTP2_MAX_PENDING_RESETS,
+            http2_max_error_resets: defaults::HTTP2_MAX_ERROR_RESETS,
         }
     }
 }

@@ -6,7 +6,7 @@ use http::header::AUTHORIZATION;
 use super::CredentialError;
 
 /// The default of `limits.max_token_bytes`.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub use crate::config::defaults::MAX_TOKEN_BYTES;
 
 /// The request's bearer token. `Ok(None)` when there is no `Authorization`
 /// header or it uses another scheme: RFC 6750 §3.1 treats both as "no
