@@ -321,3 +321,68 @@ impl crate::metrics::KeyFacts for IssuerKeys {
         IssuerKeys::last_success(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// RFC 8032 §7.1's test keys 1 and 2, as JWKs.
+    const KEY_1: &str =
+        r#"{"kty":"OKP","crv":"Ed25519","kid":"one","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    const KEY_2: &str =
+        r#"{"kty":"OKP","crv":"Ed25519","kid":"two","x":"PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw"}"#;
+
+    fn store_for(file: &std::path::Path) -> IssuerKeys {
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n\
+             algorithms = [\"EdDSA\"]\njwks_file = {:?}\nmin_refresh_interval = \"30s\"\n",
+            file.display().to_string()
+        );
+        let config = Config::parse(&text, "test.toml", std::path::Path::new("/"), &|_| None).unwrap();
+        IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap())
+    }
+
+    /// The refetch limit on unknown kids, on tokio's paused clock: what is
+    /// tested is the arithmetic of the interval, not the passing of time.
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_kid_refetches_at_most_once_per_min_refresh_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, format!(r#"{{"keys":[{KEY_1}]}}"#)).unwrap();
+        let keys = store_for(&file);
+        keys.fetch().await.unwrap();
+        let first = keys.generation();
+        // The set on disk changes, but the last fetch was just now.
+        std::fs::write(&file, format!(r#"{{"keys":[{KEY_1},{KEY_2}]}}"#)).unwrap();
+        assert!(!keys.refetch_for_unknown_kid(first).await, "no fetch within min_refresh_interval");
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(!keys.refetch_for_unknown_kid(first).await, "still within it");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(keys.refetch_for_unknown_kid(first).await, "one fetch once it has passed");
+        assert_eq!(keys.load().as_ref().map(|s| s.keys.len()), Some(2));
+        let second = keys.generation();
+        assert!(!keys.refetch_for_unknown_kid(second).await, "and the next waits a full interval again");
+    }
+
+    /// After a failed refresh the refresher backs off, doubling up to the
+    /// refresh interval, and returns to the schedule once a fetch succeeds.
+    #[tokio::test(start_paused = true)]
+    async fn failed_refreshes_back_off_and_success_resets_the_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        let keys = store_for(&file);
+        let mut backoff = FIRST_BACKOFF;
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            delays.push(keys.refresh_once(&mut backoff).await);
+        }
+        assert_eq!(delays[0], FIRST_BACKOFF);
+        assert!(delays.windows(2).all(|w| w[1] >= w[0] && w[1] <= w[0] * 2), "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF.min(keys.refresh_interval.max(FIRST_BACKOFF))), "{delays:?}");
+        std::fs::write(&file, format!(r#"{{"keys":[{KEY_1}]}}"#)).unwrap();
+        let next = keys.refresh_once(&mut backoff).await;
+        assert_eq!(backoff, FIRST_BACKOFF);
+        assert_eq!(next, FILE_POLL.min(keys.refresh_interval), "a key file is polled on its schedule");
+    }
+}
