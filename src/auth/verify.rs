@@ -390,3 +390,48 @@ fn verify_signature(issuer: &Issuer, token: &Unverified<'_>) -> Result<Attempt, 
 fn signature_holds(key: &VerifyingKey, token: &Unverified<'_>) -> bool {
     key.verify(token.alg, token.signing_input.as_bytes(), token.signature)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::keys::Fetcher;
+    use crate::metrics::Metrics;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// Cache expiry as arithmetic on `now`, not by waiting for the clock:
+    /// a cached verification holds until `exp + leeway` and not a second
+    /// longer, although the cache still has it.
+    #[tokio::test]
+    async fn a_cached_verification_ends_at_exp_plus_leeway() {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"k","x":"{x}"}}]}}"#)).unwrap();
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n\
+             algorithms = [\"EdDSA\"]\nleeway = \"5s\"\njwks_file = {:?}\n",
+            file.display().to_string()
+        );
+        let config = Config::parse(&text, "test.toml", std::path::Path::new("/"), &|_| None).unwrap();
+        let keys = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
+        keys.fetch().await.unwrap();
+        let cache = TokenCache::new(10, Arc::new(Metrics::default()));
+        let auth = Authenticator::new(&config.issuers, &[keys], cache, 32);
+
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","kid":"k"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(r#"{"iss":"https://i/","aud":"a","iat":900,"exp":1000}"#);
+        let signing_input = format!("{header}.{claims}");
+        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(pair.sign(signing_input.as_bytes())));
+
+        assert!(auth.verify_traced(&token, 990, &mut ()).await.is_ok(), "verified and cached");
+        assert_eq!(auth.cache.as_ref().map(TokenCache::len), Some(1));
+        assert!(auth.verify_traced(&token, 1004, &mut ()).await.is_ok(), "within the leeway, from the cache");
+        let expired = auth.verify_traced(&token, 1005, &mut ()).await.err().map(|r| r.failure);
+        assert_eq!(expired, Some(AuthFailure::Expired), "exp + leeway reached: the cached entry no longer holds");
+    }
+}
