@@ -115,6 +115,7 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         ("server.max_header_bytes", running.max_header_bytes != new.max_header_bytes),
         ("server.shutdown_grace", running.shutdown_grace != new.shutdown_grace),
         ("server.worker_threads", running.worker_threads != new.worker_threads),
+        ("server.protocols", running.protocols != new.protocols),
         ("server.max_connections", running.max_connections != new.max_connections),
         ("server.tls", running.tls.is_some() != new.tls.is_some()),
         (

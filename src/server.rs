@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
+use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -34,7 +35,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, defaults};
+use crate::config::{Config, Protocols, defaults};
 pub use crate::connection::{ConnectionSlot, Peer, Phase, ShutdownWatch};
 use crate::tls::ServerTls;
 
@@ -56,6 +57,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Serve TLS with this certificate instead of plain HTTP.
     pub tls: Option<ServerTls>,
+    /// Which HTTP versions to speak (`server.protocols`).
+    pub protocols: Protocols,
     /// HTTP/2 streams one connection may have open at once.
     pub http2_max_concurrent_streams: u32,
     /// Streams a client may reset before the server accepts them
@@ -75,6 +78,7 @@ impl Limits {
             shutdown_grace: server.shutdown_grace,
             max_connections: server.max_connections,
             tls: None,
+            protocols: server.protocols,
             http2_max_concurrent_streams: config.limits.http2_max_concurrent_streams,
             http2_max_pending_resets: config.limits.http2_max_pending_resets,
             http2_max_error_resets: config.limits.http2_max_error_resets,
@@ -90,6 +94,7 @@ impl Default for Limits {
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             max_connections: defaults::MAX_CONNECTIONS,
             tls: None,
+            protocols: Protocols::default(),
             http2_max_concurrent_streams: defaults::HTTP2_MAX_CONCURRENT_STREAMS,
             http2_max_pending_resets: defaults::HTTP2_MAX_PENDING_RESETS,
             http2_max_error_resets: defaults::HTTP2_MAX_ERROR_RESETS,
@@ -146,6 +151,7 @@ where
                 let _ = stream.set_nodelay(true);
                 let peer = Peer::new(client, limits.tls.is_some());
                 let handler = handler.clone();
+                let protocols = limits.protocols;
                 // Shared with an upgraded (WebSocket) session, which outlives
                 // the HTTP connection and must keep counting against max_connections.
                 let slot = Arc::new(slot);
@@ -163,10 +169,20 @@ where
                         if version == http::Version::HTTP_2 {
                             seen_h2.store(true, Ordering::Relaxed);
                         }
-                        let response = handler(request, peer.clone());
+                        // hyper-util's auto builder ignores http1_only/http2_only
+                        // when it serves upgrades, so the version is checked here.
+                        let spoken = if version == http::Version::HTTP_2 { protocols.http2 } else { protocols.http1 };
+                        let response = spoken.then(|| handler(request, peer.clone()));
                         let watch = watch.clone();
                         async move {
-                            let mut response = response.await;
+                            let Some(response) = response else {
+                                let mut refused = Response::new(Either::Right(Full::new(Bytes::from_static(
+                                    b"this listener does not speak this HTTP version (server.protocols)\n",
+                                ))));
+                                *refused.status_mut() = http::StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+                                return Ok::<_, Infallible>(refused);
+                            };
+                            let mut response = response.await.map(Either::Left);
                             // Decided when the answer is ready, not when the request came:
                             // a request in flight when draining begins still ends its connection.
                             if version <= http::Version::HTTP_11

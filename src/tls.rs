@@ -48,7 +48,8 @@ impl ServerTls {
     }
 }
 
-/// TLS 1.2 and 1.3, ALPN h2 then http/1.1, no client certificates.
+/// TLS 1.2 and 1.3, ALPN h2 then http/1.1 (those `server.protocols`
+/// names), no client certificates.
 fn server_config(config: &ServerTlsConfig) -> Result<Arc<ServerConfig>, Problem> {
     let chain = read_certificates("server.tls.cert", &config.cert)?;
     let key = read_private_key("server.tls.key", &config.key)?;
@@ -58,7 +59,8 @@ fn server_config(config: &ServerTlsConfig) -> Result<Arc<ServerConfig>, Problem>
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| Problem::new("server.tls.key", format!("cannot be used with server.tls.cert: {e}")))?;
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let offered = [(config.protocols.http2, &b"h2"[..]), (config.protocols.http1, &b"http/1.1"[..])];
+    server.alpn_protocols = offered.iter().filter(|(on, _)| *on).map(|(_, name)| name.to_vec()).collect();
     Ok(Arc::new(server))
 }
 
@@ -154,14 +156,32 @@ mod tests {
         let empty = write(dir.path(), "empty.pem", "");
         let garbage = write(dir.path(), "garbage.pem", "-----BEGIN CERTIFICATE-----\n!!!\n");
 
-        let problem = ServerTls::load(&ServerTlsConfig { cert: missing.clone(), key: missing.clone() }).err().unwrap();
+        let problem = ServerTls::load(&ServerTlsConfig {
+            cert: missing.clone(),
+            key: missing.clone(),
+            protocols: crate::config::Protocols::default(),
+        })
+        .err()
+        .unwrap();
         assert_eq!(problem.key, "server.tls.cert");
         assert!(problem.message.contains("missing.pem: cannot read the file"), "{}", problem.message);
 
-        let problem = ServerTls::load(&ServerTlsConfig { cert: empty.clone(), key: empty }).err().unwrap();
+        let problem = ServerTls::load(&ServerTlsConfig {
+            cert: empty.clone(),
+            key: empty,
+            protocols: crate::config::Protocols::default(),
+        })
+        .err()
+        .unwrap();
         assert!(problem.message.contains("no PEM certificate"), "{}", problem.message);
 
-        let problem = ServerTls::load(&ServerTlsConfig { cert: garbage, key: missing }).err().unwrap();
+        let problem = ServerTls::load(&ServerTlsConfig {
+            cert: garbage,
+            key: missing,
+            protocols: crate::config::Protocols::default(),
+        })
+        .err()
+        .unwrap();
         assert!(problem.message.contains("not valid PEM"), "{}", problem.message);
     }
 
@@ -172,11 +192,26 @@ mod tests {
         let other = rcgen::KeyPair::generate().unwrap();
         let cert = write(dir.path(), "cert.pem", &one.cert.pem());
         let key = write(dir.path(), "key.pem", &other.serialize_pem());
-        let problem = ServerTls::load(&ServerTlsConfig { cert: cert.clone(), key }).err().unwrap();
+        let problem = ServerTls::load(&ServerTlsConfig {
+            cert: cert.clone(),
+            key,
+            protocols: crate::config::Protocols::default(),
+        })
+        .err()
+        .unwrap();
         assert_eq!(problem.key, "server.tls.key");
 
         let key = write(dir.path(), "right.pem", &one.signing_key.serialize_pem());
-        let tls = ServerTls::load(&ServerTlsConfig { cert, key }).unwrap();
+        let tls = ServerTls::load(&ServerTlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            protocols: crate::config::Protocols::default(),
+        })
+        .unwrap();
         assert_eq!(tls.current.load().alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        // server.protocols = ["http1"]: ALPN offers HTTP/1.1 alone.
+        let http1 = crate::config::Protocols { http1: true, http2: false };
+        let tls = ServerTls::load(&ServerTlsConfig { cert, key, protocols: http1 }).unwrap();
+        assert_eq!(tls.current.load().alpn_protocols, [b"http/1.1".to_vec()]);
     }
 }

@@ -16,7 +16,7 @@ mod wording;
 pub use source::Position;
 pub use types::{
     AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig,
-    JwksLimits, JwksSource, LimitsConfig, MethodOverride, ResourceMetadataConfig, RouteConfig, ServerConfig,
+    JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, ResourceMetadataConfig, RouteConfig, ServerConfig,
     ServerTlsConfig, TENANT, Tenants, UpstreamConfig, UpstreamProtocol,
 };
 pub use validate::is_loopback;

@@ -411,3 +411,26 @@ fn unreadable_file() {
     let error = Config::load(Path::new("/nonexistent/jwtgate.toml")).unwrap_err().to_string();
     assert!(error.starts_with("/nonexistent/jwtgate.toml: cannot read the file"), "{error}");
 }
+
+#[test]
+fn protocols_name_the_versions_the_listener_speaks() {
+    let with = |line: &str| format!("[server]\n{line}\n{MINIMAL}");
+    assert_eq!(parse(MINIMAL).unwrap().server.protocols, Protocols { http1: true, http2: true });
+    let http1 = parse(&with("protocols = [\"http1\"]")).unwrap();
+    assert_eq!(http1.server.protocols, Protocols { http1: true, http2: false });
+    assert_eq!(
+        parse(&with("protocols = [\"h2c\"]")).unwrap().server.protocols,
+        Protocols { http1: false, http2: true }
+    );
+    assert_eq!(
+        problems(&with("protocols = [\"h2\"]")),
+        [
+            "test.toml: server.protocols: \"h2\" is HTTP/2 over TLS, and this listener has no [server.tls] — write \"h2c\""
+        ]
+    );
+    assert_eq!(
+        problems(&with("protocols = []")),
+        ["test.toml: server.protocols: must name at least one protocol, e.g. [\"http1\", \"h2c\"]"]
+    );
+    assert!(problems(&with("protocols = [\"spdy\"]"))[0].contains("unknown protocol \"spdy\""));
+}

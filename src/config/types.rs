@@ -157,8 +157,25 @@ pub struct ServerConfig {
     pub method_override: MethodOverride,
     /// An upgraded (WebSocket) session idle this long is closed.
     pub websocket_idle_timeout: Duration,
+    /// What the proxy listener speaks.
+    pub protocols: Protocols,
     /// TLS on the proxy listener; `None`: plain HTTP/1.1 and h2c.
     pub tls: Option<ServerTlsConfig>,
+}
+
+/// `server.protocols`: HTTP/1.1, HTTP/2 (h2c in the clear, h2 by ALPN over
+/// TLS), or both. A listener that speaks one version needs no machinery for
+/// telling them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    pub http1: bool,
+    pub http2: bool,
+}
+
+impl Default for Protocols {
+    fn default() -> Self {
+        Protocols { http1: true, http2: true }
+    }
 }
 
 /// `[server.tls]`: PEM files, read at start and again on every reload.
@@ -167,6 +184,8 @@ pub struct ServerTlsConfig {
     /// The certificate chain, leaf first.
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Offered by ALPN (`server.protocols`).
+    pub protocols: Protocols,
 }
 
 #[derive(Debug, Clone)]

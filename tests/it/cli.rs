@@ -22,13 +22,14 @@ fn write_config(text: &str) -> (tempfile::TempDir, String) {
 fn check_refuses_the_untouched_template_and_accepts_it_filled_in() {
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
     let (_dir, path) = write_config(&template);
+    let line = template.lines().position(|l| l.starts_with("issuer = \"https://YOUR_TENANT")).unwrap() + 1;
     for command in ["check", "run"] {
         let out = jwtgate(&[command, "-c", &path]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
         assert!(
             stderr.contains(&format!(
-                "{path}:99:1: issuers[0].issuer: \"https://YOUR_TENANT.auth0.com/\" still holds the template's placeholder YOUR_TENANT — replace it"
+                "{path}:{line}:1: issuers[0].issuer: \"https://YOUR_TENANT.auth0.com/\" still holds the template's placeholder YOUR_TENANT — replace it"
             )),
             "{stderr}"
         );
@@ -56,7 +57,7 @@ fn every_config_problem_is_reported_at_once_in_plain_words() {
                 "{path}:2:1: server.listen: not an address (got \"8080\") — write listen = \"0.0.0.0:8080\" (all interfaces) or \"127.0.0.1:8080\" (this host only)"
             ),
             format!(
-                "{path}:3:1: server.timeout: unknown key — the keys allowed here are listen, admin_listen, worker_threads, max_connections, request_timeout, header_read_timeout, max_header_bytes, shutdown_grace, realm, case_sensitive_routes, method_override, websocket_idle_timeout, tls"
+                "{path}:3:1: server.timeout: unknown key — the keys allowed here are listen, admin_listen, worker_threads, max_connections, request_timeout, header_read_timeout, max_header_bytes, shutdown_grace, realm, case_sensitive_routes, method_override, websocket_idle_timeout, protocols, tls"
             ),
             format!(
                 "{path}:7:1: upstream.timeout: expected a duration such as \"30s\", found the number 30 — write timeout = \"30s\" (units: ms, s, m, h)"

@@ -320,3 +320,41 @@ async fn h2c_clients_are_told_the_stream_limit() {
     let gateway = toml(&upstream.url(), &idp.issuer).start().await;
     assert_eq!(crate::support::h2c_stream_limit(gateway.addr).await, 256);
 }
+
+/// The status of an h2c (prior knowledge) request to `addr`, if any.
+async fn h2c_status(addr: std::net::SocketAddr) -> Option<u16> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let handshake = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    );
+    let (mut sender, connection) = tokio::time::timeout(Duration::from_secs(5), handshake).await.ok()?.ok()?;
+    tokio::spawn(connection);
+    let request = hyper::Request::builder().uri(format!("http://{addr}/")).body(Full::new(Bytes::new())).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request)).await.ok()?.ok()?;
+    Some(response.status().as_u16())
+}
+
+/// `server.protocols`: a listener given one HTTP version answers the other
+/// with 505 and never passes it on; the default speaks both.
+#[tokio::test]
+async fn a_listener_speaks_only_the_protocols_it_is_given() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let config = |protocols: &str| toml(&upstream.url(), &idp.issuer).server(protocols);
+    let both = config("").start().await;
+    let http1 = config("protocols = [\"http1\"]").start().await;
+    let h2c = config("protocols = [\"h2c\"]").start().await;
+    let http1_status = |gateway: &TestGateway| {
+        let url = gateway.url("/");
+        async move { client().get(url).send().await.map(|r| r.status().as_u16()).ok() }
+    };
+    assert_eq!(http1_status(&both).await, Some(401));
+    assert_eq!(h2c_status(both.addr).await, Some(401));
+    assert_eq!(http1_status(&http1).await, Some(401));
+    assert_eq!(h2c_status(http1.addr).await, Some(505), "an HTTP/1.1-only listener refuses h2c");
+    assert_eq!(http1_status(&h2c).await, Some(505), "an h2c-only listener refuses HTTP/1.1");
+    assert_eq!(h2c_status(h2c.addr).await, Some(401));
+    assert_eq!(upstream.count(), 0);
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::Problems;
 use crate::config::raw::{RawServer, RawServerTls};
-use crate::config::{MethodOverride, ServerConfig, ServerTlsConfig, defaults};
+use crate::config::{MethodOverride, Protocols, ServerConfig, ServerTlsConfig, defaults};
 
 /// hyper refuses a read buffer below 8 KiB.
 const MIN_HEADER_BYTES: i64 = 8 * 1024;
@@ -74,6 +74,7 @@ pub(super) fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> Serv
     if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c)) {
         p.add("server.realm", format!("must be non-empty printable ASCII without '\"' or '\\' (got {realm:?})"));
     }
+    let protocols = protocols(raw.protocols.as_deref(), raw.tls.is_some(), p);
     ServerConfig {
         listen,
         admin_listen,
@@ -106,12 +107,47 @@ pub(super) fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> Serv
             raw.websocket_idle_timeout.as_deref(),
             defaults::WEBSOCKET_IDLE_TIMEOUT,
         ),
-        tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, p)),
+        protocols,
+        tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, protocols, p)),
     }
 }
 
-fn server_tls(raw: &RawServerTls, base_dir: &Path, p: &mut Problems) -> Option<ServerTlsConfig> {
+/// `server.protocols`: "http1", and "h2c" in the clear or "h2" over TLS.
+fn protocols(raw: Option<&[String]>, tls: bool, p: &mut Problems) -> Protocols {
+    let Some(list) = raw else { return Protocols::default() };
+    let (http2_name, other) = if tls { ("h2", "h2c") } else { ("h2c", "h2") };
+    let mut protocols = Protocols { http1: false, http2: false };
+    for name in list {
+        match name.as_str() {
+            "http1" => protocols.http1 = true,
+            n if n == http2_name => protocols.http2 = true,
+            n if n == other => p.add(
+                "server.protocols",
+                format!(
+                    "{other:?} is HTTP/2 {} — write {http2_name:?}",
+                    if tls {
+                        "in the clear, and this listener has [server.tls]"
+                    } else {
+                        "over TLS, and this listener has no [server.tls]"
+                    }
+                ),
+            ),
+            n => p.add("server.protocols", format!("unknown protocol {n:?} — write \"http1\" and/or {http2_name:?}")),
+        }
+    }
+    if list.is_empty() {
+        p.add("server.protocols", format!("must name at least one protocol, e.g. [\"http1\", {http2_name:?}]"));
+        return Protocols::default();
+    }
+    if !protocols.http1 && !protocols.http2 {
+        // Each name was reported above.
+        return Protocols::default();
+    }
+    protocols
+}
+
+fn server_tls(raw: &RawServerTls, base_dir: &Path, protocols: Protocols, p: &mut Problems) -> Option<ServerTlsConfig> {
     let cert = p.required("server.tls.cert", raw.cert.as_ref());
     let key = p.required("server.tls.key", raw.key.as_ref());
-    Some(ServerTlsConfig { cert: base_dir.join(cert?), key: base_dir.join(key?) })
+    Some(ServerTlsConfig { cert: base_dir.join(cert?), key: base_dir.join(key?), protocols })
 }
