@@ -58,6 +58,8 @@ pub enum Refusal {
     /// A CORS preflight the route's `[routes.cors]` does not allow.
     CorsNotAllowed(&'static str),
     KeysUnavailable,
+    /// The upstream is at `max_connections` and none came free in time.
+    UpstreamBusy,
     BadGateway(&'static str),
     GatewayTimeout(&'static str),
 }
@@ -87,7 +89,7 @@ impl Refusal {
             Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -101,7 +103,7 @@ impl Refusal {
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::CorsNotAllowed(_) => "cors_not_allowed",
-            Self::KeysUnavailable => "temporarily_unavailable",
+            Self::KeysUnavailable | Self::UpstreamBusy => "temporarily_unavailable",
             Self::BadGateway(_) => "bad_gateway",
             Self::GatewayTimeout(_) => "gateway_timeout",
         }
@@ -114,6 +116,7 @@ impl Refusal {
             Self::InvalidToken(failure) => failure.description(),
             Self::InsufficientScope { failure, .. } => failure.description(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
+            Self::UpstreamBusy => "the upstream is at its connection limit (max_connections); retry shortly",
             Self::BadGateway(why) | Self::GatewayTimeout(why) => why,
         }
     }
@@ -125,13 +128,14 @@ impl Refusal {
             Self::InsufficientScope { failure, .. } => failure.reason(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.reason(),
             Self::BadPath(_) => "bad_path",
+            Self::UpstreamBusy => "upstream_busy",
             other => other.code(),
         }
     }
 
     /// Whether the refusal is the upstream's doing rather than the client's.
     pub fn is_upstream_error(&self) -> bool {
-        matches!(self, Self::BadGateway(_) | Self::GatewayTimeout(_))
+        matches!(self, Self::BadGateway(_) | Self::GatewayTimeout(_) | Self::UpstreamBusy)
     }
 
     fn www_authenticate(&self, challenge: &Challenge) -> Option<String> {
@@ -170,8 +174,14 @@ impl Refusal {
         if let Some(value) = self.www_authenticate(challenge).and_then(|v| HeaderValue::try_from(v).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);
         }
-        if *self == Self::KeysUnavailable {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static(KEYS_RETRY_AFTER));
+        match self {
+            Self::KeysUnavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(KEYS_RETRY_AFTER));
+            }
+            Self::UpstreamBusy => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }
@@ -182,7 +192,7 @@ impl Refusal {
             Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16, // UNAUTHENTICATED
             Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => 7,              // PERMISSION_DENIED
             Self::BadPath(_) => 3,                                                      // INVALID_ARGUMENT
-            Self::KeysUnavailable | Self::BadGateway(_) => 14,                          // UNAVAILABLE
+            Self::KeysUnavailable | Self::UpstreamBusy | Self::BadGateway(_) => 14,     // UNAVAILABLE
             Self::GatewayTimeout(_) => 4,                                               // DEADLINE_EXCEEDED
             Self::TooLarge(_) => 8,                                                     // RESOURCE_EXHAUSTED
         }

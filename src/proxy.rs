@@ -5,6 +5,7 @@
 
 use std::error::Error as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Problem, TokenLocation, UpstreamConfig, UpstreamProtocol};
 use crate::connection::Peer;
@@ -80,6 +82,36 @@ pub struct Upstream {
     timeout: Duration,
     forward_authorization: bool,
     preserve_host: bool,
+    /// `max_connections`: one permit per request in progress, held until
+    /// its response body ends, so connections to the upstream cannot grow
+    /// with client concurrency.
+    slots: Arc<Semaphore>,
+    /// How long a request waits for a permit before its 503.
+    slot_wait: Duration,
+}
+
+/// An upstream's response body; it holds the request's place under the
+/// upstream's `max_connections` until it ends (or is dropped).
+pub struct ResponseBody {
+    body: Incoming,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The proof that a request was judged: the gateway's `admit` is the one
@@ -152,6 +184,8 @@ impl Upstream {
             timeout: config.timeout,
             forward_authorization: config.forward_authorization,
             preserve_host: config.preserve_host,
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            slot_wait: config.connect_timeout,
         })
     }
 
@@ -228,8 +262,26 @@ impl Upstream {
         &self,
         request: Request<UpstreamBody>,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<Incoming>, Refusal> {
+    ) -> Result<Response<ResponseBody>, Refusal> {
+        // At the cap, wait a bounded time for a request to end: a queue
+        // that never drains is worse than a prompt 503.
+        let slot = Arc::clone(&self.slots).acquire_owned();
+        let slot =
+            match tokio::time::timeout_at((tokio::time::Instant::now() + self.slot_wait).min(deadline), slot).await {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_)) | Err(_) => return Err(Refusal::UpstreamBusy),
+            };
         let upstream_deadline = tokio::time::Instant::now() + self.timeout;
+        let response = self.request(request, upstream_deadline, deadline).await?;
+        Ok(response.map(|body| ResponseBody { body, _slot: slot }))
+    }
+
+    async fn request(
+        &self,
+        request: Request<UpstreamBody>,
+        upstream_deadline: tokio::time::Instant,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<Incoming>, Refusal> {
         match tokio::time::timeout_at(upstream_deadline.min(deadline), self.client.request(request)).await {
             Err(_) if upstream_deadline <= deadline => Err(Refusal::GatewayTimeout("upstream did not answer in time")),
             Err(_) => Err(Refusal::GatewayTimeout(REQUEST_TIMED_OUT)),

@@ -114,7 +114,7 @@ impl Pending {
     /// their own, closed after `idle` without traffic.
     pub fn splice(
         self,
-        response: &mut http::Response<hyper::body::Incoming>,
+        response: &mut http::Response<impl Sized>,
         idle: Duration,
         sessions: Arc<AtomicU64>,
     ) -> Result<(), Refusal> {

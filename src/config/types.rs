@@ -206,6 +206,9 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
     /// For https upstreams: a client certificate (mTLS).
     pub client_identity: Option<ClientIdentity>,
+    /// Requests in progress at most; more wait up to `connect_timeout`
+    /// for one to end, then get 503.
+    pub max_connections: usize,
 }
 
 /// How jwtgate speaks to an upstream.

@@ -26,7 +26,7 @@ use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
 use crate::metrics::{Metrics, Outcome};
-use crate::proxy::{Admitted, REQUEST_TIMED_OUT, Upstream, UpstreamBody};
+use crate::proxy::{Admitted, REQUEST_TIMED_OUT, ResponseBody, Upstream, UpstreamBody};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
 use crate::routes::{Route, RouteTable, Upstreams};
@@ -38,7 +38,7 @@ use crate::{headers, path};
 use admit::Ask;
 
 /// What the gateway answers with: the upstream's streamed body or its own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<ResponseBody, Full<Bytes>>;
 
 /// The gateway of the current configuration, swapped whole on reload.
 pub type SharedGateway = Arc<arc_swap::ArcSwap<Gateway>>;

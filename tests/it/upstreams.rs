@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support::keys::{SigningKey, claims};
-use crate::support::{TestIdp, TestUpstream, get, toml};
+use crate::support::{TestIdp, TestUpstream, assert_refused, get, toml};
 
 #[tokio::test]
 async fn routes_pick_their_upstream_with_its_own_base_path_and_timeout() {
@@ -59,4 +59,44 @@ async fn an_unreachable_named_upstream_does_not_affect_the_others() {
     assert_eq!(status, 502);
     let (status, _, _) = get(&gateway.url("/here"), Some(&token)).await;
     assert_eq!(status, 200);
+}
+
+/// `max_connections` per upstream: a request over the cap waits for one in
+/// progress to end instead of opening another connection, and past the
+/// bounded wait (`connect_timeout`) gets 503 with Retry-After.
+#[tokio::test]
+async fn an_upstream_at_its_connection_cap_queues_then_refuses() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    let waits =
+        toml(&upstream.url(), &idp.issuer).upstream("max_connections = 1\nconnect_timeout = \"10s\"").start().await;
+    let slow = tokio::spawn(get_owned(waits.url("/slow"), token.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = tokio::spawn(get_owned(waits.url("/second"), token.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(upstream.count(), 1, "the second request waits at the gateway, not at the upstream");
+    assert_eq!(slow.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    assert_eq!(upstream.count(), 2);
+
+    let refuses =
+        toml(&upstream.url(), &idp.issuer).upstream("max_connections = 1\nconnect_timeout = \"200ms\"").start().await;
+    let slow = tokio::spawn(get_owned(refuses.url("/slow"), token.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let answer = get(&refuses.url("/third"), Some(&token)).await;
+    assert_refused(
+        &answer,
+        503,
+        "temporarily_unavailable",
+        "the upstream is at its connection limit (max_connections); retry shortly",
+    );
+    assert_eq!(answer.1["retry-after"], "1");
+    assert_eq!(slow.await.unwrap(), 200, "the request in progress is not disturbed");
+    assert_eq!(get(&refuses.url("/fourth"), Some(&token)).await.0, 200, "and its place is free once it ended");
+}
+
+async fn get_owned(url: String, token: String) -> u16 {
+    get(&url, Some(&token)).await.0
 }
