@@ -14,7 +14,7 @@
 //!          ├─ auth::Authenticator      iss → issuer → keys::Snapshot → signature → exp/nbf/aud
 //!          ├─ routes::Route::authorize issuers, scopes, claims (403)
 //!          ├─ proxy::Upstream::prepare hop-by-hop, Authorization, Host, X-Forwarded-*, identity headers
-//!          └─ proxy::Upstream::send    pooled client, streamed bodies, 502 / 504
+//!          └─ proxy::Upstream::send    a place under max_connections (503), pooled client, streamed bodies, 502 / 504
 //! error    any refusal → status, WWW-Authenticate, JSON body
 //! ```
 //!

@@ -265,12 +265,17 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, Refusal> {
         // At the cap, wait a bounded time for a request to end: a queue
         // that never drains is worse than a prompt 503.
-        let slot = Arc::clone(&self.slots).acquire_owned();
-        let slot =
-            match tokio::time::timeout_at((tokio::time::Instant::now() + self.slot_wait).min(deadline), slot).await {
-                Ok(Ok(slot)) => slot,
-                Ok(Err(_)) | Err(_) => return Err(Refusal::UpstreamBusy),
-            };
+        // Below the cap (the usual case) no timer is armed.
+        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let wait = (tokio::time::Instant::now() + self.slot_wait).min(deadline);
+                match tokio::time::timeout_at(wait, Arc::clone(&self.slots).acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    Ok(Err(_)) | Err(_) => return Err(Refusal::UpstreamBusy),
+                }
+            }
+        };
         let upstream_deadline = tokio::time::Instant::now() + self.timeout;
         let response = self.request(request, upstream_deadline, deadline).await?;
         Ok(response.map(|body| ResponseBody { body, _slot: slot }))
