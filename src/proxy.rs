@@ -85,7 +85,7 @@ pub struct Upstream {
     /// `max_connections`: one permit per request in progress, held until
     /// its response body ends, so connections to the upstream cannot grow
     /// with client concurrency.
-    slots: Arc<Semaphore>,
+    slots: Option<Arc<Semaphore>>,
     /// How long a request waits for a permit before its 503.
     slot_wait: Duration,
 }
@@ -94,7 +94,7 @@ pub struct Upstream {
 /// upstream's `max_connections` until it ends (or is dropped).
 pub struct ResponseBody {
     body: Incoming,
-    _slot: OwnedSemaphorePermit,
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Body for ResponseBody {
@@ -184,7 +184,7 @@ impl Upstream {
             timeout: config.timeout,
             forward_authorization: config.forward_authorization,
             preserve_host: config.preserve_host,
-            slots: Arc::new(Semaphore::new(config.max_connections)),
+            slots: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
             slot_wait: config.connect_timeout,
         })
     }
@@ -265,20 +265,27 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, Refusal> {
         // At the cap, wait a bounded time for a request to end: a queue
         // that never drains is worse than a prompt 503.
-        // Below the cap (the usual case) no timer is armed.
-        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                let wait = (tokio::time::Instant::now() + self.slot_wait).min(deadline);
-                match tokio::time::timeout_at(wait, Arc::clone(&self.slots).acquire_owned()).await {
-                    Ok(Ok(slot)) => slot,
-                    Ok(Err(_)) | Err(_) => return Err(Refusal::UpstreamBusy),
-                }
+        let slot = match &self.slots {
+            None => None,
+            Some(slots) => {
+                Some(Self::take_place(slots, (tokio::time::Instant::now() + self.slot_wait).min(deadline)).await?)
             }
         };
         let upstream_deadline = tokio::time::Instant::now() + self.timeout;
         let response = self.request(request, upstream_deadline, deadline).await?;
         Ok(response.map(|body| ResponseBody { body, _slot: slot }))
+    }
+
+    /// A place under `max_connections`. Below the cap (the usual case) no
+    /// timer is armed.
+    async fn take_place(slots: &Arc<Semaphore>, until: tokio::time::Instant) -> Result<OwnedSemaphorePermit, Refusal> {
+        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            return Ok(slot);
+        }
+        match tokio::time::timeout_at(until, Arc::clone(slots).acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_)) | Err(_) => Err(Refusal::UpstreamBusy),
+        }
     }
 
     async fn request(

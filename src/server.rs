@@ -175,14 +175,16 @@ where
                         let response = spoken.then(|| handler(request, peer.clone()));
                         let watch = watch.clone();
                         async move {
-                            let Some(response) = response else {
-                                let mut refused = Response::new(Either::Right(Full::new(Bytes::from_static(
-                                    b"this listener does not speak this HTTP version (server.protocols)\n",
-                                ))));
-                                *refused.status_mut() = http::StatusCode::HTTP_VERSION_NOT_SUPPORTED;
-                                return Ok::<_, Infallible>(refused);
+                            let mut response = match response {
+                                Some(response) => response.await.map(Either::Left),
+                                None => {
+                                    let mut refused = Response::new(Either::Right(Full::new(Bytes::from_static(
+                                        b"this listener does not speak this HTTP version (server.protocols)\n",
+                                    ))));
+                                    *refused.status_mut() = http::StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+                                    refused
+                                }
                             };
-                            let mut response = response.await.map(Either::Left);
                             // Decided when the answer is ready, not when the request came:
                             // a request in flight when draining begins still ends its connection.
                             if version <= http::Version::HTTP_11

@@ -33,8 +33,6 @@ pub const WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// `upstream.timeout`: until the upstream's response head arrives.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-/// `[upstream] max_connections`: requests in progress to one upstream at most.
-pub const UPSTREAM_MAX_CONNECTIONS: usize = 256;
 
 // [[issuers]]
 

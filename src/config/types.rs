@@ -207,8 +207,8 @@ pub struct UpstreamConfig {
     /// For https upstreams: a client certificate (mTLS).
     pub client_identity: Option<ClientIdentity>,
     /// Requests in progress at most; more wait up to `connect_timeout`
-    /// for one to end, then get 503.
-    pub max_connections: usize,
+    /// for one to end, then get 503. `None`: no cap.
+    pub max_connections: Option<usize>,
 }
 
 /// How jwtgate speaks to an upstream.
