@@ -77,11 +77,13 @@ impl Reloader {
     /// is not the signal's default action (which ends the process).
     pub fn spawn(self, watch: bool) -> tokio::task::JoinHandle<()> {
         let hangups = hangup_signals();
-        tokio::spawn(self.run(hangups, watch))
+        // The file as it is now, not when the task first runs: a change
+        // made in between must count as a change (seen under load).
+        let seen = std::fs::metadata(&self.path).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len())));
+        tokio::spawn(self.run(hangups, seen, watch))
     }
 
-    async fn run(self, mut hangups: Hangups, watch: bool) {
-        let mut seen = stamp(&self.path).await;
+    async fn run(self, mut hangups: Hangups, mut seen: Option<(SystemTime, u64)>, watch: bool) {
         let mut ticks = tokio::time::interval(WATCH_INTERVAL);
         loop {
             tokio::select! {
