@@ -27,18 +27,23 @@ pub fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
 
 /// Whether the raw `key` names the field `name` for some framework: both
 /// folded alike. A key that cannot be decoded names nothing.
+/// It runs for every cookie and query parameter of a request, so it
+/// allocates only for a key with escapes.
 pub fn key_is(key: &[u8], name: &str) -> bool {
-    decode(key).is_some_and(|decoded| folded_name(&decoded) == folded_name(name.as_bytes()))
+    if !key.iter().any(|&b| b == b'%' || b == b'+') {
+        // Without escapes, decoding is the identity.
+        return fold(key).eq(fold(name.as_bytes()));
+    }
+    decode(key).is_some_and(|decoded| fold(&decoded).eq(fold(name.as_bytes())))
 }
 
 /// A decoded name as every framework's reading collapses it.
-pub fn folded_name(decoded: &[u8]) -> Vec<u8> {
+fn fold(decoded: &[u8]) -> impl Iterator<Item = u8> + '_ {
     decoded
         .trim_ascii()
         .iter()
         .filter(|&&b| b != b'[' && b != b']')
         .map(|&b| if b == b'.' || b == b' ' { b'_' } else { b.to_ascii_lowercase() })
-        .collect()
 }
 
 /// The value of every field named `name` in `text`, decoded (`None` for a
