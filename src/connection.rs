@@ -39,10 +39,6 @@ impl ShutdownWatch {
         ShutdownWatch(phase)
     }
 
-    pub fn phase(&self) -> Phase {
-        *self.0.borrow()
-    }
-
     /// Resolves once the listener has reached `phase` (or is gone).
     pub async fn reached(&mut self, phase: Phase) {
         let _ = self.0.wait_for(|now| *now >= phase).await;

@@ -125,6 +125,9 @@ where
         .max_local_error_reset_streams(limits.http2_max_error_resets);
     // Only receivers count towards "every connection is done".
     let (phase, _) = watch::channel(Phase::Serving);
+    // What each answer checks: one atomic load, not a lock on the watch
+    // channel per request. Set together with Phase::Draining.
+    let draining = Arc::new(AtomicBool::new(false));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -159,7 +162,7 @@ where
                 let mut watch = ShutdownWatch::new(phase.subscribe());
                 let seen_h2 = Arc::new(AtomicBool::new(false));
                 let service = {
-                    let (watch, seen_h2) = (watch.clone(), Arc::clone(&seen_h2));
+                    let (watch, seen_h2, draining) = (watch.clone(), Arc::clone(&seen_h2), Arc::clone(&draining));
                     service_fn(move |mut request: Request<Incoming>| {
                         if request.headers().contains_key(http::header::UPGRADE) {
                             request.extensions_mut().insert(ConnectionSlot(Arc::clone(&session_slot)));
@@ -173,7 +176,7 @@ where
                         // when it serves upgrades, so the version is checked here.
                         let spoken = if version == http::Version::HTTP_2 { protocols.http2 } else { protocols.http1 };
                         let response = spoken.then(|| handler(request, peer.clone()));
-                        let watch = watch.clone();
+                        let draining = Arc::clone(&draining);
                         async move {
                             let mut response = match response {
                                 Some(response) => response.await.map(Either::Left),
@@ -188,7 +191,7 @@ where
                             // Decided when the answer is ready, not when the request came:
                             // a request in flight when draining begins still ends its connection.
                             if version <= http::Version::HTTP_11
-                                && watch.phase() >= Phase::Draining
+                                && draining.load(Ordering::Acquire)
                                 && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
                             {
                                 response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -237,6 +240,7 @@ where
     info!(%listen, grace = %humantime::format_duration(limits.shutdown_grace), "shutting down: draining open connections");
     let started = Instant::now();
     let grace_over = started + limits.shutdown_grace;
+    draining.store(true, Ordering::Release);
     phase.send_replace(Phase::Draining);
     let mut drained =
         tokio::time::timeout_at(started + DRAIN_WINDOW.min(limits.shutdown_grace), phase.closed()).await.is_ok();
