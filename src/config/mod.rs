@@ -125,16 +125,7 @@ impl Config {
         let (raw, structural) = read_raw(table);
         problems.extend(structural);
         // A bad list item removed its whole list (see `remove`): the list counts as reported.
-        let reported: Vec<String> = problems
-            .iter()
-            .map(|p| {
-                let mut key = p.key.as_str();
-                while let Some(open) = key.strip_suffix(']').and_then(|k| k.rfind('[')) {
-                    key = &key[..open];
-                }
-                key.to_string()
-            })
-            .collect();
+        let reported: Vec<String> = problems.iter().map(|p| wording::without_index(&p.key).to_string()).collect();
         let config = match raw.map(|raw| validate::validate(raw, base_dir)) {
             Some(Ok(config)) => Some(config),
             Some(Err(semantic)) => {

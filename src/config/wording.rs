@@ -18,11 +18,16 @@ pub fn structural(key: &str, message: &str) -> String {
 /// The last name in a key path: `leeway` of `issuers[0].leeway`, `scopes`
 /// of `routes[1].scopes[2]`.
 pub fn key_name(key: &str) -> &str {
-    let mut key = key;
+    let key = without_index(key);
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+/// `key` without trailing list indexes: `routes[1].scopes` of `routes[1].scopes[2]`.
+pub fn without_index(mut key: &str) -> &str {
     while let Some(open) = key.strip_suffix(']').and_then(|k| k.rfind('[')) {
         key = &key[..open];
     }
-    key.rsplit('.').next().unwrap_or(key)
+    key
 }
 
 /// Every `word` between backticks in `text`.
