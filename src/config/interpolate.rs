@@ -11,30 +11,31 @@ pub fn interpolate_table(
     lookup: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<Problem>,
 ) {
+    each_string(table, path, &mut |key_path, s| match interpolate_str(s, lookup) {
+        Ok(Some(replaced)) => *s = replaced,
+        Ok(None) => {}
+        Err(message) => problems.push(Problem::new(key_path, message)),
+    });
+}
+
+/// Calls `f` with every string in `table` and its key path
+/// (`issuers[0].audiences[1]`), in tables and arrays at any depth.
+pub fn each_string(table: &mut toml::Table, path: &str, f: &mut dyn FnMut(&str, &mut String)) {
     for (key, value) in table.iter_mut() {
         let key_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-        interpolate_value(value, &key_path, lookup, problems);
+        each_string_in(value, &key_path, f);
     }
 }
 
-fn interpolate_value(
-    value: &mut toml::Value,
-    path: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<Problem>,
-) {
+fn each_string_in(value: &mut toml::Value, path: &str, f: &mut dyn FnMut(&str, &mut String)) {
     match value {
-        toml::Value::String(s) => match interpolate_str(s, lookup) {
-            Ok(Some(replaced)) => *s = replaced,
-            Ok(None) => {}
-            Err(message) => problems.push(Problem::new(path, message)),
-        },
+        toml::Value::String(s) => f(path, s),
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate_value(item, &format!("{path}[{i}]"), lookup, problems);
+                each_string_in(item, &format!("{path}[{i}]"), f);
             }
         }
-        toml::Value::Table(table) => interpolate_table(table, path, lookup, problems),
+        toml::Value::Table(table) => each_string(table, path, f),
         _ => {}
     }
 }

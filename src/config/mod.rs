@@ -121,7 +121,7 @@ impl Config {
         })?;
         let mut problems = Vec::new();
         interpolate::interpolate_table(&mut table, "", lookup, &mut problems);
-        source::placeholders(&table, "", &mut problems);
+        source::placeholders(&mut table, &mut problems);
         let (raw, structural) = read_raw(table);
         problems.extend(structural);
         // A bad list item removed its whole list (see `remove`): the list counts as reported.

@@ -101,34 +101,18 @@ pub fn placeholder(text: &str) -> Option<&str> {
 }
 
 /// One problem per string value that still holds a placeholder from a template.
-pub fn placeholders(table: &toml::Table, path: &str, problems: &mut Vec<Problem>) {
-    for (key, value) in table {
-        let key_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-        placeholders_in(value, &key_path, problems);
-    }
-}
-
-fn placeholders_in(value: &toml::Value, path: &str, problems: &mut Vec<Problem>) {
-    match value {
-        toml::Value::String(text) => {
-            if let Some(word) = placeholder(text) {
-                problems.push(Problem::new(
-                    path,
-                    format!(
-                        "{text:?} still holds the template's placeholder {word} — replace it with your own value \
-                         (docs/quickstart-*.md say where each identity provider shows it)"
-                    ),
-                ));
-            }
+pub fn placeholders(table: &mut toml::Table, problems: &mut Vec<Problem>) {
+    super::interpolate::each_string(table, "", &mut |path, text| {
+        if let Some(word) = placeholder(text) {
+            problems.push(Problem::new(
+                path,
+                format!(
+                    "{text:?} still holds the template's placeholder {word} — replace it with your own value \
+                     (docs/quickstart-*.md say where each identity provider shows it)"
+                ),
+            ));
         }
-        toml::Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                placeholders_in(item, &format!("{path}[{i}]"), problems);
-            }
-        }
-        toml::Value::Table(table) => placeholders(table, path, problems),
-        _ => {}
-    }
+    });
 }
 
 #[cfg(test)]
@@ -158,9 +142,9 @@ mod tests {
         assert_eq!(placeholder("https://YOUR_TENANT.auth0.com/"), Some("YOUR_TENANT"));
         assert_eq!(placeholder("YOUR_API_AUDIENCE"), Some("YOUR_API_AUDIENCE"));
         assert_eq!(placeholder("https://your_tenant.example/"), None);
-        let table: toml::Table = toml::from_str("[[issuers]]\naudiences = [\"ok\", \"YOUR_API\"]\n").unwrap();
+        let mut table: toml::Table = toml::from_str("[[issuers]]\naudiences = [\"ok\", \"YOUR_API\"]\n").unwrap();
         let mut problems = Vec::new();
-        placeholders(&table, "", &mut problems);
+        placeholders(&mut table, &mut problems);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "issuers[0].audiences[1]");
     }
