@@ -3,10 +3,15 @@
 //! listener's shutdown has gone. A leaf module, so that the gateway, the
 //! proxy and upgrades can use these without depending on the server.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::HeaderValue;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 /// A connection's place under `max_connections`, handed to an upgraded
@@ -64,5 +69,92 @@ impl Peer {
 
     pub fn proto(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
+    }
+}
+
+/// A client connection's stream whose writes must make progress: a write
+/// that has waited `server.send_timeout` for the client to take any bytes
+/// fails, and hyper closes the connection (nginx's `send_timeout`). The
+/// timer is made the first time a write has to wait, and only then.
+pub struct SendGuard<S> {
+    stream: S,
+    timeout: Duration,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A write is waiting, since the stall timer was last set.
+    waiting: bool,
+}
+
+impl<S> SendGuard<S> {
+    pub fn new(stream: S, timeout: Duration) -> SendGuard<S> {
+        SendGuard { stream, timeout, stall: None, waiting: false }
+    }
+
+    /// After the stream said Pending: the error once the client has taken
+    /// nothing for the whole timeout.
+    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        use std::future::Future as _;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let stall = match &mut self.stall {
+            Some(stall) => {
+                if !self.waiting {
+                    stall.as_mut().reset(deadline);
+                }
+                stall
+            }
+            None => self.stall.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.waiting = true;
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took none of the response for server.send_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn watched<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => self.stalled(cx),
+            ready => {
+                self.waiting = false;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SendGuard<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SendGuard<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watched(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watched(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watched(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -59,6 +59,7 @@ pub(crate) mod method_override;
 pub mod metrics;
 pub(crate) mod outbound;
 pub mod path;
+pub mod pool;
 pub mod proxy;
 pub mod reload;
 pub(crate) mod request_id;

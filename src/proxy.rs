@@ -1,11 +1,11 @@
 //! The upstream: turning an accepted request into the upstream's request,
-//! sending it over a pooled keep-alive client, and telling a refused or
-//! reset connection (502) from one that did not answer in time (504).
+//! sending it on a pooled connection (`pool`), and telling a refused or
+//! reset connection (502) from one that did not answer in time (504) and
+//! from an upstream with every connection busy (503).
 //! Bodies are passed through as streams in both directions.
 
 use std::error::Error as _;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,17 +16,12 @@ use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue, TE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version, request};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Problem, TokenLocation, UpstreamConfig, UpstreamProtocol};
+use crate::config::{Problem, TokenLocation, UpstreamConfig};
 use crate::connection::Peer;
 use crate::error::Refusal;
 use crate::headers;
-use crate::tls;
+use crate::pool::{CheckoutError, ConnectError, Connection, Lease, Pool};
 
 /// The description of a 504 for `server.request_timeout`.
 pub const REQUEST_TIMED_OUT: &str = "request did not complete in time";
@@ -73,7 +68,7 @@ impl Body for UpstreamBody {
 }
 
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    pool: Pool<UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
     /// The upstream's own `Host`, as the client would write it (built once).
@@ -82,19 +77,13 @@ pub struct Upstream {
     timeout: Duration,
     forward_authorization: bool,
     preserve_host: bool,
-    /// `max_connections`: one permit per request in progress, held until
-    /// its response body ends, so connections to the upstream cannot grow
-    /// with client concurrency.
-    slots: Option<Arc<Semaphore>>,
-    /// How long a request waits for a permit before its 503.
-    slot_wait: Duration,
 }
 
-/// An upstream's response body; it holds the request's place under the
-/// upstream's `max_connections` until it ends (or is dropped).
+/// An upstream's response body. Read to its end, it gives its HTTP/1
+/// connection back to the pool; dropped before, the connection closes.
 pub struct ResponseBody {
     body: Incoming,
-    _slot: Option<OwnedSemaphorePermit>,
+    lease: Option<Lease<UpstreamBody>>,
 }
 
 impl Body for ResponseBody {
@@ -102,7 +91,19 @@ impl Body for ResponseBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = self.as_mut().get_mut();
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) if frame.is_trailers() => this.give_back(),
+            Some(Ok(_)) => {
+                if let Some(lease) = &this.lease {
+                    lease.progressed();
+                }
+            }
+            None => this.give_back(),
+            Some(Err(_)) => this.lease = None,
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -111,6 +112,24 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl ResponseBody {
+    fn give_back(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.give_back();
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    /// A body nobody polled to its end may still be complete (HEAD, 204,
+    /// 304, an empty 200): its connection can serve the next request.
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.give_back();
+        }
     }
 }
 
@@ -156,27 +175,12 @@ impl<'r> Admitted<'r> {
 
 impl Upstream {
     /// Fails when the upstream's TLS files cannot be used.
-    pub fn new(config: &UpstreamConfig) -> Result<Upstream, Problem> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        // hyper-rustls leaves http:// connections as they are.
-        connector.enforce_http(false);
-        let https = HttpsConnectorBuilder::new().with_tls_config(tls::upstream_client_config(config)?).https_or_http();
-        // ALPN offers h2 only where HTTP/2 may be used: "auto" on https.
-        let https = match config.protocol {
-            UpstreamProtocol::Auto => https.enable_all_versions().wrap_connector(connector),
-            UpstreamProtocol::Http1 | UpstreamProtocol::H2c => https.enable_http1().wrap_connector(connector),
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_only(config.protocol == UpstreamProtocol::H2c)
-            .build(https);
+    pub fn new(config: &UpstreamConfig, send_timeout: Duration) -> Result<Upstream, Problem> {
         let scheme = config.origin.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = config.origin.authority().cloned().unwrap_or_else(|| Authority::from_static("localhost"));
         let host = upstream_host(&scheme, &authority);
         Ok(Upstream {
-            client,
+            pool: Pool::new(config, send_timeout)?,
             scheme,
             authority,
             host,
@@ -184,8 +188,6 @@ impl Upstream {
             timeout: config.timeout,
             forward_authorization: config.forward_authorization,
             preserve_host: config.preserve_host,
-            slots: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
-            slot_wait: config.connect_timeout,
         })
     }
 
@@ -195,9 +197,10 @@ impl Upstream {
     }
 
     /// The request the upstream receives: the admitted canonical path with
-    /// the original query, hop-by-hop headers and (by default)
-    /// `Authorization` removed, `Host` and `X-Forwarded-*` set, the identity
-    /// headers added. Only an [`Admitted`] request can be prepared.
+    /// the original query (in origin form, as HTTP/1 sends it), hop-by-hop
+    /// headers and (by default) `Authorization` removed, `Host` and
+    /// `X-Forwarded-*` set, the identity headers added. Only an
+    /// [`Admitted`] request can be prepared.
     pub fn prepare<B>(
         &self,
         admitted: Admitted<'_>,
@@ -228,8 +231,6 @@ impl Upstream {
             }
         };
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
         uri.path_and_query = Some(path_and_query);
         parts.uri = Uri::from_parts(uri).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?;
         // The client speaks HTTP/1.1 to the upstream whatever the client used.
@@ -263,60 +264,125 @@ impl Upstream {
         request: Request<UpstreamBody>,
         deadline: tokio::time::Instant,
     ) -> Result<Response<ResponseBody>, Refusal> {
-        // At the cap, wait a bounded time for a request to end: a queue
-        // that never drains is worse than a prompt 503.
-        let slot = match &self.slots {
-            None => None,
-            Some(slots) => {
-                Some(Self::take_place(slots, (tokio::time::Instant::now() + self.slot_wait).min(deadline)).await?)
-            }
-        };
         let upstream_deadline = tokio::time::Instant::now() + self.timeout;
-        let response = self.request(request, upstream_deadline, deadline).await?;
-        Ok(response.map(|body| ResponseBody { body, _slot: slot }))
+        let exchange = self.exchange(request, deadline);
+        let mut response = match tokio::time::timeout_at(upstream_deadline.min(deadline), exchange).await {
+            Err(_) if upstream_deadline <= deadline => {
+                return Err(Refusal::GatewayTimeout("upstream did not answer in time"));
+            }
+            Err(_) => return Err(Refusal::GatewayTimeout(REQUEST_TIMED_OUT)),
+            Ok(Err(failure)) => return Err(failure.refusal()),
+            Ok(Ok(response)) => response,
+        };
+        // A 101's upgrade headers are judged by the caller first.
+        if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            headers::remove_hop_by_hop(response.headers_mut());
+        }
+        Ok(response)
     }
 
-    /// A place under `max_connections`. Below the cap (the usual case) no
-    /// timer is armed.
-    async fn take_place(slots: &Arc<Semaphore>, until: tokio::time::Instant) -> Result<OwnedSemaphorePermit, Refusal> {
-        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
-            return Ok(slot);
-        }
-        match tokio::time::timeout_at(until, Arc::clone(slots).acquire_owned()).await {
-            Ok(Ok(slot)) => Ok(slot),
-            Ok(Err(_)) | Err(_) => Err(Refusal::UpstreamBusy),
-        }
-    }
-
-    async fn request(
+    /// One request on a pooled connection. A request is sent again only
+    /// if it never left: the connection turned out closed before a byte
+    /// of it was written. The one exception is a request without a body
+    /// and with a method that may be repeated (GET, HEAD, OPTIONS), sent on
+    /// a connection idle for over a second, that the upstream closed
+    /// without a byte of answer: the upstream's keep-alive timeout ran out
+    /// as it was sent, so it is sent once more on another connection. A
+    /// body that was streamed is never replayed.
+    async fn exchange(
         &self,
-        request: Request<UpstreamBody>,
-        upstream_deadline: tokio::time::Instant,
+        mut request: Request<UpstreamBody>,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<Incoming>, Refusal> {
-        match tokio::time::timeout_at(upstream_deadline.min(deadline), self.client.request(request)).await {
-            Err(_) if upstream_deadline <= deadline => Err(Refusal::GatewayTimeout("upstream did not answer in time")),
-            Err(_) => Err(Refusal::GatewayTimeout(REQUEST_TIMED_OUT)),
-            Ok(Err(error)) if is_timeout(&error) => {
-                Err(Refusal::GatewayTimeout("connecting to the upstream timed out"))
+    ) -> Result<Response<ResponseBody>, Failure> {
+        for _ in 0..MAX_TRIES {
+            let (sent, lease, copy) = match self.pool.checkout(deadline).await.map_err(Failure::Checkout)? {
+                Connection::Http2(mut sender) => {
+                    // HTTP/2 carries the scheme and authority as pseudo-headers.
+                    let mut uri = std::mem::take(request.uri_mut()).into_parts();
+                    uri.scheme = Some(self.scheme.clone());
+                    uri.authority = Some(self.authority.clone());
+                    *request.uri_mut() = Uri::from_parts(uri).map_err(|_| Failure::Unsendable)?;
+                    (sender.try_send_request(request).await, None, None)
+                }
+                Connection::Http1(mut lease) => {
+                    let copy = lease
+                        .idle_for
+                        .is_some_and(|idle| idle > RESEND_AFTER_IDLE)
+                        .then(|| resendable_copy(&request))
+                        .flatten();
+                    (lease.sender.try_send_request(request).await, Some(lease), copy)
+                }
+            };
+            match sent {
+                Ok(response) => {
+                    let lease = lease.filter(|_| response.status() != http::StatusCode::SWITCHING_PROTOCOLS);
+                    return Ok(response.map(|body| ResponseBody { body, lease }));
+                }
+                Err(mut error) => match (error.take_message(), copy) {
+                    (Some(unsent), _) => request = unsent,
+                    (None, Some(copy)) if error.error().is_incomplete_message() => request = copy,
+                    (None, _) => return Err(Failure::Exchange(error.into_error())),
+                },
             }
-            Ok(Err(error)) if tls_failure(&error).is_some() => {
-                tracing::warn!(%error, tls = ?tls_failure(&error), "TLS with the upstream failed");
-                Err(Refusal::BadGateway("TLS handshake with the upstream failed"))
+        }
+        Err(Failure::Exhausted)
+    }
+}
+
+/// Attempts at most per request (each on another connection).
+const MAX_TRIES: usize = 3;
+
+/// A pooled connection idle longer than this may have just been closed by
+/// the upstream's keep-alive timeout (Node.js: 5 s, gunicorn: 2 s).
+const RESEND_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A copy of a request that may be sent again: no body, and a method the
+/// upstream may receive twice (RFC 9110 §9.2.2 idempotent, without a body).
+fn resendable_copy(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    use hyper::body::Body as _;
+    let repeatable = matches!(*request.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+    if !repeatable || !request.body().is_end_stream() || headers::declares_body(request.headers()) {
+        return None;
+    }
+    let mut copy = Request::new(UpstreamBody::Read(None));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// Why a request got no response from the upstream.
+enum Failure {
+    Checkout(CheckoutError),
+    Exchange(hyper::Error),
+    Unsendable,
+    Exhausted,
+}
+
+impl Failure {
+    fn refusal(self) -> Refusal {
+        match self {
+            Failure::Checkout(CheckoutError::Busy) => Refusal::UpstreamBusy,
+            Failure::Checkout(CheckoutError::Connect(ConnectError::TimedOut)) => {
+                Refusal::GatewayTimeout("connecting to the upstream timed out")
             }
-            Ok(Err(error)) if error.is_connect() => {
+            Failure::Checkout(CheckoutError::Connect(error)) if error.tls_failure().is_some() => {
+                tracing::warn!(%error, tls = ?error.tls_failure(), "TLS with the upstream failed");
+                Refusal::BadGateway("TLS handshake with the upstream failed")
+            }
+            Failure::Checkout(CheckoutError::Connect(error)) => {
                 tracing::warn!(%error, "upstream connection failed");
-                Err(Refusal::BadGateway("upstream refused the connection"))
+                Refusal::BadGateway("upstream refused the connection")
             }
-            Ok(Err(error)) => {
+            Failure::Exchange(error) => {
                 tracing::warn!(%error, source = ?error.source(), "upstream request failed");
-                Err(Refusal::BadGateway("upstream closed the connection without a complete answer"))
+                Refusal::BadGateway("upstream closed the connection without a complete answer")
             }
-            // A 101's upgrade headers are judged by the caller first.
-            Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => Ok(response),
-            Ok(Ok(mut response)) => {
-                headers::remove_hop_by_hop(response.headers_mut());
-                Ok(response)
+            Failure::Unsendable => Refusal::BadPath("request path cannot be forwarded"),
+            Failure::Exhausted => {
+                tracing::warn!("upstream connections kept closing before the request could be sent");
+                Refusal::BadGateway("upstream closed the connection without a complete answer")
             }
         }
     }
@@ -331,32 +397,4 @@ fn upstream_host(scheme: &Scheme, authority: &Authority) -> HeaderValue {
         _ => authority.as_str(),
     };
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
-}
-
-/// The rustls error behind a failed request, if TLS is what failed. It
-/// arrives wrapped in `io::Error`s (twice, through hyper-rustls), whose
-/// `source()` skips the wrapped error, so each one is opened by hand.
-fn tls_failure(error: &hyper_util::client::legacy::Error) -> Option<&rustls::Error> {
-    let mut next = error.source();
-    while let Some(e) = next {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        next = match e.downcast_ref::<std::io::Error>() {
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    None
-}
-
-fn is_timeout(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = error.source();
-    while let Some(e) = source {
-        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Protocols, defaults};
+use crate::connection::SendGuard;
 pub use crate::connection::{ConnectionSlot, Peer, Phase, ShutdownWatch};
 use crate::tls::ServerTls;
 
@@ -66,6 +67,8 @@ pub struct Limits {
     /// before the connection goes.
     pub http2_max_pending_resets: usize,
     pub http2_max_error_resets: usize,
+    /// A client taking no response bytes this long is cut off.
+    pub send_timeout: Duration,
 }
 
 impl Limits {
@@ -77,6 +80,7 @@ impl Limits {
             max_header_bytes: server.max_header_bytes,
             shutdown_grace: server.shutdown_grace,
             max_connections: server.max_connections,
+            send_timeout: server.send_timeout,
             tls: None,
             protocols: server.protocols,
             http2_max_concurrent_streams: config.limits.http2_max_concurrent_streams,
@@ -98,6 +102,7 @@ impl Default for Limits {
             http2_max_concurrent_streams: defaults::HTTP2_MAX_CONCURRENT_STREAMS,
             http2_max_pending_resets: defaults::HTTP2_MAX_PENDING_RESETS,
             http2_max_error_resets: defaults::HTTP2_MAX_ERROR_RESETS,
+            send_timeout: defaults::SEND_TIMEOUT,
         }
     }
 }
@@ -203,10 +208,11 @@ where
                 let builder = builder.clone();
                 let acceptor = limits.tls.as_ref().map(ServerTls::acceptor);
                 let handshake_timeout = limits.header_read_timeout;
+                let send_timeout = limits.send_timeout;
                 tokio::spawn(async move {
                     let served = match acceptor {
                         None => {
-                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(SendGuard::new(stream, send_timeout)), service).into_owned();
                             drive(connection, watch, &seen_h2).await
                         }
                         Some(acceptor) => {
@@ -218,7 +224,7 @@ where
                             };
                             match handshake {
                                 Ok(Ok(stream)) => {
-                                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(SendGuard::new(stream, send_timeout)), service).into_owned();
                                     drive(connection, watch, &seen_h2).await
                                 }
                                 Ok(Err(error)) => Err(error.into()),

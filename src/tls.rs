@@ -84,7 +84,7 @@ pub fn upstream_client_config(upstream: &UpstreamConfig) -> Result<ClientConfig,
     let builder = versions
         .dangerous() // Not dangerous: this is rustls' own WebPKI verification over the platform roots.
         .with_custom_certificate_verifier(Arc::new(verifier));
-    // No ALPN here: hyper-rustls sets it from the protocols the client enables.
+    // No ALPN here: the pool's connector sets it from `upstream.protocol`.
     let client = match &upstream.client_identity {
         Some(identity) => {
             let chain = read_certificates(&key("client_cert"), &identity.cert)?;

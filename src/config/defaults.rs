@@ -26,6 +26,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const REALM: &str = "jwtgate";
 /// `server.websocket_idle_timeout`: an upgraded session idle this long is closed.
 pub const WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// `server.send_timeout`: a client taking no response bytes this long is cut off (nginx's `send_timeout`).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 // [upstream], [upstreams.NAME]
 
@@ -33,6 +35,8 @@ pub const WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// `upstream.timeout`: until the upstream's response head arrives.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// `upstream.max_connections`: open connections per upstream at most.
+pub const UPSTREAM_MAX_CONNECTIONS: usize = 256;
 
 // [[issuers]]
 

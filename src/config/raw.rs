@@ -70,6 +70,7 @@ pub struct RawServer {
     pub case_sensitive_routes: Option<bool>,
     pub method_override: Option<String>,
     pub websocket_idle_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub protocols: Option<Vec<String>>,
     pub tls: Option<RawServerTls>,
 }

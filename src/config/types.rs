@@ -157,6 +157,9 @@ pub struct ServerConfig {
     pub method_override: MethodOverride,
     /// An upgraded (WebSocket) session idle this long is closed.
     pub websocket_idle_timeout: Duration,
+    /// A client that takes no bytes of a response for this long is cut
+    /// off, and so is the upstream connection feeding it.
+    pub send_timeout: Duration,
     /// What the proxy listener speaks.
     pub protocols: Protocols,
     /// TLS on the proxy listener; `None`: plain HTTP/1.1 and h2c.
@@ -206,9 +209,9 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
     /// For https upstreams: a client certificate (mTLS).
     pub client_identity: Option<ClientIdentity>,
-    /// Requests in progress at most; more wait up to `connect_timeout`
-    /// for one to end, then get 503. `None`: no cap.
-    pub max_connections: Option<usize>,
+    /// Open connections to the upstream at most; a request finding none
+    /// free waits up to `connect_timeout` for one, then gets 503.
+    pub max_connections: usize,
 }
 
 /// How jwtgate speaks to an upstream.

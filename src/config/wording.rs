@@ -39,11 +39,14 @@ fn unknown_key(field: &str, known: &[&str]) -> String {
     if known.is_empty() {
         return "unknown key: this table takes no keys — remove it".to_string();
     }
-    let closest = known.iter().map(|k| (edit_distance(&field.to_ascii_lowercase(), k), *k)).min();
-    match closest {
-        Some((distance, k)) if distance <= 2 || k.contains(&*field.to_ascii_lowercase()) => {
-            format!("unknown key — did you mean `{k}`?")
-        }
+    let field = field.to_ascii_lowercase();
+    let closest = known.iter().map(|k| (edit_distance(&field, k), *k)).min();
+    // `timeout` in [server] could be any of four: name them all.
+    let containing: Vec<&str> = known.iter().copied().filter(|k| k.contains(&*field)).collect();
+    match (closest, containing.as_slice()) {
+        (Some((distance, k)), _) if distance <= 2 => format!("unknown key — did you mean `{k}`?"),
+        (_, [k]) => format!("unknown key — did you mean `{k}`?"),
+        (_, [_, _, ..]) => format!("unknown key — did you mean one of `{}`?", containing.join("`, `")),
         _ => format!("unknown key — the keys allowed here are {}", known.join(", ")),
     }
 }

@@ -136,7 +136,8 @@ impl Gateway {
             IssuerKeys::spawn_refresher(&store);
             keys.push(store);
         }
-        let upstream = |config| Upstream::new(config).map(Arc::new).map_err(GatewayError::Upstream);
+        let send_timeout = config.server.send_timeout;
+        let upstream = |upstream| Upstream::new(upstream, send_timeout).map(Arc::new).map_err(GatewayError::Upstream);
         let upstreams = Upstreams {
             default: upstream(&config.upstream)?,
             named: config

@@ -57,7 +57,7 @@ fn every_config_problem_is_reported_at_once_in_plain_words() {
                 "{path}:2:1: server.listen: not an address (got \"8080\") — write listen = \"0.0.0.0:8080\" (all interfaces) or \"127.0.0.1:8080\" (this host only)"
             ),
             format!(
-                "{path}:3:1: server.timeout: unknown key — the keys allowed here are listen, admin_listen, worker_threads, max_connections, request_timeout, header_read_timeout, max_header_bytes, shutdown_grace, realm, case_sensitive_routes, method_override, websocket_idle_timeout, protocols, tls"
+                "{path}:3:1: server.timeout: unknown key — did you mean one of `request_timeout`, `header_read_timeout`, `websocket_idle_timeout`, `send_timeout`?"
             ),
             format!(
                 "{path}:7:1: upstream.timeout: expected a duration such as \"30s\", found the number 30 — write timeout = \"30s\" (units: ms, s, m, h)"

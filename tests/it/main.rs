@@ -21,6 +21,7 @@ mod grpc;
 mod keys;
 mod limits;
 mod operations;
+mod pool;
 mod proxy;
 mod routes;
 mod standards;

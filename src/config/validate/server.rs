@@ -107,6 +107,7 @@ pub(super) fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> Serv
             raw.websocket_idle_timeout.as_deref(),
             defaults::WEBSOCKET_IDLE_TIMEOUT,
         ),
+        send_timeout: p.duration("server.send_timeout", raw.send_timeout.as_deref(), defaults::SEND_TIMEOUT),
         protocols,
         tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, protocols, p)),
     }

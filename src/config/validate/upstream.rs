@@ -107,15 +107,16 @@ pub(super) fn upstream(key: &str, raw: &RawUpstream, base_dir: &Path, p: &mut Pr
         protocol,
         ca_file: raw.ca_file.as_ref().map(|file| base_dir.join(file)),
         client_identity,
-        // No cap unless asked for: a client that stops reading holds its
-        // place for as long as its connection lives (no write-progress
-        // timeout yet), which with a cap would starve everyone else.
-        max_connections: raw.max_connections.and_then(|n| match usize::try_from(n) {
-            Ok(n) if (1..=100_000).contains(&n) => Some(n),
-            _ => {
+        // A cap by default: `server.send_timeout` frees the place of a
+        // client that stops reading, so a cap cannot be held forever.
+        max_connections: match raw.max_connections.map(usize::try_from) {
+            None => defaults::UPSTREAM_MAX_CONNECTIONS,
+            Some(Ok(n)) if (1..=100_000).contains(&n) => n,
+            Some(_) => {
+                let n = raw.max_connections.unwrap_or_default();
                 p.add(&format!("{key}.max_connections"), format!("must be between 1 and 100000 (got {n})"));
-                None
+                defaults::UPSTREAM_MAX_CONNECTIONS
             }
-        }),
+        },
     })
 }
