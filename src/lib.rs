@@ -53,6 +53,7 @@ pub(crate) mod form;
 pub(crate) mod forward_auth;
 pub mod gateway;
 pub mod headers;
+pub(crate) mod idle;
 pub mod keys;
 pub mod logging;
 pub(crate) mod method_override;

@@ -1,6 +1,8 @@
 //! Listeners: accept connections, serve HTTP/1.1 and h2c on each
-//! (hyper-util's auto builder), or HTTP/1.1 and h2 over TLS, and drain them
-//! within a grace period when `shutdown` resolves. Transport only: [`serve`]
+//! (hyper-util's auto builder; an idle HTTP/1.1 connection lets hyper's
+//! buffers go and is served again on a fresh one, `idle.rs`), or HTTP/1.1
+//! and h2 over TLS, and drain them within a grace period when `shutdown`
+//! resolves. Transport only: [`serve`]
 //! serves any handler; `app` gives it the gateway's, the demo its issuer's
 //! and backend's.
 //!
@@ -18,6 +20,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,13 +34,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Protocols, defaults};
 use crate::connection::SendGuard;
 pub use crate::connection::{ConnectionSlot, Peer, Phase, ShutdownWatch};
+use crate::idle::{Activity, Releasing, Tracked};
 use crate::tls::ServerTls;
 
 /// How long connections stay open after shutdown begins so that requests
@@ -112,12 +117,19 @@ pub async fn serve<H, F, B>(listener: TcpListener, limits: &Limits, handler: H, 
 where
     H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    // The same HTTP/1 settings, for a connection served again after its
+    // idle buffers were let go (`idle.rs`): by then it cannot be HTTP/2.
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes);
@@ -166,14 +178,19 @@ where
                 let session_slot = Arc::clone(&slot);
                 let mut watch = ShutdownWatch::new(phase.subscribe());
                 let seen_h2 = Arc::new(AtomicBool::new(false));
+                let activity = Arc::new(Activity::default());
                 let service = {
                     let (watch, seen_h2, draining) = (watch.clone(), Arc::clone(&seen_h2), Arc::clone(&draining));
+                    let activity = Arc::clone(&activity);
                     service_fn(move |mut request: Request<Incoming>| {
-                        if request.headers().contains_key(http::header::UPGRADE) {
+                        let upgrade = request.headers().contains_key(http::header::UPGRADE)
+                            || request.method() == http::Method::CONNECT;
+                        if upgrade {
                             request.extensions_mut().insert(ConnectionSlot(Arc::clone(&session_slot)));
                             request.extensions_mut().insert(watch.clone());
                         }
                         let version = request.version();
+                        let activity = activity.begin(version, upgrade);
                         if version == http::Version::HTTP_2 {
                             seen_h2.store(true, Ordering::Relaxed);
                         }
@@ -201,31 +218,33 @@ where
                             {
                                 response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
                             }
-                            Ok::<_, Infallible>(response)
+                            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, activity)))
                         }
                     })
                 };
                 let builder = builder.clone();
+                let http1 = http1.clone();
                 let acceptor = limits.tls.as_ref().map(ServerTls::acceptor);
                 let handshake_timeout = limits.header_read_timeout;
                 let send_timeout = limits.send_timeout;
                 tokio::spawn(async move {
                     let served = match acceptor {
                         None => {
-                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(SendGuard::new(stream, send_timeout)), service).into_owned();
-                            drive(connection, watch, &seen_h2).await
+                            let cleartext = Cleartext { auto: &builder, http1: &http1, send_timeout, idle_wait: handshake_timeout };
+                            cleartext.serve(stream, service, watch, &seen_h2, activity).await
                         }
                         Some(acceptor) => {
                             // The handshake is bounded like a request head: a client that stalls it holds a slot.
-                            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                            let handshake = tokio::time::timeout(handshake_timeout, Box::pin(acceptor.accept(stream)));
                             let handshake = tokio::select! {
                                 result = handshake => result,
                                 () = watch.reached(Phase::Closing) => return,
                             };
                             match handshake {
                                 Ok(Ok(stream)) => {
-                                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(SendGuard::new(stream, send_timeout)), service).into_owned();
-                                    drive(connection, watch, &seen_h2).await
+                                    let io = TokioIo::new(SendGuard::new(stream, send_timeout));
+                                    let connection = Box::pin(builder.serve_connection_with_upgrades(io, service).into_owned());
+                                    drive(connection, GracefulConnection::graceful_shutdown, watch, &seen_h2).await
                                 }
                                 Ok(Err(error)) => Err(error.into()),
                                 Err(_) => Err("TLS handshake timed out".into()),
@@ -263,30 +282,112 @@ where
     }
 }
 
-/// Serves one connection through the shutdown phases: HTTP/2 is sent
+/// Serves one connection through the shutdown phases, from the heap (so
+/// that it is freed when it ends: the task of a cleartext connection
+/// outlives it, `idle.rs`, and that task's size is what an idle
+/// connection costs): HTTP/2 is sent
 /// GOAWAY as soon as draining begins (its clients then open no new
 /// streams and those in flight finish); HTTP/1 is left alone for the drain
 /// window, where each answer closes it, because hyper's graceful shutdown
 /// closes an idle HTTP/1 connection at once, losing the request its client
 /// may be sending. At the end of the grace period the connection is cut.
-async fn drive<C>(connection: C, mut watch: ShutdownWatch, seen_h2: &AtomicBool) -> Result<(), C::Error>
+async fn drive<C, E>(
+    mut connection: Pin<Box<C>>,
+    graceful_shutdown: fn(Pin<&mut C>),
+    mut watch: ShutdownWatch,
+    seen_h2: &AtomicBool,
+) -> Result<(), BoxError>
 where
-    C: GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>>,
+    C: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
 {
-    tokio::pin!(connection);
     tokio::select! {
-        result = connection.as_mut() => return result,
+        result = connection.as_mut() => return result.map_err(Into::into),
         () = watch.reached(Phase::Draining) => {}
     }
     if !seen_h2.load(Ordering::Relaxed) {
         tokio::select! {
-            result = connection.as_mut() => return result,
+            result = connection.as_mut() => return result.map_err(Into::into),
             () = watch.reached(Phase::Closing) => {}
         }
     }
-    connection.as_mut().graceful_shutdown();
+    graceful_shutdown(connection.as_mut());
     tokio::select! {
-        result = connection => result,
+        result = connection => result.map_err(Into::into),
         () = watch.reached(Phase::Over) => Err("cut at the end of the grace period".into()),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a cleartext connection is served: HTTP/1.1 or h2c at first (the
+/// auto builder tells them apart), then HTTP/1.1 again on the same socket
+/// each time an idle connection gave its buffers back (`idle.rs`).
+struct Cleartext<'a> {
+    auto: &'a auto::Builder<TokioExecutor>,
+    http1: &'a hyper::server::conn::http1::Builder,
+    send_timeout: Duration,
+    /// How long a released connection may stay idle: what hyper allows
+    /// for a request head, less the time it already waited.
+    idle_wait: Duration,
+}
+
+impl Cleartext<'_> {
+    async fn serve<S, B>(
+        &self,
+        stream: TcpStream,
+        service: S,
+        watch: ShutdownWatch,
+        seen_h2: &AtomicBool,
+        activity: Arc<Activity>,
+    ) -> Result<(), BoxError>
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (give_back, mut released) = oneshot::channel();
+        let io = self.io(stream, give_back, &activity);
+        let connection = Box::pin(self.auto.serve_connection_with_upgrades(io, service.clone()));
+        drive(connection, GracefulConnection::graceful_shutdown, watch.clone(), seen_h2).await?;
+        let idle_wait = self.idle_wait.saturating_sub(crate::idle::RELEASE_AFTER);
+        loop {
+            // Not released: the client closed, or hyper did.
+            let Ok(stream) = released.try_recv() else { return Ok(()) };
+            debug!("idle connection gave its buffers back");
+            let mut waiting = watch.clone();
+            let sent_again = tokio::select! {
+                readable = stream.readable() => readable.is_ok(),
+                () = tokio::time::sleep(idle_wait) => false,
+                () = waiting.reached(Phase::Closing) => false,
+            };
+            if !sent_again {
+                return Ok(());
+            }
+            let give_back;
+            (give_back, released) = oneshot::channel();
+            let io = self.io(stream, give_back, &activity);
+            let connection = Box::pin(self.http1.serve_connection(io, service.clone()).with_upgrades());
+            drive(
+                connection,
+                hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown,
+                watch.clone(),
+                seen_h2,
+            )
+            .await?;
+        }
+    }
+
+    fn io(
+        &self,
+        stream: TcpStream,
+        give_back: oneshot::Sender<TcpStream>,
+        activity: &Arc<Activity>,
+    ) -> TokioIo<SendGuard<Releasing<TcpStream>>> {
+        TokioIo::new(SendGuard::new(Releasing::new(stream, Some(give_back), Arc::clone(activity)), self.send_timeout))
     }
 }

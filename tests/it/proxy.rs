@@ -358,3 +358,73 @@ async fn a_listener_speaks_only_the_protocols_it_is_given() {
     assert_eq!(h2c_status(h2c.addr).await, Some(401));
     assert_eq!(upstream.count(), 0);
 }
+
+/// Reads one answer (head and a Content-Length body) from `stream`.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                let answer = String::from_utf8_lossy(&got[..end + 4 + length]).to_string();
+                got.drain(..end + 4 + length);
+                assert!(got.is_empty(), "one answer at a time");
+                return answer;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed; got {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// An idle HTTP/1.1 keep-alive connection lets hyper's buffers go after a
+/// second (src/idle.rs) and is served again on the same socket: sequential
+/// requests, a pipelined pair, and a head that arrives in two pieces.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_served_again_after_giving_its_buffers_back() {
+    let w = world("[[routes]]\npath = \"/\"\nauth = \"public\"\n", "").await;
+    let mut stream = tokio::net::TcpStream::connect(w.gateway.addr).await.unwrap();
+    let idle = Duration::from_millis(1300);
+    for path in ["/one", "/two"] {
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+        assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+        assert_eq!(w.upstream.last().uri, path);
+        tokio::time::sleep(idle).await;
+    }
+    stream.write_all(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(w.upstream.last().uri, "/b");
+    tokio::time::sleep(idle).await;
+    stream.write_all(b"GET /spl").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(b"it HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let answer = read_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(w.upstream.last().uri, "/split");
+    assert_eq!(w.upstream.count(), 5);
+}
+
+/// An h2c connection is never handed back between requests: a stream
+/// opened after it sat idle is served.
+#[tokio::test]
+async fn an_idle_h2c_connection_keeps_serving() {
+    let w = world("[[routes]]\npath = \"/\"\nauth = \"public\"\n", "").await;
+    let tcp = tokio::net::TcpStream::connect(w.gateway.addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    for path in ["/first", "/after-idle"] {
+        let request = ::http::Request::get(format!("http://{}{path}", w.gateway.addr)).body(()).unwrap();
+        client = client.ready().await.unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    assert_eq!(w.upstream.last().uri, "/after-idle");
+}
