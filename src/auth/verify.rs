@@ -174,6 +174,8 @@ pub struct Authenticator {
     /// and then by that text: a lookup costs one hash per distinct length,
     /// whatever the number of issuers or tenants.
     templates: Vec<(usize, HashMap<String, Vec<Template>>)>,
+    /// Its entries are projected onto `plan`, so it belongs to this
+    /// Authenticator alone (a reload builds a new one, with a new cache).
     cache: Option<TokenCache>,
     /// What a verified token keeps of its claims; the cache holds only that.
     plan: ClaimPlan,
