@@ -8,6 +8,7 @@ use std::path::Path;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request};
 use jwtgate::Config;
+use jwtgate::auth::ClaimPlan;
 use jwtgate::proxy::{Admitted, Upstream};
 use jwtgate::routes::{RouteTable, Upstreams};
 use jwtgate::server::Peer;
@@ -34,7 +35,13 @@ fn hot_path(c: &mut Criterion) {
     });
 
     let config = config();
-    let table = RouteTable::new(&config.routes, &Upstreams { default: (), named: Vec::new() }, false).unwrap();
+    let table = RouteTable::new(
+        &config.routes,
+        &Upstreams { default: (), named: Vec::new() },
+        false,
+        &mut ClaimPlan::default(),
+    )
+    .unwrap();
     group.bench_function("route: last of 20", |b| {
         b.iter(|| table.find(black_box(&Method::GET), black_box("/service-19/items/42")).name().len())
     });

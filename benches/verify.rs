@@ -15,7 +15,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use jwtgate::auth::Authenticator;
+use jwtgate::auth::{Authenticator, ClaimPlan};
 use jwtgate::keys::{Fetcher, IssuerKeys};
 use keys::{SigningKey, claims};
 use serde_json::json;
@@ -38,11 +38,12 @@ fn verification(c: &mut Criterion) {
     runtime.block_on(store.fetch()).unwrap();
     let metrics = Arc::new(jwtgate::metrics::Metrics::default());
     let depth = config.limits.max_json_depth;
-    let auth = Authenticator::new(&config.issuers, std::slice::from_ref(&store), None, depth);
+    let auth = Authenticator::new(&config.issuers, std::slice::from_ref(&store), None, ClaimPlan::default(), depth);
     let cached = Authenticator::new(
         &config.issuers,
         &[store],
         jwtgate::auth::cache::TokenCache::new(10_000, Arc::clone(&metrics)),
+        ClaimPlan::default(),
         depth,
     );
 

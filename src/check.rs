@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::auth::ClaimPlan;
 use crate::config::{AuthMode, Config, JwksSource, Problem, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
 use crate::keys::set::KeySet;
@@ -105,7 +106,9 @@ pub fn warnings(config: &Config) -> Vec<String> {
     let upstreams =
         Upstreams { default: (), named: config.upstreams.iter().map(|(name, _)| (name.clone(), ())).collect() };
     // Validation has refused a route naming an unknown upstream.
-    let Ok(table) = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes) else {
+    let Ok(table) =
+        RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes, &mut ClaimPlan::default())
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();

@@ -14,8 +14,8 @@
 use http::{HeaderMap, Method, header};
 use serde_json::Value;
 
-use crate::auth::Verified;
-use crate::auth::claims::{ClaimPath, claim_matches, has_scope};
+use crate::auth::claims::{ClaimPath, claim_matches};
+use crate::auth::{ClaimPlan, ScopeSlot, ValueSlot, Verified};
 use crate::config::{AuthMode, RouteConfig};
 use crate::cors::Cors;
 use crate::error::{Refusal, ScopeFailure};
@@ -31,6 +31,8 @@ pub struct Route<U = ()> {
     scopes: Vec<String>,
     any_scopes: Vec<String>,
     claims: Vec<(ClaimPath, Value)>,
+    /// `scopes`, `any_scopes` and `claims` as a verified token keeps them.
+    kept: Kept,
     issuers: Option<Vec<String>>,
     public_preflight: bool,
     /// Upgrades may be opened through this route.
@@ -41,6 +43,15 @@ pub struct Route<U = ()> {
     scope_hint: String,
     /// Where this route sends requests.
     upstream: U,
+}
+
+/// Where a verified token keeps what a route's rules read (see [`ClaimPlan`]),
+/// in the order of the route's `scopes`, `any_scopes` and `claims`.
+struct Kept {
+    scopes: Box<[ScopeSlot]>,
+    any_scopes: Box<[ScopeSlot]>,
+    /// Each with the value it must equal (or an array claim contain).
+    claims: Box<[(ValueSlot, Value)]>,
 }
 
 /// `[upstream]` and `[upstreams.NAME]` as the routes refer to them.
@@ -61,11 +72,13 @@ pub struct RouteTable<U = ()> {
 impl<U: Clone> RouteTable<U> {
     /// Compiles `configs`; each route holds the upstream it names. A name
     /// that is not among `upstreams` is an error, never a silent default
-    /// (validation refuses such a configuration first).
+    /// (validation refuses such a configuration first). The scopes and
+    /// claims the routes read are registered in `plan`.
     pub fn new(
         configs: &[RouteConfig],
         upstreams: &Upstreams<U>,
         case_sensitive: bool,
+        plan: &mut ClaimPlan,
     ) -> Result<RouteTable<U>, String> {
         let default = RouteConfig {
             path: "/".into(),
@@ -80,7 +93,7 @@ impl<U: Clone> RouteTable<U> {
             websocket: true,
             cors: None,
         };
-        let mut default = Route::new(&default, upstreams)?;
+        let mut default = Route::new(&default, upstreams, plan)?;
         default.name = "(default)".into();
         let mut probe_methods =
             vec![Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
@@ -91,7 +104,7 @@ impl<U: Clone> RouteTable<U> {
             }
         }
         Ok(RouteTable {
-            routes: configs.iter().map(|config| Route::new(config, upstreams)).collect::<Result<_, _>>()?,
+            routes: configs.iter().map(|config| Route::new(config, upstreams, plan)).collect::<Result<_, _>>()?,
             default,
             case_sensitive,
             probe_methods,
@@ -129,7 +142,7 @@ impl<U> RouteTable<U> {
 }
 
 impl<U: Clone> Route<U> {
-    fn new(config: &RouteConfig, upstreams: &Upstreams<U>) -> Result<Route<U>, String> {
+    fn new(config: &RouteConfig, upstreams: &Upstreams<U>, plan: &mut ClaimPlan) -> Result<Route<U>, String> {
         let upstream = match config.upstream.as_deref() {
             None => upstreams.default.clone(),
             Some(name) => match upstreams.named.iter().find(|(known, _)| known == name) {
@@ -138,6 +151,11 @@ impl<U: Clone> Route<U> {
             },
         };
         let scope_hint = if config.scopes.is_empty() { config.any_scopes.join(" ") } else { config.scopes.join(" ") };
+        let kept = Kept {
+            scopes: config.scopes.iter().map(|scope| plan.keep_scope(scope)).collect(),
+            any_scopes: config.any_scopes.iter().map(|scope| plan.keep_scope(scope)).collect(),
+            claims: config.claims.iter().map(|(path, expected)| (plan.keep_value(path), expected.clone())).collect(),
+        };
         Ok(Route {
             name: config.path.clone(),
             segments: config.path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
@@ -146,6 +164,7 @@ impl<U: Clone> Route<U> {
             scopes: config.scopes.clone(),
             any_scopes: config.any_scopes.clone(),
             claims: config.claims.clone(),
+            kept,
             issuers: config.issuers.clone(),
             public_preflight: config.public_preflight,
             websocket: config.websocket,
@@ -288,15 +307,14 @@ impl<U> Route<U> {
         if self.issuers.as_ref().is_some_and(|list| !list.iter().any(|i| i == verified.issuer())) {
             return Err(refuse(ScopeFailure::Issuer));
         }
-        let claims = verified.claims();
-        let scope_claims = verified.scope_claims();
-        if !self.scopes.iter().all(|s| has_scope(claims, scope_claims, s)) {
+        let kept = &self.kept;
+        if !kept.scopes.iter().all(|&scope| verified.has_scope(scope)) {
             return Err(refuse(ScopeFailure::Scopes));
         }
-        if !self.any_scopes.is_empty() && !self.any_scopes.iter().any(|s| has_scope(claims, scope_claims, s)) {
+        if !kept.any_scopes.is_empty() && !kept.any_scopes.iter().any(|&scope| verified.has_scope(scope)) {
             return Err(refuse(ScopeFailure::AnyScopes));
         }
-        if !self.claims.iter().all(|(path, expected)| claim_matches(claims, path, expected)) {
+        if !kept.claims.iter().all(|(slot, expected)| claim_matches(verified.value(*slot), expected)) {
             return Err(refuse(ScopeFailure::Claims));
         }
         Ok(())
@@ -347,7 +365,13 @@ mod tests {
     use super::*;
 
     fn table(routes: &[RouteConfig], case_sensitive: bool) -> RouteTable {
-        RouteTable::new(routes, &Upstreams { default: (), named: Vec::new() }, case_sensitive).unwrap()
+        RouteTable::new(
+            routes,
+            &Upstreams { default: (), named: Vec::new() },
+            case_sensitive,
+            &mut ClaimPlan::default(),
+        )
+        .unwrap()
     }
 
     fn route(path: &str, methods: Option<Vec<Method>>) -> RouteConfig {
@@ -418,7 +442,13 @@ mod tests {
             default: "[upstream]",
             named: vec![("audit".to_string(), "audit"), ("billing".to_string(), "billing")],
         };
-        let table = RouteTable::new(&[billing.clone(), audit, route("/other", None)], &upstreams, false).unwrap();
+        let table = RouteTable::new(
+            &[billing.clone(), audit, route("/other", None)],
+            &upstreams,
+            false,
+            &mut ClaimPlan::default(),
+        )
+        .unwrap();
         let upstream = |p: &str| *table.find(&Method::GET, p).upstream();
         assert_eq!(
             (upstream("/billing/x"), upstream("/audit"), upstream("/other"), upstream("/")),
@@ -426,7 +456,7 @@ mod tests {
         );
         // A name that is not configured is an error, never the default.
         let only_audit = Upstreams { default: "[upstream]", named: vec![("audit".to_string(), "audit")] };
-        assert!(RouteTable::new(&[billing], &only_audit, false).is_err());
+        assert!(RouteTable::new(&[billing], &only_audit, false, &mut ClaimPlan::default()).is_err());
     }
 
     #[test]
@@ -440,9 +470,9 @@ mod tests {
         let mut config = route("/api", None);
         config.auth = AuthMode::Required;
         let none = Upstreams { default: (), named: Vec::new() };
-        let strict = Route::new(&config, &none).unwrap();
+        let strict = Route::new(&config, &none, &mut ClaimPlan::default()).unwrap();
         config.public_preflight = true;
-        let lenient = Route::new(&config, &none).unwrap();
+        let lenient = Route::new(&config, &none, &mut ClaimPlan::default()).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::ORIGIN, "https://app.example".parse().unwrap());
         headers.insert(header::ACCESS_CONTROL_REQUEST_METHOD, "POST".parse().unwrap());

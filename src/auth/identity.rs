@@ -2,24 +2,30 @@
 //! Every configured name is stripped from every incoming request first, so
 //! a client can never supply its own identity.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tracing::warn;
 
-use super::Verified;
 use super::claims::ClaimPath;
+use super::{ClaimPlan, HeaderClaim, HeaderSlot, Verified};
 use crate::config::HeadersConfig;
 
 pub struct IdentityHeaders {
-    claims: Vec<(ClaimPath, HeaderName)>,
+    /// Each claim with its header and where a verified token keeps its value.
+    claims: Vec<(ClaimPath, HeaderName, HeaderSlot)>,
     payload: Option<HeaderName>,
 }
 
 impl IdentityHeaders {
-    pub fn new(config: &HeadersConfig) -> IdentityHeaders {
-        IdentityHeaders { claims: config.claims.clone(), payload: config.payload.clone() }
+    /// Registers in `plan` the claims these headers carry.
+    pub fn new(config: &HeadersConfig, plan: &mut ClaimPlan) -> IdentityHeaders {
+        let claims =
+            config.claims.iter().map(|(path, name)| (path.clone(), name.clone(), plan.keep_header(path))).collect();
+        if config.payload.is_some() {
+            plan.keep_payload();
+        }
+        IdentityHeaders { claims, payload: config.payload.clone() }
     }
 
     /// Removes every identity header the client sent, whatever the route.
@@ -31,7 +37,7 @@ impl IdentityHeaders {
 
     /// Every configured header name.
     pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
-        self.claims.iter().map(|(_, name)| name).chain(&self.payload)
+        self.claims.iter().map(|(_, name, _)| name).chain(&self.payload)
     }
 
     /// The headers to add for `verified`, which was read from `token`. A
@@ -42,25 +48,24 @@ impl IdentityHeaders {
             return Vec::new();
         }
         let mut out = Vec::with_capacity(self.claims.len() + 1);
-        for (path, name) in &self.claims {
-            let Some(value) = path.lookup(verified.claims()) else { continue };
-            match header_value(value) {
-                Some(v) => out.push((name.clone(), v)),
-                None => {
+        for (path, name, slot) in &self.claims {
+            match verified.header(*slot) {
+                Some(HeaderClaim::Ready(value)) => out.push((name.clone(), value.clone())),
+                Some(HeaderClaim::Unrenderable) => {
                     warn!(claim = path.name(), header = %name, "claim value is not a valid header value; header left out")
                 }
+                Some(HeaderClaim::Absent) | None => {}
             }
         }
         // The token's own payload segment is exactly the verified JSON,
         // base64url-encoded without padding: no need to encode it again,
-        // unless the gateway's `{tenant}` claim made the two differ.
+        // unless the gateway's `{tenant}` claim made the two differ (then
+        // the verified token keeps it re-encoded).
         if let Some(name) = &self.payload {
-            let value = if verified.claims_rewritten() {
-                serde_json::to_vec(verified.claims())
-                    .ok()
-                    .and_then(|json| HeaderValue::try_from(URL_SAFE_NO_PAD.encode(json)).ok())
-            } else {
-                token.split('.').nth(1).and_then(|segment| HeaderValue::from_str(segment).ok())
+            let value = match verified.rewritten_payload() {
+                Some(HeaderClaim::Ready(value)) => Some(value.clone()),
+                Some(HeaderClaim::Absent | HeaderClaim::Unrenderable) => None,
+                None => token.split('.').nth(1).and_then(|segment| HeaderValue::from_str(segment).ok()),
             };
             if let Some(value) = value {
                 out.push((name.clone(), value));
@@ -76,7 +81,7 @@ impl IdentityHeaders {
 }
 
 /// Strings as they are, arrays joined with ",", anything else as compact JSON.
-fn header_value(value: &Value) -> Option<HeaderValue> {
+pub(super) fn header_value(value: &Value) -> Option<HeaderValue> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Array(items) => {
@@ -91,7 +96,8 @@ fn header_value(value: &Value) -> Option<HeaderValue> {
         }
         other => other.to_string(),
     };
-    HeaderValue::try_from(text).ok()
+    // At its exact length: a cached token keeps it.
+    HeaderValue::from_maybe_shared(Bytes::from(text.into_boxed_str().into_boxed_bytes())).ok()
 }
 
 #[cfg(test)]

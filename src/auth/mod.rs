@@ -5,7 +5,8 @@
 //! and header ([`token`]), issuer by `iss`, allowed algorithm, key lookup in
 //! the issuer's snapshot (one rate-limited refetch for an unknown `kid`),
 //! signature (aws-lc-rs, keys parsed once per snapshot), then `exp`/`nbf`/`aud`
-//! ([`claims`]). A token verified before is answered from the [`cache`]
+//! ([`claims`]). A verified token keeps only the claims the configuration
+//! reads ([`ClaimPlan`]); one verified before is answered from the [`cache`]
 //! while it is unexpired and its key is still published.
 
 pub mod bearer;
@@ -13,12 +14,14 @@ pub mod cache;
 pub mod claims;
 pub mod identity;
 pub mod locations;
+mod projection;
 mod strict_json;
 
 pub use strict_json::DEFAULT_MAX_DEPTH as DEFAULT_MAX_JSON_DEPTH;
 pub mod token;
 mod verify;
 
+pub use projection::{ClaimPlan, HeaderClaim, HeaderSlot, ScopeSlot, ValueSlot};
 pub use verify::{Authenticator, Rejected, Trace, Verified};
 
 /// Why the credentials could not be read at all, before any token check:

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::Algorithm;
+use serde_json::Value;
 
 use super::AuthFailure;
 use super::cache::TokenCache;
 use super::claims::{self, ClaimPath};
 use super::locations::TokenLocation;
-use super::token::{self, Claims, Unverified};
+use super::projection::{ClaimPlan, HeaderClaim, HeaderSlot, Kept, ScopeSlot, ValueSlot};
+use super::token::{self, Unverified};
 use crate::config::{IssuerConfig, TENANT, Tenants};
 use crate::keys::{IssuerKeys, VerifyingKey};
 
@@ -20,29 +22,26 @@ use crate::keys::{IssuerKeys, VerifyingKey};
 #[derive(Debug, Clone)]
 pub struct Verified(Arc<Identity>);
 
-/// What a verified token established.
+/// What a verified token established: what the request path reads of its
+/// claims, and what binds a cached verification to its expiry and key.
 #[derive(Debug)]
 pub struct Identity {
     profile: Arc<IssuerProfile>,
-    kid: Option<String>,
-    claims: Claims,
+    kid: Option<Box<str>>,
+    /// Only the claims the configuration reads (see [`ClaimPlan`]).
+    kept: Kept,
     /// `exp` plus leeway, in seconds since the epoch: not valid from then on.
     valid_until: f64,
     /// The key-snapshot generation it was verified against.
     generation: u64,
     /// The fingerprint of the key that verified the signature.
     key: [u8; 32],
-    /// The claims differ from the token's payload (the gateway's own
-    /// `{tenant}` claim set or removed), so the payload is re-encoded for
-    /// the payload header instead of passed on.
-    claims_rewritten: bool,
 }
 
 /// What later steps need to know of the issuer that vouched for a token.
 #[derive(Debug)]
 struct IssuerProfile {
     name: String,
-    scope_claims: Vec<ClaimPath>,
     keys: Arc<IssuerKeys>,
     token_from: Vec<TokenLocation>,
 }
@@ -50,11 +49,6 @@ struct IssuerProfile {
 impl Verified {
     pub fn issuer(&self) -> &str {
         &self.0.profile.name
-    }
-
-    /// Where this issuer puts scopes.
-    pub fn scope_claims(&self) -> &[ClaimPath] {
-        &self.0.profile.scope_claims
     }
 
     /// The key store (and counters) of the issuer that vouched for the token.
@@ -71,17 +65,32 @@ impl Verified {
         self.0.kid.as_deref()
     }
 
-    pub fn claims(&self) -> &Claims {
-        &self.0.claims
-    }
-
+    /// `sub`, when it is a string.
     pub fn subject(&self) -> Option<&str> {
-        self.0.claims.get("sub").and_then(|s| s.as_str())
+        self.0.kept.subject()
     }
 
-    /// Whether [`claims`](Self::claims) differ from the token's own payload.
-    pub fn claims_rewritten(&self) -> bool {
-        self.0.claims_rewritten
+    /// The value of the claim `slot` keeps; `None` when the token has none.
+    pub fn value(&self, slot: ValueSlot) -> Option<&Value> {
+        self.0.kept.value(slot)
+    }
+
+    /// Whether the scope `slot` keeps is among the token's scopes (the
+    /// union of its issuer's `scope_claims`).
+    pub fn has_scope(&self, slot: ScopeSlot) -> bool {
+        self.0.kept.has_scope(slot)
+    }
+
+    /// The claim `slot` keeps, rendered as an identity header value.
+    pub fn header(&self, slot: HeaderSlot) -> Option<&HeaderClaim> {
+        self.0.kept.header(slot)
+    }
+
+    /// The payload header's value when the gateway rewrote the claims (its
+    /// `{tenant}` claim set or removed); `None`: the token's own payload
+    /// segment is the value.
+    pub fn rewritten_payload(&self) -> Option<&HeaderClaim> {
+        self.0.kept.rewritten_payload()
     }
 
     /// Whether a cached verification still holds: unexpired, and the very
@@ -146,6 +155,8 @@ struct Template {
 
 struct Issuer {
     profile: Arc<IssuerProfile>,
+    /// Where this issuer puts scopes.
+    scope_claims: Vec<ClaimPath>,
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway_secs: u64,
@@ -163,7 +174,11 @@ pub struct Authenticator {
     /// and then by that text: a lookup costs one hash per distinct length,
     /// whatever the number of issuers or tenants.
     templates: Vec<(usize, HashMap<String, Vec<Template>>)>,
+    /// Its entries are projected onto `plan`, so it belongs to this
+    /// Authenticator alone (a reload builds a new one, with a new cache).
     cache: Option<TokenCache>,
+    /// What a verified token keeps of its claims; the cache holds only that.
+    plan: ClaimPlan,
     max_json_depth: usize,
 }
 
@@ -178,11 +193,13 @@ enum Attempt {
 
 impl Authenticator {
     /// `keys[i]` holds the keys of `issuers[i]`; token headers and payloads
-    /// may nest `max_json_depth` levels.
+    /// may nest `max_json_depth` levels. A verified token keeps the claims
+    /// `plan` names, which every reader of claims has registered by now.
     pub fn new(
         issuers: &[IssuerConfig],
         keys: &[Arc<IssuerKeys>],
         cache: Option<TokenCache>,
+        plan: ClaimPlan,
         max_json_depth: usize,
     ) -> Authenticator {
         let mut exact = HashMap::new();
@@ -191,10 +208,10 @@ impl Authenticator {
             let issuer = Issuer {
                 profile: Arc::new(IssuerProfile {
                     name: config.issuer.clone(),
-                    scope_claims: config.scope_claims.clone(),
                     keys: Arc::clone(keys),
                     token_from: config.token_from.clone(),
                 }),
+                scope_claims: config.scope_claims.clone(),
                 audiences: config.audiences.clone(),
                 algorithms: config.algorithms.clone(),
                 leeway_secs: config.leeway.as_secs(),
@@ -221,7 +238,7 @@ impl Authenticator {
                 }
             }
         }
-        Authenticator { issuers: exact, templates, cache, max_json_depth }
+        Authenticator { issuers: exact, templates, cache, plan, max_json_depth }
     }
 
     /// The configured issuer (as written) that `iss` selects, and the
@@ -289,12 +306,11 @@ impl Authenticator {
         };
         let verified = Verified(Arc::new(Identity {
             profile: Arc::clone(&issuer.profile),
-            kid: parsed.kid,
-            claims,
+            kid: parsed.kid.map(String::into_boxed_str),
+            kept: self.plan.project(&claims, &issuer.scope_claims, claims_rewritten),
             valid_until: exp + issuer.leeway_secs as f64,
             generation,
             key,
-            claims_rewritten,
         }));
         if let Some((cache, key)) = cached {
             cache.insert(key, verified.clone());
@@ -421,7 +437,7 @@ mod tests {
         let keys = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
         keys.fetch().await.unwrap();
         let cache = TokenCache::new(10, Arc::new(Metrics::default()));
-        let auth = Authenticator::new(&config.issuers, &[keys], cache, 32);
+        let auth = Authenticator::new(&config.issuers, &[keys], cache, ClaimPlan::default(), 32);
 
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","kid":"k"}"#);
         let claims = URL_SAFE_NO_PAD.encode(r#"{"iss":"https://i/","aud":"a","iat":900,"exp":1000}"#);

@@ -17,7 +17,7 @@ use tracing::info;
 use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::locations::{self, TokenLocation};
-use crate::auth::{AuthFailure, Authenticator, Trace, Verified};
+use crate::auth::{AuthFailure, Authenticator, ClaimPlan, Trace, Verified};
 use crate::config::{AuthMode, Config, Edge, MethodOverride, Problem};
 use crate::connection::Peer;
 use crate::cors::{self, Cors};
@@ -146,8 +146,11 @@ impl Gateway {
                 .map(|(name, config)| Ok((name.clone(), upstream(config)?)))
                 .collect::<Result<_, GatewayError>>()?,
         };
-        let routes = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes)
+        // Every reader of claims registers what it reads; verified tokens keep only that.
+        let mut plan = ClaimPlan::default();
+        let routes = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes, &mut plan)
             .map_err(GatewayError::Routes)?;
+        let identity = IdentityHeaders::new(&config.headers, &mut plan);
         Ok(Gateway {
             challenge: Challenge {
                 realm: config.server.realm.clone(),
@@ -161,10 +164,11 @@ impl Gateway {
                 &config.issuers,
                 &keys,
                 TokenCache::new(config.cache.max_tokens, Arc::clone(&metrics)),
+                plan,
                 config.limits.max_json_depth,
             ),
             routes,
-            identity: IdentityHeaders::new(&config.headers),
+            identity,
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
             keys,
             metrics,
