@@ -14,7 +14,7 @@
 //!          ├─ auth::Authenticator      iss → issuer → keys::Snapshot → signature → exp/nbf/aud
 //!          ├─ routes::Route::authorize issuers, scopes, claims (403)
 //!          ├─ proxy::Upstream::prepare hop-by-hop, Authorization, Host, X-Forwarded-*, identity headers
-//!          └─ proxy::Upstream::send    a place under max_connections (503), pooled client, streamed bodies, 502 / 504
+//!          └─ proxy::Upstream::send    a pooled connection under max_connections (503), streamed bodies, 502 / 504
 //! error    any refusal → status, WWW-Authenticate, JSON body
 //! ```
 //!
@@ -31,8 +31,9 @@
 //! admin         /healthz, /readyz, /metrics
 //! gateway       the request path above; forward_auth, method_override, cors, upgrade beside it
 //! proxy         Upstream::prepare accepts only an Admitted, which only Gateway::admit makes
+//! pool          upstream connections: reuse, max_connections, idle and stalled ones closed
 //! routes, auth, keys, error, metrics, headers, form, resource_metadata
-//! server        transport only: accept, serve any handler, drain in phases
+//! server        transport only: accept, serve any handler, drain in phases; idle (buffers let go)
 //! connection    Peer, connection slots, shutdown phases (a leaf)
 //! tls, outbound, logging
 //! config        the TOML file → typed values; uses only path (a leaf)
