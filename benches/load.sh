@@ -251,7 +251,7 @@ backend up
 HAPROXY
     taskset -c "$PROXY_CORE" haproxy -f "$work/haproxy.cfg" -db &
     pids+=($!)
-    version=$(haproxy -v | head -1 | awk '{print $3}'); version=${version%%-*}
+    version=$(haproxy -v | awk 'NR == 1 {print $3}'); version=${version%%-*}
     add haproxy "HAProxy $version, plain proxy" "http://127.0.0.1:$((PORTS + 31))/" $!
     add haproxy_jwt "HAProxy $version + RS256 jwt_verify" "http://127.0.0.1:$((PORTS + 32))/" $!
 else
@@ -274,7 +274,7 @@ for round in $(seq 1 "$ROUNDS"); do
         out=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
             -H "Authorization: Bearer $token" "${URL[$key]}")
         after=0; [ -n "$pid" ] && after=$(cpu_ticks "$pid")
-        if echo "$out" | grep -q "Non-2xx"; then
+        if grep -q "Non-2xx" <<< "$out"; then
             echo "${NAME[$key]} answered errors:" >&2; echo "$out" >&2; exit 1
         fi
         requests=$(echo "$out" | awk '/requests in/ {print $1}')
