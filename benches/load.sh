@@ -287,8 +287,12 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-report() {
-    python3 benches/report.py "$work" "$(getconf CLK_TCK)" "$@"
+report() { # the measurements outlive a failed report
+    python3 benches/report.py "$work" "$(getconf CLK_TCK)" "$@" || {
+        cp -r "$work" "$work.kept"
+        echo "the report failed; the measurements are in $work.kept (benches/report.py $work.kept $(getconf CLK_TCK))" >&2
+        exit 1
+    }
 }
 
 if [ "$EXTRAS" != 1 ]; then

@@ -260,7 +260,7 @@ def memory_svg(meta, idle):
     legend = max(text_width(f"{s['name']} (000.0 MiB)", 11) for s in servers)
     left, plot_w, top, bottom = 70, 440, 64, 50
     width, height = int(left + plot_w + 56 + legend), 400
-    plot_w, plot_h = width - left - right, height - top - bottom
+    plot_h = height - top - bottom
     max_x = counts[-1]
     max_y = max(max(s["rss_kib"]) for s in servers) / 1024
     step = nice_step(max_y)
