@@ -13,6 +13,17 @@ use jwtgate::demo::{Demo, DevIssuerSettings};
 use jwtgate::token::{self, AuthMethod, ClientAuth, Format, TokenRequest};
 use jwtgate::{Config, check, logging};
 
+// Another allocator than the system's, only to measure it (benches/load.sh
+// ALLOCATORS=…); the default build keeps glibc's malloc.
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("the mimalloc and jemalloc features each set the global allocator: enable one");
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for a configuration that does not validate.
 const EXIT_INVALID_CONFIG: u8 = 2;
 /// Exit code for a command line that cannot be carried out (as clap uses).
