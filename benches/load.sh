@@ -30,7 +30,7 @@
 #
 # Knobs: ROUNDS, DURATION (s), CONNECTIONS, PROXY_CORE, LOAD_CORE as above;
 #   FEATURES   cargo features of the jwtgate every row runs (e.g. mimalloc)
-#   ALLOCATORS allocators to compare, from glibc (no feature), mimalloc and
+#   ALLOCATORS allocators to compare, from glibc (--no-default-features), mimalloc and
 #              jemalloc: one build each, a "cache on" row each in the
 #              interleaved load rounds, and each one's memory, interleaved
 #   SCALING=0  no 2-worker rows;  EXTRAS=0  no latency and memory parts
@@ -104,8 +104,8 @@ skipped() { echo "skipped	$1" >> "$work/meta.tsv"; echo "($1)" >&2; }
 # One binary per allocator (copied out of target/, so that a build started
 # meanwhile cannot swap it), then the one every other row runs.
 for allocator in $ALLOCATORS; do
-    feature=()
-    [ "$allocator" = glibc ] || feature=(--features "$allocator")
+    feature=(--no-default-features)
+    [ "$allocator" = glibc ] || feature+=(--features "$allocator")
     cargo build --release --quiet --bin jwtgate --example bench_upstream --example bench_token "${feature[@]}"
     cp target/release/jwtgate "$work/jwtgate-$allocator"
 done

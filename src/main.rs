@@ -13,10 +13,10 @@ use jwtgate::demo::{Demo, DevIssuerSettings};
 use jwtgate::token::{self, AuthMethod, ClientAuth, Format, TokenRequest};
 use jwtgate::{Config, check, logging};
 
-// Another allocator than the system's, only to measure it (benches/load.sh
-// ALLOCATORS=…); the default build keeps glibc's malloc.
-#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
-compile_error!("the mimalloc and jemalloc features each set the global allocator: enable one");
+// jemalloc by default: its background thread gives freed pages back to the
+// system, so the buffers an idle connection let go leave RSS too (glibc's
+// malloc keeps them). mimalloc, if asked for, takes precedence
+// (benches/load.sh ALLOCATORS=…); --no-default-features is glibc.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
