@@ -342,11 +342,29 @@ for round in $(seq 1 "$ROUNDS"); do
             "http://127.0.0.1:$port/" > "$work/mem-wrk.txt"
         loaded=$(awk '/VmRSS/ {print $2}' "/proc/$mem_pid/status")
         peak=$(awk '/VmHWM/ {print $2}' "/proc/$mem_pid/status")
+        # Then the issue's target case: the 10 000 tokens cached, 1000
+        # keep-alive connections idle after one request each, settled.
+        settled=$(python3 - "$port" "$token" "$mem_pid" <<'PY'
+import socket, sys, time
+port, token, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+time.sleep(3)
+held = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(f"GET / HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    held.append(s)
+time.sleep(3)
+print(next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")))
+PY
+)
         metrics=$(curl -fs "http://127.0.0.1:$((port + 1000))/metrics")
         lookups=$(echo "$metrics" | awk '/^jwtgate_token_cache_lookups_total/ {sum += $2} END {print sum}')
         misses=$(echo "$metrics" | awk '/^jwtgate_token_cache_lookups_total\{result="miss"\}/ {print $2}')
         kill "$mem_pid"; wait "$mem_pid" 2>/dev/null || true
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$idle" "$loaded" "$peak" "$misses" "$lookups" >> "$work/memory.tsv"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$idle" "$loaded" "$peak" "$misses" "$lookups" "$settled" >> "$work/memory.tsv"
         echo "memory round $round: $variant: idle $((idle / 1024)) MiB, loaded $((loaded / 1024)) MiB" >&2
         port=$((port + 1))
     done

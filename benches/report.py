@@ -63,8 +63,8 @@ def load(work, clk):
         }
     latency = [(key, name, float(p50), float(p99)) for key, name, p50, p99 in read_tsv(os.path.join(work, "latency.tsv"))]
     memory = OrderedDict()
-    for variant, idle, loaded, peak, misses, lookups in read_tsv(os.path.join(work, "memory.tsv")):
-        memory.setdefault(variant, []).append((int(idle), int(loaded), int(peak), misses, lookups))
+    for variant, idle, loaded, peak, misses, lookups, settled in read_tsv(os.path.join(work, "memory.tsv")):
+        memory.setdefault(variant, []).append((int(idle), int(loaded), int(peak), misses, lookups, int(settled)))
     idle_path = os.path.join(work, "idle.json")
     idle = json.load(open(idle_path)) if os.path.exists(idle_path) else None
     return meta, load_rows, latency, memory, idle
@@ -151,14 +151,14 @@ def markdown(meta, rows, latency, memory, idle, plots):
             out.append(f"| {name} | {p50:.3f} | {p99:.3f} | {added} |")
 
     if memory:
-        out += ["", "| jwtgate memory (median of rounds) | RSS idle | RSS, 1000 keep-alive connections × 10 000 distinct tokens | peak | cache misses / lookups |",
-                "| --- | ---: | ---: | ---: | ---: |"]
+        out += ["", "| jwtgate memory (median of rounds) | RSS idle | RSS, 1000 keep-alive connections × 10 000 distinct tokens | peak | cache misses / lookups | then 1000 idle keep-alive connections, settled 3 s |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for variant, measured in memory.items():
             label = "jwtgate" if variant == "default" else f"jwtgate, allocator: {variant}"
             last = measured[-1]
             out.append(f"| {label} | {mib(statistics.median(m[0] for m in measured))} | "
                        f"{mib(statistics.median(m[1] for m in measured))} | {mib(statistics.median(m[2] for m in measured))} | "
-                       f"{last[3]} / {last[4]} |")
+                       f"{last[3]} / {last[4]} | {mib(statistics.median(m[5] for m in measured))} |")
 
     if idle:
         counts = idle["counts"]

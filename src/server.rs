@@ -197,7 +197,9 @@ where
                         // hyper-util's auto builder ignores http1_only/http2_only
                         // when it serves upgrades, so the version is checked here.
                         let spoken = if version == http::Version::HTTP_2 { protocols.http2 } else { protocols.http1 };
-                        let response = spoken.then(|| handler(request, peer.clone()));
+                        // On the heap once: hyper moves the service's future
+                        // several times per request, and the handler's is kilobytes.
+                        let response = spoken.then(|| Box::pin(handler(request, peer.clone())));
                         let draining = Arc::clone(&draining);
                         async move {
                             let mut response = match response {

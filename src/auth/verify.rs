@@ -344,7 +344,9 @@ async fn verify_with(
     let verified_by = match verify_signature(issuer, token)? {
         Attempt::Done(result) => result?,
         Attempt::NoKey(generation) => {
-            if !issuer.keys.refetch_for_unknown_kid(generation).await {
+            // Boxed: the fetch is rare, and inline it would make every
+            // request's future (moved several times per request) kilobytes larger.
+            if !Box::pin(issuer.keys.refetch_for_unknown_kid(generation)).await {
                 return Err(AuthFailure::UnknownKey);
             }
             match verify_signature(issuer, token)? {

@@ -130,7 +130,7 @@ impl<B: RequestBody> Pool<B> {
             return Ok(Connection::Http2(shared));
         }
         if self.connector.always_http2() {
-            return self.open_shared_http2(deadline).await;
+            return Box::pin(self.open_shared_http2(deadline)).await;
         }
         let wait_until = (Instant::now() + self.place_wait).min(deadline);
         loop {
@@ -138,7 +138,7 @@ impl<B: RequestBody> Pool<B> {
                 return Ok(Connection::Http1(lease));
             }
             if let Ok(place) = Arc::clone(&self.places).try_acquire_owned() {
-                return self.open(place).await;
+                return Box::pin(self.open(place)).await;
             }
             // At the cap: wait for a connection to come back or to close.
             // Listening starts before the queue is looked at again, so a
@@ -153,7 +153,7 @@ impl<B: RequestBody> Pool<B> {
                 biased;
                 place = Arc::clone(&self.places).acquire_owned() => {
                     let place = place.map_err(|_| CheckoutError::Busy)?;
-                    return self.open(place).await;
+                    return Box::pin(self.open(place)).await;
                 }
                 () = returned => continue,
                 () = tokio::time::sleep_until(wait_until) => return Err(CheckoutError::Busy),
