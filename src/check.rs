@@ -251,7 +251,7 @@ pub async fn online(config: &Config) -> (String, Online) {
                 let set = snapshot.as_ref().map(|s| &s.keys);
                 for key in set.map(KeySet::keys).unwrap_or_default() {
                     let alg = key.alg.map_or_else(|| "any".to_string(), |a| format!("{a:?}"));
-                    let kid = key.kid.as_deref().unwrap_or("(no kid)");
+                    let kid = key.kid().unwrap_or("(no kid)");
                     let _ = writeln!(out, "  kid {kid}  type {:?}  alg {alg}", key.kind);
                 }
                 match set.and_then(|set| unusable_keys(set, issuer, &format!("issuers[{i}].algorithms"))) {

@@ -57,7 +57,7 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
                             .keys
                             .keys()
                             .iter()
-                            .map(|k| format!("{} ({:?})", k.kid.as_deref().unwrap_or("no kid"), k.kind))
+                            .map(|k| format!("{} ({:?})", k.kid().unwrap_or("no kid"), k.kind))
                             .collect()
                     })
                     .unwrap_or_default();

@@ -15,7 +15,7 @@ use super::locations::TokenLocation;
 use super::projection::{ClaimPlan, HeaderClaim, HeaderSlot, Kept, ScopeSlot, ValueSlot};
 use super::token::{self, Unverified};
 use crate::config::{IssuerConfig, TENANT, Tenants};
-use crate::keys::{IssuerKeys, VerifyingKey};
+use crate::keys::{IssuerKeys, KeyBinding, VerifyingKey};
 
 /// Proof that a token passed every check; the only way to get one is
 /// [`Authenticator::verify`]. Cheap to clone: cached tokens share it.
@@ -27,15 +27,17 @@ pub struct Verified(Arc<Identity>);
 #[derive(Debug)]
 pub struct Identity {
     profile: Arc<IssuerProfile>,
-    kid: Option<Box<str>>,
+    /// The token named its key by `kid` (and so can be vouched for after
+    /// the key set changes, while that name means the same key).
+    named_its_key: bool,
     /// Only the claims the configuration reads (see [`ClaimPlan`]).
     kept: Kept,
     /// `exp` plus leeway, in seconds since the epoch: not valid from then on.
     valid_until: f64,
     /// The key-snapshot generation it was verified against.
     generation: u64,
-    /// The fingerprint of the key that verified the signature.
-    key: [u8; 32],
+    /// The `kid` and fingerprint of the key that verified the signature.
+    key: Arc<KeyBinding>,
 }
 
 /// What later steps need to know of the issuer that vouched for a token.
@@ -61,8 +63,9 @@ impl Verified {
         self.0.profile.token_from.contains(location)
     }
 
+    /// The `kid` the token named, if it named one.
     pub fn kid(&self) -> Option<&str> {
-        self.0.kid.as_deref()
+        self.0.key.kid.as_deref().filter(|_| self.0.named_its_key)
     }
 
     /// `sub`, when it is a string.
@@ -105,11 +108,15 @@ impl Verified {
             Some(snapshot) if snapshot.generation == identity.generation => true,
             // Keys changed: only a token that named its key can be vouched
             // for, and only while that name still means the same key.
-            Some(snapshot) => identity
-                .kid
-                .as_deref()
-                .and_then(|kid| snapshot.keys.by_kid(kid))
-                .is_some_and(|key| key.fingerprint == identity.key),
+            Some(snapshot) => {
+                identity.named_its_key
+                    && identity
+                        .key
+                        .kid
+                        .as_deref()
+                        .and_then(|kid| snapshot.keys.by_kid(kid))
+                        .is_some_and(|key| key.binding.fingerprint == identity.key.fingerprint)
+            }
             None => false,
         }
     }
@@ -186,7 +193,7 @@ pub struct Authenticator {
 enum Attempt {
     /// Verified against the snapshot of this generation by the key with
     /// this fingerprint, or refused.
-    Done(Result<(u64, [u8; 32]), AuthFailure>),
+    Done(Result<(u64, Arc<KeyBinding>), AuthFailure>),
     /// No key fits; a refetch may help. Carries the snapshot generation seen.
     NoKey(u64),
 }
@@ -306,7 +313,7 @@ impl Authenticator {
         };
         let verified = Verified(Arc::new(Identity {
             profile: Arc::clone(&issuer.profile),
-            kid: parsed.kid.map(String::into_boxed_str),
+            named_its_key: parsed.kid.is_some(),
             kept: self.plan.project(&claims, &issuer.scope_claims, claims_rewritten),
             valid_until: exp + issuer.leeway_secs as f64,
             generation,
@@ -327,7 +334,7 @@ async fn verify_with(
     token: &Unverified<'_>,
     now: u64,
     trace: &mut impl Trace,
-) -> Result<(u64, [u8; 32]), AuthFailure> {
+) -> Result<(u64, Arc<KeyBinding>), AuthFailure> {
     if !issuer.algorithms.contains(&token.alg) {
         return Err(AuthFailure::AlgorithmNotAllowed);
     }
@@ -386,7 +393,7 @@ fn verify_signature(issuer: &Issuer, token: &Unverified<'_>) -> Result<Attempt, 
     };
     let (keys, generation) = (&snapshot.keys, snapshot.generation);
     let done = |key: &VerifyingKey, ok: bool| {
-        Attempt::Done(if ok { Ok((generation, key.fingerprint)) } else { Err(AuthFailure::BadSignature) })
+        Attempt::Done(if ok { Ok((generation, Arc::clone(&key.binding))) } else { Err(AuthFailure::BadSignature) })
     };
     if let Some(kid) = &token.kid {
         return Ok(match keys.by_kid(kid) {

@@ -7,5 +7,5 @@ pub mod set;
 pub mod store;
 
 pub use fetch::{FetchError, Fetcher, FetcherError};
-pub use set::{KeyKind, KeySet, VerifyingKey};
+pub use set::{KeyBinding, KeyKind, KeySet, VerifyingKey};
 pub use store::{FetchOutcome, IssuerKeys, Snapshot};

@@ -3,6 +3,8 @@
 //! keys ready to verify (one per algorithm the key may be used with), so a
 //! request pays for the signature check alone; lookups allocate nothing.
 
+use std::sync::Arc;
+
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,19 +51,31 @@ pub const MAX_SIGNATURE_BYTES: usize = 1024;
 /// One usable public key with everything needed to verify with it.
 #[derive(Clone)]
 pub struct VerifyingKey {
-    pub kid: Option<String>,
+    /// Its `kid` and fingerprint, shared with every cached verification
+    /// the key made (a pointer in each cache entry instead of a copy).
+    pub binding: Arc<KeyBinding>,
     pub kind: KeyKind,
     /// The JWK's own `alg`, which pins the only algorithm it may verify.
     pub alg: Option<Algorithm>,
     /// The key parsed once for each algorithm it accepts.
     verifiers: Vec<(Algorithm, ParsedPublicKey)>,
-    /// SHA-256 of the key's type and public key bytes: what a cached
-    /// verification is bound to, so a different key published under the
-    /// same `kid` vouches for nothing verified with the old one.
+}
+
+/// What a cached verification is bound to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyBinding {
+    pub kid: Option<Box<str>>,
+    /// SHA-256 of the key's type and public key bytes, so a different key
+    /// published under the same `kid` vouches for nothing verified with
+    /// the old one.
     pub fingerprint: [u8; 32],
 }
 
 impl VerifyingKey {
+    pub fn kid(&self) -> Option<&str> {
+        self.binding.kid.as_deref()
+    }
+
     /// Whether a token signed with `alg` may be verified by this key.
     pub fn accepts(&self, alg: Algorithm) -> bool {
         KeyKind::for_algorithm(alg) == Some(self.kind) && self.alg.is_none_or(|pinned| pinned == alg)
@@ -136,7 +150,7 @@ impl KeySet {
 
     /// The key with this `kid`, if present (whatever its type).
     pub fn by_kid(&self, kid: &str) -> Option<&VerifyingKey> {
-        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+        self.keys.iter().find(|k| k.kid() == Some(kid))
     }
 
     /// For a token without `kid`: the keys that could verify `alg`, at most
@@ -198,7 +212,8 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
     material.extend_from_slice(&public_key);
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material).as_ref());
-    Ok(VerifyingKey { kid: jwk.common.key_id, kind, alg, verifiers, fingerprint })
+    let binding = Arc::new(KeyBinding { kid: jwk.common.key_id.map(String::into_boxed_str), fingerprint });
+    Ok(VerifyingKey { binding, kind, alg, verifiers })
 }
 
 pub use crate::config::SUPPORTED_ALGORITHMS;
