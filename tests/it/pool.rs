@@ -79,6 +79,16 @@ impl RawUpstream {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Waits (5 s at most) until a connection has ended.
+    async fn wait_for_a_close(&self) {
+        let closed = async {
+            while self.closed() == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), closed).await.expect("the upstream connection was closed");
+    }
+
     fn requests(&self) -> Vec<(String, Vec<u8>)> {
         self.requests.lock().unwrap().clone()
     }
@@ -241,13 +251,7 @@ async fn a_client_that_stops_reading_loses_its_place_after_send_timeout() {
     assert_eq!(upstream.connections(), 1);
 
     // Both ends go within one and a half send timeouts of the stall.
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while upstream.closed() == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the upstream connection was closed");
+    upstream.wait_for_a_close().await;
     let next = tokio::time::timeout(Duration::from_secs(5), status(reqwest::Method::GET, gateway.url("/next"), ""));
     assert_eq!(next.await.expect("the stalled client's connection was closed"), 200);
     assert_eq!(upstream.connections(), 2);
@@ -274,12 +278,6 @@ async fn an_http2_stream_with_no_window_loses_its_upstream_connection_after_send
     let response = response.await.unwrap();
     assert_eq!(response.status(), 200);
 
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while upstream.closed() == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the upstream connection was closed");
+    upstream.wait_for_a_close().await;
     drop(response);
 }
