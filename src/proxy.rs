@@ -305,6 +305,7 @@ impl Upstream {
                     (sender.try_send_request(request).await, None, None)
                 }
                 Connection::Http1(mut lease) => {
+                    in_origin_form(&mut request)?;
                     let copy = lease
                         .idle_for
                         .is_some_and(|idle| idle > RESEND_AFTER_IDLE)
@@ -327,6 +328,19 @@ impl Upstream {
         }
         Err(Failure::Exhausted)
     }
+}
+
+/// HTTP/1 sends the origin form, as `prepare` made it; a request an HTTP/2
+/// connection handed back unsent carries the absolute form it was given
+/// there, and must not reach an HTTP/1 upstream that way.
+fn in_origin_form<B>(request: &mut Request<B>) -> Result<(), Failure> {
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        let mut uri = std::mem::take(request.uri_mut()).into_parts();
+        uri.scheme = None;
+        uri.authority = None;
+        *request.uri_mut() = Uri::from_parts(uri).map_err(|_| Failure::Unsendable)?;
+    }
+    Ok(())
 }
 
 /// Attempts at most per request (each on another connection).
@@ -397,4 +411,21 @@ fn upstream_host(scheme: &Scheme, authority: &Authority) -> HeaderValue {
         _ => authority.as_str(),
     };
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_handed_back_by_http2_goes_to_http1_in_origin_form() {
+        let mut request = Request::new(());
+        *request.uri_mut() = Uri::from_static("http://upstream:9000/a/b?c=1");
+        assert!(in_origin_form(&mut request).is_ok());
+        assert_eq!(request.uri().to_string(), "/a/b?c=1");
+        let mut prepared = Request::new(());
+        *prepared.uri_mut() = Uri::from_static("/x?y");
+        assert!(in_origin_form(&mut prepared).is_ok());
+        assert_eq!(prepared.uri().to_string(), "/x?y");
+    }
 }
