@@ -60,8 +60,19 @@ impl Listeners {
 /// Where the configuration came from, to read it again on SIGHUP (and, with
 /// `watch`, when the file changes).
 pub struct Reload {
-    pub path: PathBuf,
-    pub watch: bool,
+    path: PathBuf,
+    watch: bool,
+    /// The file as it was before it was read: a change made while the
+    /// gateway starts counts as a change.
+    seen: Option<crate::reload::Stamp>,
+}
+
+impl Reload {
+    /// Made before the configuration is read, for the stamp's sake.
+    pub fn new(path: PathBuf, watch: bool) -> Reload {
+        let seen = crate::reload::stamp_now(&path);
+        Reload { path, watch, seen }
+    }
 }
 
 /// A running gateway. [`App::stop`] drains it; dropping it aborts it.
@@ -101,8 +112,8 @@ impl App {
         let admin = listeners
             .admin
             .map(|listener| tokio::spawn(run_admin(Arc::clone(&shared), listener, until(admin_stopped))));
-        let reloads = reload.map(|Reload { path, watch }| {
-            Reloader::new(path, Arc::clone(&shared), config.clone(), tls.clone()).spawn(watch)
+        let reloads = reload.map(|Reload { path, watch, seen }| {
+            Reloader::new(path, Arc::clone(&shared), config.clone(), tls.clone()).spawn(watch, seen)
         });
         let admin_shown = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
         let watch = reloads.is_some();

@@ -132,6 +132,8 @@ fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitC
 /// The gateway's life: load the configuration before binding anything,
 /// bind, serve until SIGTERM/SIGINT, drain, exit 0 ([`App`] does the wiring).
 fn run(path: &Path, watch: bool) -> ExitCode {
+    // Before the file is read: a change from here on triggers a reload.
+    let reload = Reload::new(path.to_path_buf(), watch);
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -144,7 +146,6 @@ fn run(path: &Path, watch: bool) -> ExitCode {
         let started = match Listeners::bind(&config).await {
             Ok(listeners) => {
                 let stop_signal = shutdown_signal();
-                let reload = Reload { path: path.to_path_buf(), watch };
                 App::start(&config, listeners, Some(reload)).await.map(|app| (app, stop_signal))
             }
             Err(error) => Err(error),

@@ -75,11 +75,12 @@ impl Reloader {
     /// until the task is aborted. SIGHUP is handled from this call on, not
     /// from the task's first poll, so a reload asked for right after start
     /// is not the signal's default action (which ends the process).
-    pub fn spawn(self, watch: bool) -> tokio::task::JoinHandle<()> {
+    /// `seen` is the file as it was before the running configuration was
+    /// read, so that a change made while the gateway started (the keys
+    /// loading, the listeners binding) counts as a change: a stamp taken
+    /// here would miss it (seen under load in `operations::watch_reloads_…`).
+    pub fn spawn(self, watch: bool, seen: Option<Stamp>) -> tokio::task::JoinHandle<()> {
         let hangups = hangup_signals();
-        // The file as it is now, not when the task first runs: a change
-        // made in between must count as a change (seen under load).
-        let seen = std::fs::metadata(&self.path).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len())));
         tokio::spawn(self.run(hangups, seen, watch))
     }
 
@@ -130,6 +131,14 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))
     .collect()
+}
+
+/// A file's modification time and size.
+pub type Stamp = (SystemTime, u64);
+
+/// The file's stamp now, blocking (before the runtime's work begins).
+pub fn stamp_now(path: &std::path::Path) -> Option<Stamp> {
+    std::fs::metadata(path).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len())))
 }
 
 /// The file's modification time and size, read without blocking the runtime.
