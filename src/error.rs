@@ -8,6 +8,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::auth::{AuthFailure, CredentialError};
+use crate::metrics::Reason;
 
 /// Seconds a client is told to wait while an issuer's keys are loading.
 const KEYS_RETRY_AFTER: &str = "5";
@@ -31,11 +32,11 @@ impl ScopeFailure {
         }
     }
 
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            Self::Issuer => "issuer_not_allowed",
-            Self::Scopes | Self::AnyScopes => "insufficient_scope",
-            Self::Claims => "claims_mismatch",
+            Self::Issuer => Reason::IssuerNotAllowed,
+            Self::Scopes | Self::AnyScopes => Reason::InsufficientScope,
+            Self::Claims => Reason::ClaimsMismatch,
         }
     }
 }
@@ -121,15 +122,25 @@ impl Refusal {
         }
     }
 
-    /// A label for logs and metrics: the auth failure reason where there is one.
+    /// The `reason` of `jwtgate_auth_failures_total`, for a refusal of
+    /// the client's credentials; `None` for the others.
+    pub fn auth_reason(&self) -> Option<Reason> {
+        match self {
+            Self::MissingToken => Some(Reason::MissingToken),
+            Self::InvalidRequest(_) => Some(Reason::InvalidRequest),
+            Self::InvalidToken(failure) => Some(failure.reason()),
+            Self::InsufficientScope { failure, .. } => Some(failure.reason()),
+            Self::KeysUnavailable => Some(Reason::KeysUnavailable),
+            _ => None,
+        }
+    }
+
+    /// A label for logs: the auth failure reason where there is one.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::InvalidToken(failure) => failure.reason(),
-            Self::InsufficientScope { failure, .. } => failure.reason(),
-            Self::KeysUnavailable => AuthFailure::KeysUnavailable.reason(),
             Self::BadPath(_) => "bad_path",
             Self::UpstreamBusy => "upstream_busy",
-            other => other.code(),
+            other => other.auth_reason().map_or_else(|| other.code(), Reason::label),
         }
     }
 

@@ -38,32 +38,55 @@ impl Outcome {
     }
 }
 
-/// Every `reason` label of `jwtgate_auth_failures_total`.
-pub const AUTH_FAILURE_REASONS: [&str; 20] = [
-    "missing_token",
-    "invalid_request",
-    "token_too_large",
-    "malformed_token",
-    "unsupported_crit",
-    "alg_not_allowed",
-    "wrong_issuer",
-    "keys_unavailable",
-    "unknown_kid",
-    "key_mismatch",
-    "bad_signature",
-    "missing_exp",
-    "bad_time_claim",
-    "expired",
-    "not_yet_valid",
-    "wrong_audience",
-    "insufficient_scope",
-    "claims_mismatch",
-    "issuer_not_allowed",
-    "other",
-];
+/// Declares [`Reason`] from one list, so its variants, their labels and
+/// the counters indexed by them cannot drift apart: a new refusal reason is
+/// a new line here, and the exhaustive matches that map failures onto it
+/// (`AuthFailure::reason`, `ScopeFailure::reason`) fail to compile until
+/// it has one.
+macro_rules! reasons {
+    ($($variant:ident => $label:literal,)*) => {
+        /// The `reason` label of `jwtgate_auth_failures_total`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reason {
+            $($variant,)*
+        }
 
-fn reason_index(reason: &str) -> usize {
-    AUTH_FAILURE_REASONS.iter().position(|r| *r == reason).unwrap_or(AUTH_FAILURE_REASONS.len() - 1)
+        impl Reason {
+            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    MissingToken => "missing_token",
+    InvalidRequest => "invalid_request",
+    TokenTooLarge => "token_too_large",
+    MalformedToken => "malformed_token",
+    UnsupportedCrit => "unsupported_crit",
+    AlgNotAllowed => "alg_not_allowed",
+    WrongIssuer => "wrong_issuer",
+    KeysUnavailable => "keys_unavailable",
+    UnknownKid => "unknown_kid",
+    KeyMismatch => "key_mismatch",
+    BadSignature => "bad_signature",
+    MissingExp => "missing_exp",
+    BadTimeClaim => "bad_time_claim",
+    Expired => "expired",
+    NotYetValid => "not_yet_valid",
+    WrongAudience => "wrong_audience",
+    WrongType => "wrong_type",
+    LifetimeTooLong => "lifetime_too_long",
+    MissingClaim => "missing_claim",
+    WrongLocation => "wrong_location",
+    InsufficientScope => "insufficient_scope",
+    ClaimsMismatch => "claims_mismatch",
+    IssuerNotAllowed => "issuer_not_allowed",
 }
 
 const STATUSES: usize = 500; // 100..=599
@@ -72,9 +95,10 @@ const DURATION_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Auth failures and JWKS fetches of one issuer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IssuerCounters {
-    failures: [AtomicU64; AUTH_FAILURE_REASONS.len()],
+    /// Indexed by [`Reason`].
+    failures: [AtomicU64; Reason::ALL.len()],
     fetch_ok: AtomicU64,
     fetch_not_modified: AtomicU64,
     fetch_error: AtomicU64,
@@ -88,9 +112,20 @@ pub enum FetchResult {
     Error,
 }
 
+impl Default for IssuerCounters {
+    fn default() -> Self {
+        IssuerCounters {
+            failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            fetch_ok: AtomicU64::new(0),
+            fetch_not_modified: AtomicU64::new(0),
+            fetch_error: AtomicU64::new(0),
+        }
+    }
+}
+
 impl IssuerCounters {
-    pub fn auth_failure(&self, reason: &str) {
-        self.failures[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+    pub fn auth_failure(&self, reason: Reason) {
+        self.failures[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn fetch(&self, result: FetchResult) {
@@ -147,7 +182,7 @@ impl Metrics {
     }
 
     /// An auth failure; `issuer` when the token named a configured one.
-    pub fn auth_failure(&self, issuer: Option<&IssuerCounters>, reason: &str) {
+    pub fn auth_failure(&self, issuer: Option<&IssuerCounters>, reason: Reason) {
         issuer.unwrap_or(&self.unattributed).auth_failure(reason);
     }
 
@@ -250,10 +285,10 @@ impl Collector for Scrape {
         )?;
         let attributed = self.issuers.iter().map(|k| (k.issuer(), k.counters()));
         for (issuer, counters) in std::iter::once(("", &m.unattributed)).chain(attributed) {
-            for (reason, value) in AUTH_FAILURE_REASONS.iter().zip(&counters.failures) {
+            for (reason, value) in Reason::ALL.iter().zip(&counters.failures) {
                 let count = load(value);
                 if count > 0 {
-                    counter(&mut family.encode_family(&[("issuer", issuer), ("reason", reason)])?, count)?;
+                    counter(&mut family.encode_family(&[("issuer", issuer), ("reason", reason.label())])?, count)?;
                 }
             }
         }
@@ -358,7 +393,7 @@ mod tests {
         metrics.request(Outcome::Allowed, 200);
         metrics.request(Outcome::Allowed, 200);
         metrics.request(Outcome::Refused, 401);
-        metrics.auth_failure(None, "missing_token");
+        metrics.auth_failure(None, Reason::MissingToken);
         metrics.upstream_duration(Duration::from_millis(3));
         let _guard = metrics.in_flight();
         let text = metrics.render::<crate::keys::IssuerKeys>(&[]);
@@ -374,9 +409,26 @@ mod tests {
         assert!(text.contains("jwtgate_in_flight_requests 1"), "{text}");
     }
 
+    /// Issue 18: four reasons were counted as `other` because the table was
+    /// looked up by string. Every reason is now its own series.
     #[test]
-    fn unknown_reasons_are_counted_as_other() {
-        assert_eq!(AUTH_FAILURE_REASONS[reason_index("no such reason")], "other");
-        assert_eq!(AUTH_FAILURE_REASONS[reason_index("expired")], "expired");
+    fn every_refusal_reason_is_exported_under_its_own_label() {
+        let metrics = Arc::new(Metrics::default());
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "Reason::ALL is in declaration order");
+            for _ in 0..=i {
+                metrics.auth_failure(None, *reason);
+            }
+        }
+        let text = metrics.render::<crate::keys::IssuerKeys>(&[]);
+        let mut labels = std::collections::HashSet::new();
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            let label = reason.label();
+            assert!(labels.insert(label), "{label} is used twice");
+            assert!(label.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{label}");
+            let line = format!("jwtgate_auth_failures_total{{issuer=\"\",reason=\"{label}\"}} {}", i + 1);
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("reason=\"other\""), "{text}");
     }
 }

@@ -24,6 +24,8 @@ mod verify;
 pub use projection::{ClaimPlan, HeaderClaim, HeaderSlot, ScopeSlot, ValueSlot};
 pub use verify::{Authenticator, Rejected, Trace, Verified};
 
+use crate::metrics::Reason;
+
 /// Why the credentials could not be read at all, before any token check:
 /// `error.rs` turns it into the HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,27 +97,28 @@ impl AuthFailure {
         }
     }
 
-    /// A short stable label for logs and metrics.
-    pub fn reason(self) -> &'static str {
+    /// Its `reason` in logs and metrics: an exhaustive match, so a new
+    /// failure cannot be counted under another's label.
+    pub fn reason(self) -> Reason {
         match self {
-            Self::TooLarge => "token_too_large",
-            Self::NotJwt | Self::BadHeader | Self::BadPayload => "malformed_token",
-            Self::UnsupportedCritical => "unsupported_crit",
-            Self::AlgorithmNotAllowed => "alg_not_allowed",
-            Self::MissingIssuer | Self::UnknownIssuer => "wrong_issuer",
-            Self::KeysUnavailable => "keys_unavailable",
-            Self::UnknownKey => "unknown_kid",
-            Self::KeyMismatch => "key_mismatch",
-            Self::BadSignature => "bad_signature",
-            Self::MissingExp => "missing_exp",
-            Self::BadTimeClaim => "bad_time_claim",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::MissingAudience | Self::WrongAudience => "wrong_audience",
-            Self::WrongType => "wrong_type",
-            Self::LifetimeTooLong => "lifetime_too_long",
-            Self::MissingRequiredClaim => "missing_claim",
-            Self::WrongLocation => "wrong_location",
+            Self::TooLarge => Reason::TokenTooLarge,
+            Self::NotJwt | Self::BadHeader | Self::BadPayload => Reason::MalformedToken,
+            Self::UnsupportedCritical => Reason::UnsupportedCrit,
+            Self::AlgorithmNotAllowed => Reason::AlgNotAllowed,
+            Self::MissingIssuer | Self::UnknownIssuer => Reason::WrongIssuer,
+            Self::KeysUnavailable => Reason::KeysUnavailable,
+            Self::UnknownKey => Reason::UnknownKid,
+            Self::KeyMismatch => Reason::KeyMismatch,
+            Self::BadSignature => Reason::BadSignature,
+            Self::MissingExp => Reason::MissingExp,
+            Self::BadTimeClaim => Reason::BadTimeClaim,
+            Self::Expired => Reason::Expired,
+            Self::NotYetValid => Reason::NotYetValid,
+            Self::MissingAudience | Self::WrongAudience => Reason::WrongAudience,
+            Self::WrongType => Reason::WrongType,
+            Self::LifetimeTooLong => Reason::LifetimeTooLong,
+            Self::MissingRequiredClaim => Reason::MissingClaim,
+            Self::WrongLocation => Reason::WrongLocation,
         }
     }
 }

@@ -31,7 +31,9 @@ impl Gateway {
             AuthMode::Optional | AuthMode::Required => {
                 locations::find(headers, query, &self.token_locations, self.max_token_bytes).map_err(|error| {
                     let refusal = Refusal::from(error);
-                    self.metrics.auth_failure(None, refusal.reason());
+                    if let Some(reason) = refusal.auth_reason() {
+                        self.metrics.auth_failure(None, reason);
+                    }
                     refusal
                 })?
             }
@@ -61,12 +63,14 @@ impl Gateway {
                     return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
                 }
                 route.authorize(verified).inspect_err(|refusal| {
-                    self.metrics.auth_failure(Some(verified.issuer_keys().counters()), refusal.reason());
+                    if let Some(reason) = refusal.auth_reason() {
+                        self.metrics.auth_failure(Some(verified.issuer_keys().counters()), reason);
+                    }
                 })?;
                 self.identity.values(verified, token)
             }
             (None, AuthMode::Required) => {
-                self.metrics.auth_failure(None, "missing_token");
+                self.metrics.auth_failure(None, Reason::MissingToken);
                 return Err(Refusal::MissingToken);
             }
             (None, _) => {
