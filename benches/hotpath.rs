@@ -49,7 +49,7 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| table.find(black_box(&Method::GET), black_box("/elsewhere/42")).name().len())
     });
 
-    let upstream = Upstream::new(&config.upstream, config.server.send_timeout).unwrap();
+    let upstream = Upstream::new("default", &config.upstream, config.server.send_timeout).unwrap();
     let client = Peer::new("192.0.2.10:51234".parse().unwrap(), false);
     let request = Request::builder()
         .method(Method::GET)

@@ -33,7 +33,7 @@ pub fn handle<B>(request: &Request<B>, shared: &SharedGateway) -> Response<Full<
             }
         }
         "/metrics" => {
-            let text = gateway.metrics().render(gateway.issuer_keys());
+            let text = gateway.render_metrics();
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
             response

@@ -30,6 +30,7 @@
 //! demo, reload, check, explain, token
 //! admin         /healthz, /readyz, /metrics
 //! gateway       the request path above; forward_auth, method_override, cors, upgrade beside it
+//! access        each answer's access-log line and route metrics, written when its body ends
 //! proxy         Upstream::prepare accepts only an Admitted, which only Gateway::admit makes
 //! pool          upstream connections: reuse, max_connections, idle and stalled ones closed
 //! routes, auth, keys, error, metrics, headers, form, resource_metadata
@@ -39,6 +40,7 @@
 //! config        the TOML file → typed values; uses only path (a leaf)
 //! ```
 
+pub(crate) mod access;
 pub(crate) mod admin;
 pub mod app;
 pub mod auth;

@@ -6,6 +6,8 @@
 
 use std::error::Error as _;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,7 +35,22 @@ pub const REQUEST_TIMED_OUT: &str = "request did not complete in time";
 /// check made on the head, and no common API reads request trailers.
 pub enum UpstreamBody {
     Streamed(Incoming),
+    /// Streamed, its bytes counted for the access log.
+    Counted(Incoming, Arc<AtomicU64>),
     Read(Option<Bytes>),
+}
+
+impl UpstreamBody {
+    /// This body, its bytes added to `counter` as they go.
+    pub fn counted(self, counter: Arc<AtomicU64>) -> UpstreamBody {
+        match self {
+            UpstreamBody::Streamed(body) | UpstreamBody::Counted(body, _) => UpstreamBody::Counted(body, counter),
+            UpstreamBody::Read(bytes) => {
+                counter.store(bytes.as_ref().map_or(0, |b| b.len() as u64), Ordering::Relaxed);
+                UpstreamBody::Read(bytes)
+            }
+        }
+    }
 }
 
 impl Body for UpstreamBody {
@@ -42,32 +59,46 @@ impl Body for UpstreamBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            UpstreamBody::Streamed(body) => loop {
-                match std::task::ready!(Pin::new(&mut *body).poll_frame(cx)) {
-                    Some(Ok(frame)) if frame.is_trailers() => continue,
-                    other => return Poll::Ready(other),
+            UpstreamBody::Streamed(body) => without_trailers(body, cx),
+            UpstreamBody::Counted(body, counter) => {
+                let frame = std::task::ready!(without_trailers(body, cx));
+                if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()).and_then(Frame::data_ref) {
+                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-            },
+                Poll::Ready(frame)
+            }
             UpstreamBody::Read(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Streamed(body) => body.is_end_stream(),
+            UpstreamBody::Streamed(body) | UpstreamBody::Counted(body, _) => body.is_end_stream(),
             UpstreamBody::Read(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpstreamBody::Streamed(body) => body.size_hint(),
+            UpstreamBody::Streamed(body) | UpstreamBody::Counted(body, _) => body.size_hint(),
             UpstreamBody::Read(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
 }
 
+/// The client's body frames, its trailers dropped (see [`UpstreamBody`]).
+fn without_trailers(body: &mut Incoming, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    loop {
+        match std::task::ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            Some(Ok(frame)) if frame.is_trailers() => continue,
+            other => return Poll::Ready(other),
+        }
+    }
+}
+
 pub struct Upstream {
+    /// `NAME` of `[upstreams.NAME]`, or `default` for `[upstream]`: for the access log.
+    name: Arc<str>,
     pool: Pool<UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
@@ -175,11 +206,12 @@ impl<'r> Admitted<'r> {
 
 impl Upstream {
     /// Fails when the upstream's TLS files cannot be used.
-    pub fn new(config: &UpstreamConfig, send_timeout: Duration) -> Result<Upstream, Problem> {
+    pub fn new(name: &str, config: &UpstreamConfig, send_timeout: Duration) -> Result<Upstream, Problem> {
         let scheme = config.origin.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = config.origin.authority().cloned().unwrap_or_else(|| Authority::from_static("localhost"));
         let host = upstream_host(&scheme, &authority);
         Ok(Upstream {
+            name: name.into(),
             pool: Pool::new(config, send_timeout)?,
             scheme,
             authority,
@@ -189,6 +221,10 @@ impl Upstream {
             forward_authorization: config.forward_authorization,
             preserve_host: config.preserve_host,
         })
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// Whether credentials (`Authorization`, a token cookie) go on to the upstream.

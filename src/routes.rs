@@ -43,6 +43,8 @@ pub struct Route<U = ()> {
     scope_hint: String,
     /// Where this route sends requests.
     upstream: U,
+    /// Its place in the table: configured routes from 0, the default last.
+    index: usize,
 }
 
 /// Where a verified token keeps what a route's rules read (see [`ClaimPlan`]),
@@ -95,6 +97,7 @@ impl<U: Clone> RouteTable<U> {
         };
         let mut default = Route::new(&default, upstreams, plan)?;
         default.name = "(default)".into();
+        default.index = configs.len();
         let mut probe_methods =
             vec![Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
         probe_methods.extend(Method::from_bytes(b"UNKNOWN-OVERRIDE"));
@@ -104,7 +107,11 @@ impl<U: Clone> RouteTable<U> {
             }
         }
         Ok(RouteTable {
-            routes: configs.iter().map(|config| Route::new(config, upstreams, plan)).collect::<Result<_, _>>()?,
+            routes: configs
+                .iter()
+                .enumerate()
+                .map(|(index, config)| Ok(Route { index, ..Route::new(config, upstreams, plan)? }))
+                .collect::<Result<_, String>>()?,
             default,
             case_sensitive,
             probe_methods,
@@ -139,6 +146,11 @@ impl<U> RouteTable<U> {
     pub fn routes(&self) -> &[Route<U>] {
         &self.routes
     }
+
+    /// Every route in [`Route::index`] order: the configured ones, then the default.
+    pub fn all(&self) -> impl Iterator<Item = &Route<U>> {
+        self.routes.iter().chain(std::iter::once(&self.default))
+    }
 }
 
 impl<U: Clone> Route<U> {
@@ -171,6 +183,7 @@ impl<U: Clone> Route<U> {
             cors: config.cors.as_ref().map(Cors::new),
             scope_hint,
             upstream,
+            index: 0,
         })
     }
 }
@@ -178,6 +191,11 @@ impl<U: Clone> Route<U> {
 impl<U> Route<U> {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its place in the table: configured routes from 0, the default last.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// The route's demands, for `jwtgate explain`.

@@ -20,7 +20,7 @@ impl Gateway {
         let Ask { method, path, query, deadline, at } = ask;
         // 2. Match a route.
         let route = self.routes.find(method, path);
-        notes.route = Some(route.name());
+        notes.route = Some(route);
         notes.cors = route.cors();
         // 3. Identity headers come only from us, on every route.
         self.identity.strip(headers);

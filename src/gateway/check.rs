@@ -13,7 +13,7 @@ impl Gateway {
         mut headers: HeaderMap,
         deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
-    ) -> Result<Response<Body>, Refusal> {
+    ) -> Result<Response<Answered>, Refusal> {
         // The edge forwards the path as the client wrote it: approved only
         // if no server could read it differently from the canonical form.
         let path = path::normalize(&original.path).map_err(Refusal::BadPath)?;

@@ -6,14 +6,15 @@ mod admit;
 mod check;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tracing::info;
 
+use crate::access::{Answer, BytesIn, Line, Record, Recorded};
 use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::locations::{self, TokenLocation};
@@ -25,7 +26,7 @@ use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
-use crate::metrics::{Metrics, Outcome, Reason};
+use crate::metrics::{Metrics, Outcome, Reason, RouteSeries};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, ResponseBody, Upstream, UpstreamBody};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
@@ -37,8 +38,10 @@ use crate::upgrade;
 use crate::{headers, path};
 use admit::Ask;
 
-/// What the gateway answers with: the upstream's streamed body or its own.
-pub type Body = Either<ResponseBody, Full<Bytes>>;
+/// An answer's body: the upstream's, or the gateway's own.
+pub type Answered = Either<ResponseBody, Full<Bytes>>;
+/// [`Answered`], written to the access log and metrics when it ends.
+pub type Body = Recorded<Answered>;
 
 /// The gateway of the current configuration, swapped whole on reload.
 pub type SharedGateway = Arc<arc_swap::ArcSwap<Gateway>>;
@@ -76,6 +79,8 @@ pub struct Gateway {
     resource_metadata: Option<ResourceMetadata>,
     keys: Vec<Arc<IssuerKeys>>,
     metrics: Arc<Metrics>,
+    /// Each route's series, by [`Route::index`].
+    route_series: Vec<Arc<RouteSeries>>,
     request_ids: RequestIds,
     method_override: MethodOverride,
     websocket_idle_timeout: Duration,
@@ -91,7 +96,12 @@ pub struct Decision<'a> {
 /// What the access log and metrics say of a request beyond its status.
 #[derive(Default)]
 struct Notes<'a> {
-    route: Option<&'a str>,
+    route: Option<&'a GatewayRoute>,
+    /// Where the request body's bytes are counted as they stream, for the
+    /// access log of a body without a declared length.
+    body_counter: Option<Arc<AtomicU64>>,
+    /// The request went to the route's upstream (the access log names it).
+    sent_upstream: bool,
     /// The caller, once known (shared with the cache: no copy).
     verified: Option<Verified>,
     /// Forwarded without a verified token (public route, or optional without one).
@@ -102,10 +112,16 @@ struct Notes<'a> {
     cors: Option<&'a Cors>,
 }
 
-impl Notes<'_> {
-    fn subject(&self) -> Option<&str> {
-        self.verified.as_ref().and_then(Verified::subject)
+/// The access log's `bytes_in`: the declared length, or a counter the
+/// request body will feed on its way upstream.
+fn bytes_in(request: &Request<Incoming>, notes: &mut Notes<'_>) -> BytesIn {
+    use hyper::body::Body as _;
+    if let Some(length) = request.body().size_hint().exact() {
+        return BytesIn::Declared(length);
     }
+    let counter = Arc::new(AtomicU64::new(0));
+    notes.body_counter = Some(Arc::clone(&counter));
+    BytesIn::Counted(counter)
 }
 
 impl Gateway {
@@ -137,13 +153,14 @@ impl Gateway {
             keys.push(store);
         }
         let send_timeout = config.server.send_timeout;
-        let upstream = |upstream| Upstream::new(upstream, send_timeout).map(Arc::new).map_err(GatewayError::Upstream);
+        let upstream =
+            |name, upstream| Upstream::new(name, upstream, send_timeout).map(Arc::new).map_err(GatewayError::Upstream);
         let upstreams = Upstreams {
-            default: upstream(&config.upstream)?,
+            default: upstream("default", &config.upstream)?,
             named: config
                 .upstreams
                 .iter()
-                .map(|(name, config)| Ok((name.clone(), upstream(config)?)))
+                .map(|(name, config)| Ok((name.clone(), upstream(name, config)?)))
                 .collect::<Result<_, GatewayError>>()?,
         };
         // Every reader of claims registers what it reads; verified tokens keep only that.
@@ -151,6 +168,7 @@ impl Gateway {
         let routes = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes, &mut plan)
             .map_err(GatewayError::Routes)?;
         let identity = IdentityHeaders::new(&config.headers, &mut plan);
+        let route_series = routes.all().map(|route| metrics.route_series(route.name())).collect();
         Ok(Gateway {
             challenge: Challenge {
                 realm: config.server.realm.clone(),
@@ -172,6 +190,7 @@ impl Gateway {
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
             keys,
             metrics,
+            route_series,
             request_ids: RequestIds::new(),
             method_override: config.server.method_override,
             websocket_idle_timeout: config.server.websocket_idle_timeout,
@@ -185,6 +204,11 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The Prometheus text of every series this configuration updates.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.keys, &self.route_series)
     }
 
     /// What the request path decides for a request with this method, path
@@ -229,34 +253,48 @@ impl Gateway {
         let started = Instant::now();
         let request_id = self.request_ids.take_or_make(request.headers());
         request.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
-        // Kept for the access log; cloning a Uri only bumps reference counts.
         let method = request.method().clone();
-        let uri = request.uri().clone();
         let grpc = crate::error::is_grpc(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
         let mut notes = Notes::default();
+        // The access log's view of the request, taken before it moves on;
+        // cloning a Uri or a HeaderValue only bumps reference counts.
+        let line = Line::wanted().then(|| {
+            Line::new(
+                request_id.clone(),
+                request.uri().clone(),
+                peer.addr.ip(),
+                request.headers().get(http::header::USER_AGENT).cloned(),
+                request.version(),
+                peer.tls,
+                bytes_in(&request, &mut notes),
+            )
+        });
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let result = self.try_handle(request, peer, deadline, &mut notes).await;
-        // Hundredths of a millisecond: enough to read, short to scan.
-        let latency_ms = (started.elapsed().as_micros() / 10) as f64 / 100.0;
-        let id = request_id.to_str().unwrap_or("");
-        let mut response = match result {
+        let series = Arc::clone(notes.route.map_or(self.metrics.unrouted(), |r| &self.route_series[r.index()]));
+        let upstream = (line.is_some() && notes.sent_upstream)
+            .then_some(notes.route)
+            .flatten()
+            .map(|route| Arc::clone(route.upstream().name()));
+        let (answer, mut response) = match result {
             Ok(response) => {
                 let outcome = if notes.anonymous { Outcome::Public } else { Outcome::Allowed };
                 let status = response.status().as_u16();
-                self.metrics.request(outcome, status);
-                info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
-                      route = notes.route, latency_ms, sub = notes.subject(), "request");
-                response
+                let answer = Answer { outcome, status, reason: None, upstream, subject: notes.verified.take() };
+                (answer, response)
             }
             Err(refusal) => {
                 let outcome = if refusal.is_upstream_error() { Outcome::UpstreamError } else { Outcome::Refused };
                 let status = refusal.status().as_u16();
-                self.metrics.request(outcome, status);
-                info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
-                      reason = refusal.reason(), route = notes.route, latency_ms,
-                      sub = notes.subject(), "request");
+                let record = Answer {
+                    outcome,
+                    status,
+                    reason: Some(refusal.reason()),
+                    upstream,
+                    subject: notes.verified.take(),
+                };
                 // A forward-auth check is answered in the edge's terms: a
                 // gRPC-style refusal is an HTTP 200, which edges read as "allow".
                 let answer = if grpc && !notes.check {
@@ -273,14 +311,15 @@ impl Gateway {
                 {
                     *answer.status_mut() = StatusCode::FORBIDDEN;
                 }
-                answer
+                (record, answer)
             }
         };
         if let Some(cors) = notes.cors {
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
-        response
+        let record = Record::answered(series, method, started, answer, line);
+        response.map(|body| Recorded::new(body, record))
     }
 
     async fn try_handle<'a>(
@@ -289,7 +328,7 @@ impl Gateway {
         peer: Peer,
         deadline: tokio::time::Instant,
         notes: &mut Notes<'a>,
-    ) -> Result<Response<Body>, Refusal> {
+    ) -> Result<Response<Answered>, Refusal> {
         let (mut parts, body) = request.into_parts();
         if let Some(metadata) = self.resource_metadata.as_ref().filter(|m| m.serves(&parts.method, parts.uri.path())) {
             notes.anonymous = true;
@@ -320,7 +359,10 @@ impl Gateway {
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
         // 3. The method the request will be served as, overrides included.
         let judge = Judge { routes: &self.routes, policy: self.method_override };
-        let (judged, body) = judge.inline(&parts, body, &path, uri.query(), deadline).await?;
+        let (judged, mut body) = judge.inline(&parts, body, &path, uri.query(), deadline).await?;
+        if let Some(counter) = notes.body_counter.take() {
+            body = body.counted(counter);
+        }
         // 4. A CORS preflight for a route with [routes.cors] is answered
         //    here: it never reaches a handler. The route is the one for the
         //    method the preflight asks about.
@@ -329,7 +371,7 @@ impl Gateway {
             let for_asked = self.routes.find(&asked, &path);
             let route = if for_asked.cors().is_some() { for_asked } else { self.routes.find(&Method::OPTIONS, &path) };
             if let Some(policy) = route.cors() {
-                notes.route = Some(route.name());
+                notes.route = Some(route);
                 notes.anonymous = true;
                 return policy.preflight(&parts.headers).map(|answer| answer.map(Either::Right));
             }
@@ -347,8 +389,9 @@ impl Gateway {
             websocket.ask(upstream_request.headers_mut());
         }
         let sent = Instant::now();
+        notes.sent_upstream = true;
         let mut response = upstream.send(upstream_request, deadline).await?;
-        self.metrics.upstream_duration(sent.elapsed());
+        self.route_series[route.index()].upstream_duration(sent.elapsed());
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A 101 the client did not ask for would leave its connection
             // in a state nobody agreed on.

@@ -19,7 +19,7 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {line:?}"));
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number in {line:?}"));
-        assert!(series.starts_with("jwtgate_"), "{line:?}");
+        assert!(series.starts_with("jwtgate_") || series.starts_with("process_"), "{line:?}");
         samples.insert(series.to_string(), value);
     }
     samples
@@ -73,14 +73,15 @@ async fn metrics_parse_and_move() {
     let m = metrics(&gateway).await;
     let issuer = &idp.issuer;
     let expect = [
-        ("jwtgate_requests_total{outcome=\"allowed\",status=\"200\"}".to_string(), 3.0),
-        ("jwtgate_requests_total{outcome=\"refused\",status=\"401\"}".to_string(), 2.0),
-        ("jwtgate_requests_total{outcome=\"upstream_error\",status=\"504\"}".to_string(), 1.0),
+        (r#"jwtgate_requests_total{route="(default)",method="GET",outcome="allowed",status="200"}"#.into(), 3.0),
+        (r#"jwtgate_requests_total{route="(default)",method="GET",outcome="refused",status="401"}"#.into(), 2.0),
+        (r#"jwtgate_requests_total{route="(default)",method="GET",outcome="upstream_error",status="504"}"#.into(), 1.0),
+        (r#"jwtgate_request_duration_seconds_count{route="(default)"}"#.into(), 6.0),
         ("jwtgate_auth_failures_total{issuer=\"\",reason=\"missing_token\"}".to_string(), 1.0),
         (format!("jwtgate_auth_failures_total{{issuer=\"{issuer}\",reason=\"expired\"}}"), 1.0),
         (format!("jwtgate_jwks_fetches_total{{issuer=\"{issuer}\",result=\"ok\"}}"), 1.0),
         (format!("jwtgate_jwks_keys{{issuer=\"{issuer}\"}}"), 1.0),
-        ("jwtgate_upstream_duration_seconds_count".to_string(), 3.0),
+        (r#"jwtgate_upstream_duration_seconds_count{route="(default)"}"#.into(), 3.0),
         ("jwtgate_in_flight_requests".to_string(), 0.0),
     ];
     for (series, value) in expect {
@@ -329,6 +330,13 @@ async fn json_logs_parse_and_never_contain_the_token() {
     assert_eq!(get(&binary.url("/orders"), Some(&wrong)).await.0, 401);
     assert_eq!(get(&binary.url("/orders"), Some("not.a.jwt")).await.0, 401);
     assert_eq!(get(&binary.url("/admin"), Some(&token)).await.0, 403);
+    // A chunked body of 11 bytes, whose length is counted as it streams.
+    let chunked = format!(
+        "POST /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nUser-Agent: probe/1.0\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+    );
+    let answer = raw(format!("127.0.0.1:{}", binary.port).parse().unwrap(), chunked.as_bytes()).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
     binary.signal("-TERM");
     let (_, lines) = binary.wait().await;
     let mut requests = Vec::new();
@@ -344,10 +352,26 @@ async fn json_logs_parse_and_never_contain_the_token() {
             requests.push(entry);
         }
     }
-    assert_eq!(requests.len(), 4, "{lines:#?}");
+    assert_eq!(requests.len(), 5, "{lines:#?}");
     assert_eq!(requests[0]["status"], 200);
     assert_eq!(requests[0]["outcome"], "allowed");
     assert_eq!(requests[0]["sub"], "user-1");
+    // Issue 18: who asked, over what, and how much went each way.
+    assert_eq!(requests[0]["client_ip"], "127.0.0.1");
+    assert_eq!(requests[0]["protocol"], "HTTP/1.1");
+    assert_eq!(requests[0]["tls"], false);
+    assert_eq!(requests[0]["upstream"], "default");
+    assert_eq!(requests[0]["route"], "(default)");
+    assert_eq!(requests[0]["bytes_in"], 0);
+    assert!(requests[0]["bytes_out"].as_u64().is_some_and(|n| n > 0), "{}", requests[0]);
+    assert!(requests[0]["latency_ms"].as_f64().is_some(), "{}", requests[0]);
+    assert!(requests[0].get("complete").is_none(), "only an answer cut short says so: {}", requests[0]);
+    assert_eq!(requests[4]["user_agent"], "probe/1.0");
+    assert_eq!(requests[4]["method"], "POST");
+    assert_eq!(requests[4]["bytes_in"], 11, "{}", requests[4]);
+    // A refusal's body is the gateway's JSON: its length is what was sent.
+    assert!(requests[1]["bytes_out"].as_u64().is_some_and(|n| n > 20), "{}", requests[1]);
+    assert!(requests[1].get("upstream").is_none(), "a refusal went to no upstream: {}", requests[1]);
     assert_eq!(requests[1]["reason"], "wrong_audience");
     assert_eq!(
         (requests[3]["status"].as_u64(), requests[3]["sub"].as_str()),

@@ -52,6 +52,13 @@ async fn rfc_9068_typ_lifetime_and_required_claims() {
         assert_refused(&answer, 401, "invalid_token", "token lacks a claim this issuer requires");
     }
     assert_eq!(upstream.count(), 3);
+    // Issue 18: these reasons were counted as `other`.
+    let metrics = gateway.metrics_text().await;
+    for (reason, count) in [("wrong_type", 3), ("lifetime_too_long", 1), ("missing_claim", 3)] {
+        let line = format!("jwtgate_auth_failures_total{{issuer=\"{}\",reason=\"{reason}\"}} {count}\n", idp.issuer);
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
+    assert!(!metrics.contains("reason=\"other\""), "{metrics}");
 }
 
 #[tokio::test]

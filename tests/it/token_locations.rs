@@ -72,6 +72,10 @@ async fn an_issuer_that_only_takes_the_header_refuses_cookie_and_query_tokens() 
     let response = client().get(w.gateway.url("/x")).bearer_auth(&api).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(w.upstream.count(), 1);
+    // Issue 18: counted under its own reason, not `other`.
+    let metrics = w.gateway.metrics_text().await;
+    let line = format!("jwtgate_auth_failures_total{{issuer=\"{}\",reason=\"wrong_location\"}} 2\n", w.api.issuer);
+    assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
 
     let answer = w.send("/x?access_token=%3Cscript%3E", None).await;
     assert_eq!(answer.0, 400);

@@ -394,6 +394,11 @@ impl TestGateway {
         format!("http://{}{path}", self.admin_addr)
     }
 
+    /// The admin listener's `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        client().get(self.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
     pub async fn wait_for_keys(&self) {
         for _ in 0..500 {
             if self.gateway.issuer_keys().iter().all(|k| k.has_keys()) {

@@ -7,14 +7,26 @@
 //! per-issuer ones in [`IssuerCounters`], which travel with the issuer's key
 //! store (kept across reloads when the issuer did not change).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+
+mod process;
+mod series;
+
+pub use series::RouteSeries;
+
+/// `jwtgate_build_info` labels.
+const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+const BUILD_COMMIT: &str = match option_env!("JWTGATE_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
 
 /// `outcome` label values of `jwtgate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +101,6 @@ reasons! {
     IssuerNotAllowed => "issuer_not_allowed",
 }
 
-const STATUSES: usize = 500; // 100..=599
-/// Upper bounds of `jwtgate_upstream_duration_seconds` buckets.
-const DURATION_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
 /// Auth failures and JWKS fetches of one issuer.
 #[derive(Debug)]
 pub struct IssuerCounters {
@@ -141,14 +148,14 @@ impl IssuerCounters {
 /// Process-wide series.
 #[derive(Debug)]
 pub struct Metrics {
-    /// `outcome × (status - 100)`.
-    requests: Vec<AtomicU64>,
+    /// Every route label a configuration has had, so a reload that keeps a
+    /// route keeps its counters (locked only while a gateway is built).
+    routes: Mutex<Vec<Arc<RouteSeries>>>,
+    /// Requests answered before any route was chosen (a malformed path, the
+    /// resource metadata): `route=""`.
+    unrouted: Arc<RouteSeries>,
     /// Failures with no issuer to name (no token, or an unknown `iss`).
     unattributed: IssuerCounters,
-    /// Observations per bucket, not cumulative; above the last bound only in the count.
-    duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_nanos: AtomicU64,
     in_flight: AtomicI64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -161,11 +168,9 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            requests: (0..Outcome::ALL.len() * STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            routes: Mutex::new(Vec::new()),
+            unrouted: Arc::new(RouteSeries::new("")),
             unattributed: IssuerCounters::default(),
-            duration_buckets: Default::default(),
-            duration_count: AtomicU64::new(0),
-            duration_sum_nanos: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
@@ -176,24 +181,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, outcome: Outcome, status: u16) {
-        let status = usize::from(status).clamp(100, 599) - 100;
-        self.requests[outcome as usize * STATUSES + status].fetch_add(1, Ordering::Relaxed);
+    /// The series of the route labelled `label`: the one it had before
+    /// (a reload keeps its counters), else a new one.
+    pub fn route_series(&self, label: &str) -> Arc<RouteSeries> {
+        let mut routes = self.routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(series) = routes.iter().find(|s| s.label() == label) {
+            return Arc::clone(series);
+        }
+        let series = Arc::new(RouteSeries::new(label));
+        routes.push(Arc::clone(&series));
+        series
+    }
+
+    /// The series of requests answered before a route was chosen.
+    pub fn unrouted(&self) -> &Arc<RouteSeries> {
+        &self.unrouted
     }
 
     /// An auth failure; `issuer` when the token named a configured one.
     pub fn auth_failure(&self, issuer: Option<&IssuerCounters>, reason: Reason) {
         issuer.unwrap_or(&self.unattributed).auth_failure(reason);
-    }
-
-    pub fn upstream_duration(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        // One bucket per observation; the encoder makes them cumulative.
-        if let Some(i) = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.duration_count.fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub fn token_cache_lookup(&self, hit: bool) {
@@ -216,11 +223,18 @@ impl Metrics {
         InFlight(Arc::clone(self))
     }
 
-    /// The Prometheus text exposition of everything, for `GET /metrics`.
-    pub fn render<K: KeyFacts + 'static>(self: &Arc<Self>, issuers: &[Arc<K>]) -> String {
+    /// The Prometheus text exposition of everything, for `GET /metrics`:
+    /// the series of `routes` (the current configuration's) and `issuers`.
+    pub fn render<K: KeyFacts + 'static>(self: &Arc<Self>, issuers: &[Arc<K>], routes: &[Arc<RouteSeries>]) -> String {
         let issuers = issuers.iter().map(|keys| Arc::clone(keys) as Arc<dyn KeyFacts>).collect();
+        let mut distinct: Vec<Arc<RouteSeries>> = vec![Arc::clone(&self.unrouted)];
+        for series in routes {
+            if !distinct.iter().any(|s| Arc::ptr_eq(s, series)) {
+                distinct.push(Arc::clone(series));
+            }
+        }
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Scrape { metrics: Arc::clone(self), issuers }));
+        registry.register_collector(Box::new(Scrape { metrics: Arc::clone(self), issuers, routes: distinct }));
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
@@ -253,6 +267,7 @@ pub trait KeyFacts: std::fmt::Debug + Send + Sync {
 struct Scrape {
     metrics: Arc<Metrics>,
     issuers: Vec<Arc<dyn KeyFacts>>,
+    routes: Vec<Arc<RouteSeries>>,
 }
 
 impl Collector for Scrape {
@@ -262,19 +277,32 @@ impl Collector for Scrape {
 
         let mut family = encoder.encode_descriptor(
             "jwtgate_requests",
-            "Requests answered, by outcome and status",
+            "Requests answered, by route, method, outcome and status",
             None,
             MetricType::Counter,
         )?;
-        for outcome in Outcome::ALL {
-            for status in 0..STATUSES {
-                let count = load(&m.requests[outcome as usize * STATUSES + status]);
-                if count > 0 {
-                    let status = (status + 100).to_string();
-                    let labels = [("outcome", outcome.label()), ("status", status.as_str())];
-                    counter(&mut family.encode_family(&labels)?, count)?;
-                }
+        for route in &self.routes {
+            for (method, outcome, status, count) in route.requests.series() {
+                let status = status.to_string();
+                let labels =
+                    [("route", route.label()), ("method", method), ("outcome", outcome), ("status", status.as_str())];
+                counter(&mut family.encode_family(&labels)?, count)?;
             }
+            let overflow = load(&route.requests.overflow);
+            if overflow > 0 {
+                let labels = [("route", route.label()), ("method", "other"), ("outcome", "other"), ("status", "other")];
+                counter(&mut family.encode_family(&labels)?, overflow)?;
+            }
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_request_duration_seconds",
+            "Time from a request's head to the end of its answer, by route",
+            None,
+            MetricType::Histogram,
+        )?;
+        for route in self.routes.iter().filter(|r| load(&r.request_duration.count) > 0) {
+            route.request_duration.encode(family.encode_family(&[("route", route.label())])?)?;
         }
 
         let mut family = encoder.encode_descriptor(
@@ -295,19 +323,13 @@ impl Collector for Scrape {
 
         let mut family = encoder.encode_descriptor(
             "jwtgate_upstream_duration_seconds",
-            "Time from sending a request upstream to its response head",
+            "Time from sending a request upstream to its response head, by route",
             None,
             MetricType::Histogram,
         )?;
-        let buckets: Vec<(f64, u64)> =
-            DURATION_BUCKETS.iter().zip(&m.duration_buckets).map(|(bound, n)| (*bound, load(n))).collect();
-        let sum = load(&m.duration_sum_nanos) as f64 / 1e9;
-        family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            sum,
-            load(&m.duration_count),
-            &buckets,
-            None,
-        )?;
+        for route in self.routes.iter().filter(|r| load(&r.upstream_duration.count) > 0) {
+            route.upstream_duration.encode(family.encode_family(&[("route", route.label())])?)?;
+        }
 
         let mut family = encoder.encode_descriptor(
             "jwtgate_jwks_fetches",
@@ -375,6 +397,37 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         family.encode_gauge(&(m.websocket_sessions.load(Ordering::Relaxed) as i64))?;
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_build_info",
+            "The running build: version and commit",
+            None,
+            MetricType::Gauge,
+        )?;
+        family.encode_family(&[("version", BUILD_VERSION), ("commit", BUILD_COMMIT)])?.encode_gauge(&1i64)?;
+
+        let process = process::Process::read();
+        let gauges = [
+            ("process_resident_memory_bytes", "Resident memory size in bytes", process.resident_memory_bytes),
+            ("process_open_fds", "Open file descriptors", process.open_fds),
+            ("process_max_fds", "The limit on open file descriptors", process.max_fds),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(value) = value {
+                encoder.encode_descriptor(name, help, None, MetricType::Gauge)?.encode_gauge(&(value as i64))?;
+            }
+        }
+        if let Some(seconds) = process.start_time_seconds {
+            let help = "Start time of the process since the Unix epoch, in seconds";
+            encoder
+                .encode_descriptor("process_start_time_seconds", help, None, MetricType::Gauge)?
+                .encode_gauge(&seconds)?;
+        }
+        if let Some(seconds) = process.cpu_seconds {
+            let help = "User and system CPU time spent, in seconds";
+            let mut family = encoder.encode_descriptor("process_cpu_seconds", help, None, MetricType::Counter)?;
+            family.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&seconds, None)?;
+        }
         Ok(())
     }
 }
@@ -386,27 +439,57 @@ fn counter(encoder: &mut prometheus_client::encoding::MetricEncoder<'_>, value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
+    use std::time::Duration;
 
     #[test]
     fn renders_prometheus_text() {
         let metrics = Arc::new(Metrics::default());
-        metrics.request(Outcome::Allowed, 200);
-        metrics.request(Outcome::Allowed, 200);
-        metrics.request(Outcome::Refused, 401);
+        let orders = metrics.route_series("/orders");
+        orders.request(&Method::GET, Outcome::Allowed, 200, Duration::from_micros(900));
+        orders.request(&Method::GET, Outcome::Allowed, 200, Duration::from_millis(3));
+        orders.request(&Method::from_bytes(b"PROPFIND").unwrap(), Outcome::Refused, 401, Duration::from_micros(40));
+        orders.upstream_duration(Duration::from_millis(3));
+        metrics.unrouted().request(&Method::GET, Outcome::Refused, 400, Duration::from_micros(20));
         metrics.auth_failure(None, Reason::MissingToken);
-        metrics.upstream_duration(Duration::from_millis(3));
         let _guard = metrics.in_flight();
-        let text = metrics.render::<crate::keys::IssuerKeys>(&[]);
-        assert!(text.contains("# TYPE jwtgate_requests_total counter"), "{text}");
-        assert!(text.contains("jwtgate_requests_total{outcome=\"allowed\",status=\"200\"} 2"), "{text}");
-        assert!(text.contains("jwtgate_requests_total{outcome=\"refused\",status=\"401\"} 1"), "{text}");
-        assert!(text.contains("jwtgate_auth_failures_total{issuer=\"\",reason=\"missing_token\"} 1"), "{text}");
-        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
-        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"10\"} 1"), "{text}");
-        assert!(text.contains("jwtgate_upstream_duration_seconds_bucket{le=\"+Inf\"} 1"), "{text}");
-        assert!(text.contains("jwtgate_upstream_duration_seconds_count 1"), "{text}");
-        assert!(text.contains("jwtgate_in_flight_requests 1"), "{text}");
+        let text = metrics.render::<crate::keys::IssuerKeys>(&[], &[Arc::clone(&orders), Arc::clone(&orders)]);
+        let lines = [
+            "# TYPE jwtgate_requests_total counter",
+            "jwtgate_requests_total{route=\"/orders\",method=\"GET\",outcome=\"allowed\",status=\"200\"} 2",
+            "jwtgate_requests_total{route=\"/orders\",method=\"other\",outcome=\"refused\",status=\"401\"} 1",
+            "jwtgate_requests_total{route=\"\",method=\"GET\",outcome=\"refused\",status=\"400\"} 1",
+            "jwtgate_request_duration_seconds_bucket{route=\"/orders\",le=\"0.0001\"} 1",
+            "jwtgate_request_duration_seconds_bucket{route=\"/orders\",le=\"0.001\"} 2",
+            "jwtgate_request_duration_seconds_bucket{route=\"/orders\",le=\"+Inf\"} 3",
+            "jwtgate_request_duration_seconds_count{route=\"/orders\"} 3",
+            "jwtgate_upstream_duration_seconds_bucket{route=\"/orders\",le=\"0.0025\"} 0",
+            "jwtgate_upstream_duration_seconds_bucket{route=\"/orders\",le=\"0.005\"} 1",
+            "jwtgate_upstream_duration_seconds_count{route=\"/orders\"} 1",
+            "jwtgate_auth_failures_total{issuer=\"\",reason=\"missing_token\"} 1",
+            "jwtgate_in_flight_requests 1",
+            "# TYPE process_cpu_seconds_total counter",
+            "# TYPE process_resident_memory_bytes gauge",
+            "# TYPE process_open_fds gauge",
+            "# TYPE process_start_time_seconds gauge",
+        ];
+        for line in lines {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        let build = format!("jwtgate_build_info{{version=\"{BUILD_VERSION}\",commit=\"{BUILD_COMMIT}\"}} 1");
+        assert!(text.contains(&build), "{build} missing from:\n{text}");
+        // A route given twice (two routes, one label) is one set of series.
+        assert_eq!(text.matches("jwtgate_request_duration_seconds_count{route=\"/orders\"}").count(), 1, "{text}");
+        // A route that served nothing has no upstream histogram.
+        assert!(!text.contains("jwtgate_upstream_duration_seconds_count{route=\"\"}"), "{text}");
+    }
+
+    #[test]
+    fn a_reload_that_keeps_a_route_keeps_its_series() {
+        let metrics = Metrics::default();
+        let before = metrics.route_series("/a");
+        assert!(Arc::ptr_eq(&before, &metrics.route_series("/a")));
+        assert!(!Arc::ptr_eq(&before, &metrics.route_series("/b")));
     }
 
     /// Issue 18: four reasons were counted as `other` because the table was
@@ -420,7 +503,7 @@ mod tests {
                 metrics.auth_failure(None, *reason);
             }
         }
-        let text = metrics.render::<crate::keys::IssuerKeys>(&[]);
+        let text = metrics.render::<crate::keys::IssuerKeys>(&[], &[]);
         let mut labels = std::collections::HashSet::new();
         for (i, reason) in Reason::ALL.iter().enumerate() {
             let label = reason.label();

@@ -1,0 +1,205 @@
+//! What is written of each request once its answer is over: the access-log
+//! line and the route's request metrics. The answer's body carries the
+//! [`Record`] and writes it when the body ends, or when it is dropped
+//! before (the client went away), so the bytes sent and the whole duration
+//! are known, as in nginx's log.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Uri, Version};
+use hyper::body::{Body, Frame, SizeHint};
+use tracing::info;
+
+use crate::auth::Verified;
+use crate::metrics::{Outcome, RouteSeries};
+
+/// One request's answer, as counted and logged when it is over.
+pub struct Record {
+    series: Arc<RouteSeries>,
+    method: Method,
+    outcome: Outcome,
+    status: u16,
+    started: Instant,
+    bytes_out: u64,
+    /// Only when `info` lines are written.
+    line: Option<Box<Line>>,
+}
+
+/// What only the log line needs.
+pub struct Line {
+    pub request_id: HeaderValue,
+    pub uri: Uri,
+    pub client_ip: IpAddr,
+    pub user_agent: Option<HeaderValue>,
+    pub version: Version,
+    pub tls: bool,
+    pub bytes_in: BytesIn,
+    /// Set by [`Record::answered`].
+    reason: Option<&'static str>,
+    upstream: Option<Arc<str>>,
+    subject: Option<Verified>,
+}
+
+/// How much of the request's body the client sent.
+pub enum BytesIn {
+    /// Its `Content-Length` (hyper holds the client to it), or none.
+    Declared(u64),
+    /// Counted as it streams, for a body without a declared length.
+    Counted(Arc<AtomicU64>),
+}
+
+impl Line {
+    /// Whether access-log lines are written at all (`RUST_LOG`).
+    pub fn wanted() -> bool {
+        tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO)
+    }
+
+    pub fn new(
+        request_id: HeaderValue,
+        uri: Uri,
+        client_ip: IpAddr,
+        user_agent: Option<HeaderValue>,
+        version: Version,
+        tls: bool,
+        bytes_in: BytesIn,
+    ) -> Line {
+        Line {
+            request_id,
+            uri,
+            client_ip,
+            user_agent,
+            version,
+            tls,
+            bytes_in,
+            reason: None,
+            upstream: None,
+            subject: None,
+        }
+    }
+}
+
+/// What the request path learned of a request, for [`Record::answered`].
+pub struct Answer {
+    pub outcome: Outcome,
+    pub status: u16,
+    /// The refusal's reason, if refused.
+    pub reason: Option<&'static str>,
+    pub upstream: Option<Arc<str>>,
+    pub subject: Option<Verified>,
+}
+
+impl Record {
+    pub fn answered(
+        series: Arc<RouteSeries>,
+        method: Method,
+        started: Instant,
+        answer: Answer,
+        line: Option<Line>,
+    ) -> Record {
+        let line = line.map(|mut line| {
+            line.reason = answer.reason;
+            line.upstream = answer.upstream;
+            line.subject = answer.subject;
+            Box::new(line)
+        });
+        Record { series, method, outcome: answer.outcome, status: answer.status, started, bytes_out: 0, line }
+    }
+
+    fn write(self, complete: bool) {
+        let elapsed = self.started.elapsed();
+        self.series.request(&self.method, self.outcome, self.status, elapsed);
+        let Some(line) = self.line else { return };
+        // Hundredths of a millisecond: enough to read, short to scan.
+        let latency_ms = (elapsed.as_micros() / 10) as f64 / 100.0;
+        let bytes_in = match &line.bytes_in {
+            BytesIn::Declared(n) => *n,
+            BytesIn::Counted(n) => n.load(Ordering::Relaxed),
+        };
+        let route = Some(self.series.label()).filter(|label| !label.is_empty());
+        info!(
+            target: "jwtgate::access",
+            request_id = line.request_id.to_str().unwrap_or(""),
+            method = %self.method,
+            path = line.uri.path(),
+            status = self.status,
+            outcome = self.outcome.label(),
+            reason = line.reason,
+            route,
+            upstream = line.upstream.as_deref(),
+            latency_ms,
+            sub = line.subject.as_ref().and_then(Verified::subject),
+            client_ip = %line.client_ip,
+            user_agent = line.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            protocol = ?line.version,
+            tls = line.tls,
+            bytes_in,
+            bytes_out = self.bytes_out,
+            // Only when the client went away before the answer's end.
+            complete = (!complete).then_some(false),
+            "request"
+        );
+    }
+}
+
+/// An answer's body that writes its [`Record`] when it is over.
+pub struct Recorded<B: Body> {
+    body: B,
+    record: Option<Record>,
+}
+
+impl<B: Body> Recorded<B> {
+    pub fn new(body: B, record: Record) -> Recorded<B> {
+        Recorded { body, record: Some(record) }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(record) = self.record.take() {
+            record.write(complete);
+        }
+    }
+}
+
+impl<B: Body> Drop for Recorded<B> {
+    /// A body nobody polled may still be whole (HEAD, 204, an empty answer).
+    fn drop(&mut self) {
+        let complete = self.body.is_end_stream();
+        self.finish(complete);
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Recorded<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.as_mut().get_mut();
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut()) {
+                    record.bytes_out += data.len() as u64;
+                }
+                if this.body.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Some(Err(_)) => this.finish(false),
+            None => this.finish(true),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
