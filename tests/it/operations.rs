@@ -609,3 +609,73 @@ async fn websocket_sessions_get_a_going_away_close_frame_when_the_grace_ends() {
     assert!(status.success(), "{status:?}\n{}", lines.join("\n"));
     assert!(lines.iter().any(|l| l.contains("grace period over")), "{}", lines.join("\n"));
 }
+
+/// Issue 18: the shipped Grafana dashboard graphs what the gateway exports:
+/// every metric a query names, with every label it filters or groups by,
+/// is on a real gateway's /metrics page once it has served some traffic.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_metrics_the_gateway_exports() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = TestGateway::for_idp(&idp, &upstream, "").await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    for _ in 0..2 {
+        assert_eq!(get(&gateway.url("/"), Some(&token)).await.0, 200);
+    }
+    assert_eq!(get(&gateway.url("/"), None).await.0, 401);
+    // Sample name → the label names it carries.
+    let mut exported: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    for line in gateway.metrics_text().await.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let series = line.rsplit_once(' ').unwrap().0;
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let names = labels.trim_end_matches('}').split(',').filter_map(|l| l.split_once('=')).map(|(k, _)| k.to_string());
+        exported.entry(name.to_string()).or_default().extend(names);
+    }
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/jwtgate.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queries: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+        queries.extend(panel["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()));
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["query"]["query"].as_str() {
+            queries.push(query.to_string());
+        }
+    }
+    let titles: Vec<&str> = dashboard["panels"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap()).collect();
+    for topic in ["by outcome", "by reason", "by issuer", "Latency percentiles", "Key freshness", "cache hit", "memory"] {
+        assert!(titles.iter().any(|t| t.contains(topic)), "no panel for {topic}: {titles:?}");
+    }
+
+    let mut checked = 0;
+    for query in &queries {
+        let mut rest = query.as_str();
+        while let Some(at) = rest.find(|c: char| c.is_ascii_lowercase()) {
+            rest = &rest[at..];
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            let (word, after) = rest.split_at(end);
+            rest = after;
+            if !(word.starts_with("jwtgate_") || word.starts_with("process_")) {
+                continue;
+            }
+            let labels = exported.get(word).unwrap_or_else(|| panic!("{word} (in {query}) is not exported"));
+            // The selector's labels, and the `by (...)` labels of the query.
+            let selector = after.strip_prefix('{').and_then(|s| s.split_once('}')).map_or("", |(s, _)| s);
+            let grouped = query.split("by (").skip(1).filter_map(|s| s.split_once(')')).map(|(g, _)| g);
+            let named = selector
+                .split(',')
+                .filter_map(|m| m.split(['=', '!']).next())
+                .chain(grouped.flat_map(|g| g.split(',')))
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !["job", "instance", "le"].contains(l));
+            for label in named {
+                assert!(labels.contains(label), "{word} has no label {label} (in {query}); it has {labels:?}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} metric references checked");
+}
