@@ -12,17 +12,17 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Uri, Version};
+use http::{HeaderValue, Method, Request, Uri, Version};
 use hyper::body::{Body, Frame, SizeHint};
 use tracing::info;
 
 use crate::auth::Verified;
-use crate::metrics::{Outcome, RouteSeries};
+use crate::metrics::{MethodLabel, Outcome, RouteSeries};
 
 /// One request's answer, as counted and logged when it is over.
 pub struct Record {
     series: Arc<RouteSeries>,
-    method: Method,
+    method: MethodLabel,
     outcome: Outcome,
     status: u16,
     started: Instant,
@@ -33,13 +33,14 @@ pub struct Record {
 
 /// What only the log line needs.
 pub struct Line {
-    pub request_id: HeaderValue,
-    pub uri: Uri,
-    pub client_ip: IpAddr,
-    pub user_agent: Option<HeaderValue>,
-    pub version: Version,
-    pub tls: bool,
-    pub bytes_in: BytesIn,
+    request_id: HeaderValue,
+    method: Method,
+    uri: Uri,
+    client_ip: IpAddr,
+    user_agent: Option<HeaderValue>,
+    version: Version,
+    tls: bool,
+    bytes_in: BytesIn,
     /// Set by [`Record::answered`].
     reason: Option<&'static str>,
     upstream: Option<Arc<str>>,
@@ -60,21 +61,22 @@ impl Line {
         tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO)
     }
 
-    pub fn new(
+    /// The line's view of `request`, taken before it moves on (cloning a
+    /// Uri or a HeaderValue only bumps reference counts).
+    pub fn of<B>(
+        request: &Request<B>,
         request_id: HeaderValue,
-        uri: Uri,
         client_ip: IpAddr,
-        user_agent: Option<HeaderValue>,
-        version: Version,
         tls: bool,
         bytes_in: BytesIn,
     ) -> Line {
         Line {
             request_id,
-            uri,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
             client_ip,
-            user_agent,
-            version,
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
+            version: request.version(),
             tls,
             bytes_in,
             reason: None,
@@ -97,7 +99,7 @@ pub struct Answer {
 impl Record {
     pub fn answered(
         series: Arc<RouteSeries>,
-        method: Method,
+        method: MethodLabel,
         started: Instant,
         answer: Answer,
         line: Option<Line>,
@@ -113,7 +115,7 @@ impl Record {
 
     fn write(self, complete: bool) {
         let elapsed = self.started.elapsed();
-        self.series.request(&self.method, self.outcome, self.status, elapsed);
+        self.series.request(self.method, self.outcome, self.status, elapsed);
         let Some(line) = self.line else { return };
         // Hundredths of a millisecond: enough to read, short to scan.
         let latency_ms = (elapsed.as_micros() / 10) as f64 / 100.0;
@@ -125,7 +127,7 @@ impl Record {
         info!(
             target: "jwtgate::access",
             request_id = line.request_id.to_str().unwrap_or(""),
-            method = %self.method,
+            method = %line.method,
             path = line.uri.path(),
             status = self.status,
             outcome = self.outcome.label(),

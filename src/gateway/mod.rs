@@ -26,7 +26,7 @@ use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
-use crate::metrics::{Metrics, Outcome, Reason, RouteSeries};
+use crate::metrics::{MethodLabel, Metrics, Outcome, Reason, RouteSeries};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, ResponseBody, Upstream, UpstreamBody};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
@@ -253,22 +253,13 @@ impl Gateway {
         let started = Instant::now();
         let request_id = self.request_ids.take_or_make(request.headers());
         request.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
-        let method = request.method().clone();
+        let method = MethodLabel::of(request.method());
         let grpc = crate::error::is_grpc(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
         let mut notes = Notes::default();
-        // The access log's view of the request, taken before it moves on;
-        // cloning a Uri or a HeaderValue only bumps reference counts.
         let line = Line::wanted().then(|| {
-            Line::new(
-                request_id.clone(),
-                request.uri().clone(),
-                peer.addr.ip(),
-                request.headers().get(http::header::USER_AGENT).cloned(),
-                request.version(),
-                peer.tls,
-                bytes_in(&request, &mut notes),
-            )
+            let bytes_in = bytes_in(&request, &mut notes);
+            Line::of(&request, request_id.clone(), peer.addr.ip(), peer.tls, bytes_in)
         });
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;

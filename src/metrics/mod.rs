@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 mod process;
 mod series;
 
-pub use series::RouteSeries;
+pub use series::{MethodLabel, RouteSeries};
 
 /// `jwtgate_build_info` labels.
 const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -446,11 +446,16 @@ mod tests {
     fn renders_prometheus_text() {
         let metrics = Arc::new(Metrics::default());
         let orders = metrics.route_series("/orders");
-        orders.request(&Method::GET, Outcome::Allowed, 200, Duration::from_micros(900));
-        orders.request(&Method::GET, Outcome::Allowed, 200, Duration::from_millis(3));
-        orders.request(&Method::from_bytes(b"PROPFIND").unwrap(), Outcome::Refused, 401, Duration::from_micros(40));
+        orders.request(MethodLabel::of(&Method::GET), Outcome::Allowed, 200, Duration::from_micros(900));
+        orders.request(MethodLabel::of(&Method::GET), Outcome::Allowed, 200, Duration::from_millis(3));
+        orders.request(
+            MethodLabel::of(&Method::from_bytes(b"PROPFIND").unwrap()),
+            Outcome::Refused,
+            401,
+            Duration::from_micros(40),
+        );
         orders.upstream_duration(Duration::from_millis(3));
-        metrics.unrouted().request(&Method::GET, Outcome::Refused, 400, Duration::from_micros(20));
+        metrics.unrouted().request(MethodLabel::of(&Method::GET), Outcome::Refused, 400, Duration::from_micros(20));
         metrics.auth_failure(None, Reason::MissingToken);
         let _guard = metrics.in_flight();
         let text = metrics.render::<crate::keys::IssuerKeys>(&[], &[Arc::clone(&orders), Arc::clone(&orders)]);
