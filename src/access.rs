@@ -168,9 +168,10 @@ impl<B: Body> Recorded<B> {
 }
 
 impl<B: Body> Drop for Recorded<B> {
-    /// A body nobody polled may still be whole (HEAD, 204, an empty answer).
+    /// A body nobody polled may still be whole (204, an empty answer), and
+    /// an answer to HEAD has no body to send.
     fn drop(&mut self) {
-        let complete = self.body.is_end_stream();
+        let complete = self.body.is_end_stream() || self.record.as_ref().is_some_and(|r| r.method.is_head());
         self.finish(complete);
     }
 }
@@ -203,5 +204,51 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Recorded<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use http_body_util::{BodyExt, Full};
+
+    fn answer(status: u16) -> Answer {
+        Answer { outcome: Outcome::Allowed, status, reason: None, upstream: None, subject: None }
+    }
+
+    fn counted(metrics: &Arc<Metrics>, series: &Arc<RouteSeries>, status: u16) -> bool {
+        let line = format!("route=\"/r\",method=\"GET\",outcome=\"allowed\",status=\"{status}\"}} 1\n");
+        metrics.render::<crate::keys::IssuerKeys>(&[], std::slice::from_ref(series)).contains(&line)
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_counted_once_when_its_body_ends_or_is_dropped() {
+        let metrics = Arc::new(Metrics::default());
+        let series = metrics.route_series("/r");
+        let get = MethodLabel::of(&Method::GET);
+
+        let record = Record::answered(Arc::clone(&series), get, Instant::now(), answer(200), None);
+        let body = Recorded::new(Full::new(Bytes::from_static(b"hello")), record);
+        assert!(!counted(&metrics, &series, 200), "not before the body is sent");
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+        assert!(counted(&metrics, &series, 200));
+
+        // Dropped unsent (the client went away): still counted, once.
+        let record = Record::answered(Arc::clone(&series), get, Instant::now(), answer(201), None);
+        drop(Recorded::new(Full::new(Bytes::from_static(b"cut")), record));
+        assert!(counted(&metrics, &series, 201));
+    }
+
+    #[tokio::test]
+    async fn the_record_is_written_with_the_last_frame_not_after_it() {
+        let metrics = Arc::new(Metrics::default());
+        let series = metrics.route_series("/r");
+        let record = Record::answered(series, MethodLabel::of(&Method::GET), Instant::now(), answer(200), None);
+        let mut body = Recorded::new(Full::new(Bytes::from_static(b"0123456789")), record);
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.data_ref().map(Bytes::len), Some(10));
+        // The body knew it was over with its last frame: the record is written.
+        assert!(body.record.is_none());
     }
 }

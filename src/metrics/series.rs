@@ -37,6 +37,10 @@ impl MethodLabel {
             _ => 9,
         })
     }
+
+    pub fn is_head(self) -> bool {
+        self.0 == 1
+    }
 }
 
 /// One histogram's buckets, each counted on its own (the encoder makes
