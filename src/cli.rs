@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::token::{AuthMethod, Format};
 
 #[derive(Debug, Parser)]
-#[command(name = "jwtgate", version, about = "A reverse proxy that admits only requests with a valid bearer JWT")]
+#[command(name = "jwtgate", version = crate::version::LONG, about = "A reverse proxy that admits only requests with a valid bearer JWT")]
 pub struct Cli {
     /// Log line format on stderr (RUST_LOG sets the level: info for run and demo, warn for the rest)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]

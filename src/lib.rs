@@ -35,7 +35,7 @@
 //! routes, auth, keys, error, metrics, headers, form, resource_metadata
 //! server        transport only: accept, serve any handler, drain in phases; idle (buffers let go)
 //! connection    Peer, connection slots, shutdown phases (a leaf)
-//! tls, outbound, logging
+//! tls, outbound, logging, version
 //! config        the TOML file → typed values; uses only path (a leaf)
 //! ```
 
@@ -71,6 +71,7 @@ pub mod server;
 pub mod tls;
 pub mod token;
 pub(crate) mod upgrade;
+pub mod version;
 
 pub use config::Config;
 pub use gateway::Gateway;
