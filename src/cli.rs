@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -108,6 +109,25 @@ pub enum Command {
         #[arg(long)]
         client_secret_file: Option<PathBuf>,
     },
+    /// GET a plain http:// URL; exit 0 on a 2xx answer, 1 otherwise (the image's HEALTHCHECK).
+    ///
+    /// On failure, one line on stderr says why: connection refused, no answer in time, or the status.
+    Probe {
+        /// The URL, e.g. http://127.0.0.1:9901/readyz
+        url: String,
+        /// Give up after this long: resolving, connecting and the answer's head
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        timeout: Duration,
+    },
+}
+
+/// A duration such as "2s" or "500ms", more than zero.
+fn duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 2s or 500ms)"))?;
+    if duration.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(duration)
 }
 
 /// A form field name that does not overwrite one the grant itself sends.

@@ -27,7 +27,7 @@
 //! ```text
 //! main, cli     the command line, over the library
 //! app           the lifecycle: config → gateway → listeners → reload → admin → shutdown
-//! demo, reload, check, explain, token
+//! demo, reload, check, explain, token, probe
 //! admin         /healthz, /readyz, /metrics
 //! gateway       the request path above; forward_auth, method_override, cors, upgrade beside it
 //! proxy         Upstream::prepare accepts only an Admitted, which only Gateway::admit makes
@@ -62,6 +62,7 @@ pub mod metrics;
 pub(crate) mod outbound;
 pub mod path;
 pub mod pool;
+pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub(crate) mod request_id;

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
             let request = TokenRequest { token_url, client_id, auth, audience, audience_param, resources, scope };
             token(&request, format)
         }
+        Command::Probe { url, timeout } => probe(&url, timeout),
     }
 }
 
@@ -322,7 +323,22 @@ fn token(request: &TokenRequest, format: Format) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+/// Exit 0 on a 2xx answer, 1 on anything else (Docker's HEALTHCHECK
+/// reserves 2), with one line on stderr saying why.
+fn probe(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let runtime = match runtime_with(Some(1)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(jwtgate::probe::probe(url, timeout)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("probe {url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed
 /// when this is called, not when first polled, so a signal sent right after
 /// the caller announced itself is not lost to the default action.

@@ -1,9 +1,16 @@
 //! Issue 18, shipping: the binary as it is packaged and installed.
-//! `--version` names the release and the commit it was built from.
+//! `--version` names the release and the commit it was built from; `probe`
+//! is the image's HEALTHCHECK.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use hyper::Request;
+use serde_json::json;
+
+use crate::support::*;
 
 /// `jwtgate ARGS` with its output, without blocking the test's runtime
 /// (the servers it talks to run on it).
@@ -60,5 +67,76 @@ async fn version_names_the_release_and_the_commit_it_was_built_from() {
         && let Some(head) = git_head()
     {
         assert_eq!(commit, head, "--version names another commit than HEAD");
+    }
+}
+
+// ---- probe ----
+
+/// A server answering `/ok` with 200, `/down` like a `/readyz` without
+/// keys, and `/stuck` never.
+async fn probe_target() -> std::net::SocketAddr {
+    let (addr, _task) = crate::support::http::serve(|req: Request<hyper::body::Incoming>| async move {
+        match req.uri().path() {
+            "/ok" => json_response(200, &json!({"status": "ok"})),
+            "/stuck" => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                json_response(200, &json!({}))
+            }
+            _ => json_response(503, &json!({"ready": false, "issuers_without_keys": ["https://idp.example/"]})),
+        }
+    })
+    .await;
+    addr
+}
+
+#[tokio::test]
+async fn probe_exits_0_on_a_2xx_and_says_nothing() {
+    let addr = probe_target().await;
+    let out = jwtgate(&["probe", &format!("http://{addr}/ok")]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[tokio::test]
+async fn probe_exits_1_on_a_503_naming_the_status_and_the_body() {
+    let addr = probe_target().await;
+    let url = format!("http://{addr}/readyz");
+    let out = jwtgate(&["probe", &url]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "probe {url}: answered 503 Service Unavailable: {{\"issuers_without_keys\":[\"https://idp.example/\"],\"ready\":false}}\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn probe_exits_1_when_nothing_listens() {
+    let addr = free_port();
+    let out = jwtgate(&["probe", &format!("http://{addr}/readyz")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).ends_with(&format!(": connection refused: nothing listens on {addr}\n")), "{out:?}");
+}
+
+#[tokio::test]
+async fn probe_exits_1_when_no_answer_comes_within_its_timeout() {
+    let addr = probe_target().await;
+    let started = std::time::Instant::now();
+    let out = jwtgate(&["probe", "--timeout", "300ms", &format!("http://{addr}/stuck")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).ends_with(": no answer within 300ms\n"), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+/// Docker reserves exit code 2 for HEALTHCHECK commands: a URL the probe
+/// cannot use is a failed probe (1), not a usage error.
+#[tokio::test]
+async fn probe_exits_1_on_a_url_it_cannot_use() {
+    for url in ["https://127.0.0.1:9901/readyz", "not a url"] {
+        let out = jwtgate(&["probe", url]).await;
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
     }
 }
