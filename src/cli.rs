@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::token::{AuthMethod, Format};
 
@@ -119,6 +119,46 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = duration)]
         timeout: Duration,
     },
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell to write it for
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. jwtgate man > /usr/local/share/man/man1/jwtgate.1
+    Man,
+}
+
+/// The shells `jwtgate completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(shell: CompletionShell) -> Self {
+        match shell {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }
+    }
+}
+
+/// The completion script for `shell`, for every command and flag.
+pub fn completions(shell: CompletionShell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(clap_complete::Shell::from(shell), &mut Cli::command(), "jwtgate", &mut script);
+    script
+}
+
+/// The manual page `jwtgate(1)` in roff: synopsis, options, the commands.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    Ok(page)
 }
 
 /// A duration such as "2s" or "500ms", more than zero.

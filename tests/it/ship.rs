@@ -1,10 +1,11 @@
 //! Issue 18, shipping: the binary as it is packaged and installed.
 //! `--version` names the release and the commit it was built from; `probe`
-//! is the image's HEALTHCHECK.
+//! is the image's HEALTHCHECK; completions and the man page come from the
+//! clap definitions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hyper::Request;
@@ -138,5 +139,81 @@ async fn probe_exits_1_on_a_url_it_cannot_use() {
         let out = jwtgate(&["probe", url]).await;
         assert_eq!(out.status.code(), Some(1), "{url}: {}", text(&out.stderr));
         assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
+    }
+}
+
+// ---- completions and the man page ----
+
+const COMMANDS: [&str; 8] = ["run", "check", "explain", "demo", "token", "probe", "completions", "man"];
+
+#[tokio::test]
+async fn completions_for_each_shell_name_every_command() {
+    for (shell, marker) in
+        [("bash", "complete -F _jwtgate"), ("zsh", "#compdef jwtgate"), ("fish", "complete -c jwtgate")]
+    {
+        let out = jwtgate(&["completions", shell]).await;
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        for command in COMMANDS {
+            assert!(script.contains(command), "{shell}: {command} is not completed");
+        }
+    }
+    let out = jwtgate(&["completions", "powershell"]).await;
+    assert_eq!(out.status.code(), Some(2), "only bash, zsh and fish are offered");
+}
+
+/// The bash script really completes: sourced into bash, `jwtgate ex<TAB>`
+/// offers `explain`, and `jwtgate completions <TAB>` the three shells.
+#[tokio::test]
+async fn bash_completion_completes_commands_and_shells() {
+    let script = jwtgate(&["completions", "bash"]).await.stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.bash");
+    std::fs::write(&path, script).unwrap();
+    let complete = |words: &[&str]| {
+        let line = words.join(" ");
+        let program = format!(
+            "source {}; COMP_WORDS=({line}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; \
+             _jwtgate jwtgate '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            path.display(),
+            words.len() - 1,
+            line.len(),
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let out = Command::new("bash").args(["-c", &program]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(complete(&["jwtgate", "ex"]), ["explain"]);
+    let shells = complete(&["jwtgate", "completions", "''"]);
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(shells.contains(&shell.to_string()), "{shells:?}");
+    }
+}
+
+#[tokio::test]
+async fn man_page_is_roff_naming_every_command() {
+    let out = jwtgate(&["man"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{}", &page[..page.len().min(200)]);
+    assert!(page.contains(".TH jwtgate 1"), "the title line names jwtgate(1)");
+    assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    for command in COMMANDS {
+        assert!(page.contains(&format!("jwtgate\\-{command}")), "{command} is not in the page");
+    }
+    // groff reads it without a warning, when groff is there.
+    if Path::new("/usr/bin/groff").exists() {
+        let mut groff = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut groff.stdin.take().unwrap(), page.as_bytes()).unwrap();
+        let out = groff.wait_with_output().unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "groff: {}", text(&out.stderr));
     }
 }
