@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::token::{AuthMethod, Format};
 
 #[derive(Debug, Parser)]
-#[command(name = "jwtgate", version, about = "A reverse proxy that admits only requests with a valid bearer JWT")]
+#[command(name = "jwtgate", version = crate::version::LONG, about = "A reverse proxy that admits only requests with a valid bearer JWT")]
 pub struct Cli {
     /// Log line format on stderr (RUST_LOG sets the level: info for run and demo, warn for the rest)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
@@ -108,6 +109,65 @@ pub enum Command {
         #[arg(long)]
         client_secret_file: Option<PathBuf>,
     },
+    /// GET a plain http:// URL; exit 0 on a 2xx answer, 1 otherwise (the image's HEALTHCHECK).
+    ///
+    /// On failure, one line on stderr says why: connection refused, no answer in time, or the status.
+    Probe {
+        /// The URL, e.g. http://127.0.0.1:9901/readyz
+        url: String,
+        /// Give up after this long: resolving, connecting and the answer's head
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        timeout: Duration,
+    },
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell to write it for
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. jwtgate man > /usr/local/share/man/man1/jwtgate.1
+    Man,
+}
+
+/// The shells `jwtgate completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(shell: CompletionShell) -> Self {
+        match shell {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }
+    }
+}
+
+/// The completion script for `shell`, for every command and flag.
+pub fn completions(shell: CompletionShell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(clap_complete::Shell::from(shell), &mut Cli::command(), "jwtgate", &mut script);
+    script
+}
+
+/// The manual page `jwtgate(1)` in roff: synopsis, options, the commands.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    Ok(page)
+}
+
+/// A duration such as "2s" or "500ms", more than zero.
+fn duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 2s or 500ms)"))?;
+    if duration.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(duration)
 }
 
 /// A form field name that does not overwrite one the grant itself sends.

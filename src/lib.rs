@@ -27,7 +27,7 @@
 //! ```text
 //! main, cli     the command line, over the library
 //! app           the lifecycle: config → gateway → listeners → reload → admin → shutdown
-//! demo, reload, check, explain, token
+//! demo, reload, check, explain, token, probe
 //! admin         /healthz, /readyz, /metrics
 //! gateway       the request path above; forward_auth, method_override, cors, upgrade beside it
 //! access        each answer's access-log line and route metrics, written when its body ends
@@ -36,7 +36,7 @@
 //! routes, auth, keys, error, metrics, headers, form, resource_metadata
 //! server        transport only: accept, serve any handler, drain in phases; idle (buffers let go)
 //! connection    Peer, connection slots, shutdown phases (a leaf)
-//! tls, outbound, logging
+//! tls, outbound, logging, version
 //! config        the TOML file → typed values; uses only path (a leaf)
 //! ```
 
@@ -64,6 +64,7 @@ pub mod metrics;
 pub(crate) mod outbound;
 pub mod path;
 pub mod pool;
+pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub(crate) mod request_id;
@@ -73,6 +74,7 @@ pub mod server;
 pub mod tls;
 pub mod token;
 pub(crate) mod upgrade;
+pub mod version;
 
 pub use config::Config;
 pub use gateway::Gateway;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use jwtgate::app::{App, Listeners, Reload, StartError};
-use jwtgate::cli::{Cli, Command};
+use jwtgate::cli::{self, Cli, Command};
 use jwtgate::config::ConfigError;
 use jwtgate::demo::{Demo, DevIssuerSettings};
 use jwtgate::token::{self, AuthMethod, ClientAuth, Format, TokenRequest};
@@ -73,6 +73,21 @@ fn main() -> ExitCode {
             let request = TokenRequest { token_url, client_id, auth, audience, audience_param, resources, scope };
             token(&request, format)
         }
+        Command::Probe { url, timeout } => probe(&url, timeout),
+        Command::Completions { shell } => {
+            say_bytes(&cli::completions(shell));
+            ExitCode::SUCCESS
+        }
+        Command::Man => match cli::man_page() {
+            Ok(page) => {
+                say_bytes(&page);
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("cannot write the manual page: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -102,9 +117,14 @@ fn load_with(path: &Path, files: impl FnOnce(&Config) -> Vec<jwtgate::config::Pr
 /// head -1`, a test that read what it needed) is not an error of ours, and
 /// must not panic the way `println!` would.
 fn say(text: &str) {
+    say_bytes(text.as_bytes());
+}
+
+/// [`say`] for output that is bytes already (a completion script, a man page).
+fn say_bytes(bytes: &[u8]) {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -322,7 +342,22 @@ fn token(request: &TokenRequest, format: Format) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+/// Exit 0 on a 2xx answer, 1 on anything else (Docker's HEALTHCHECK
+/// reserves 2), with one line on stderr saying why.
+fn probe(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let runtime = match runtime_with(Some(1)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(jwtgate::probe::probe(url, timeout)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("probe {url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed
 /// when this is called, not when first polled, so a signal sent right after
 /// the caller announced itself is not lost to the default action.

@@ -141,20 +141,197 @@ fn compose_mounts_a_config_that_passes_check() {
     assert!(ports.iter().any(|p| p.ends_with(&format!(":{port}"))), "{ports:?}");
 }
 
-#[test]
-fn dockerfile_and_systemd_unit_fit_the_binary() {
-    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
-    assert!(dockerfile.contains("cargo build --release --locked"));
-    assert!(dockerfile.contains("USER 10001"), "runs as a non-root user");
-    assert!(dockerfile.contains("/etc/jwtgate/config.toml"));
-    assert!(dockerfile.contains("/readyz"));
+/// The Dockerfile's instructions, one per logical line (continuations
+/// joined, comments and blank lines left out): `(INSTRUCTION, rest)`.
+fn dockerfile_instructions() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(line);
+                let (instruction, rest) = current.split_once(' ').unwrap_or((current.as_str(), ""));
+                instructions.push((instruction.to_ascii_uppercase(), rest.trim().to_string()));
+                current.clear();
+            }
+        }
+    }
+    instructions
+}
 
+/// The `runAsUser` of the jwtgate container of each Kubernetes manifest.
+fn kubernetes_users() -> Vec<(PathBuf, i64)> {
+    yaml_files(&deploy_dir().join("kubernetes"))
+        .into_iter()
+        .map(|file| {
+            let docs = load(&file);
+            let deployment = docs.iter().find(|d| d["kind"].as_str() == Some("Deployment")).unwrap();
+            let containers = deployment["spec"]["template"]["spec"]["containers"].as_vec().unwrap();
+            let gateway = containers.iter().find(|c| c["name"].as_str().unwrap().contains("jwtgate")).unwrap();
+            let user = gateway["securityContext"]["runAsUser"].as_i64().unwrap();
+            (file, user)
+        })
+        .collect()
+}
+
+/// The admin port deploy/config.toml (the file compose mounts) opens.
+fn deploy_config_admin_port() -> u16 {
+    let text = std::fs::read_to_string(deploy_dir().join("config.toml")).unwrap();
+    let env = |name: &str| match name {
+        "JWTGATE_ISSUER" => Some("https://issuer.example/".to_string()),
+        _ => Some("api".to_string()),
+    };
+    let config = jwtgate::Config::parse(&text, "config.toml", Path::new("."), &env).unwrap();
+    let admin = config.server.admin_listen.expect("deploy/config.toml opens the admin listener");
+    assert!(admin.ip().is_unspecified(), "the admin listener must be reachable from outside the container: {admin}");
+    admin.port()
+}
+
+#[test]
+fn the_image_runs_a_static_binary_as_non_root_on_distroless() {
+    let instructions = dockerfile_instructions();
+    let all = |name: &str| -> Vec<&str> {
+        instructions.iter().filter(|(i, _)| i == name).map(|(_, rest)| rest.as_str()).collect()
+    };
+    let build = all("RUN").join("\n");
+    assert!(build.contains("cargo build --release --locked"), "{build}");
+    assert!(build.contains("-C target-feature=+crt-static"), "{build}");
+    assert!(build.contains("--target"), "without an explicit --target, build scripts would be static too: {build}");
+    let from = all("FROM");
+    assert_eq!(from.last(), Some(&"gcr.io/distroless/static-debian12:nonroot"), "the runtime stage");
+    // No shell in the runtime image: nothing after its FROM may need one.
+    let runtime_start = instructions.iter().rposition(|(i, _)| i == "FROM").unwrap();
+    for (instruction, rest) in &instructions[runtime_start..] {
+        assert_ne!(instruction, "RUN", "the runtime stage has no shell to RUN {rest}");
+        assert!(!rest.contains("curl"), "{instruction} {rest}");
+    }
+    assert_eq!(all("ENTRYPOINT"), [r#"["/jwtgate"]"#]);
+    assert!(all("COPY").contains(&"--from=build /jwtgate /jwtgate"), "{:?}", all("COPY"));
+    assert_eq!(all("CMD").last(), Some(&r#"["run", "-c", "/etc/jwtgate/config.toml"]"#));
+    // One non-root user, the same in the image and the manifests.
+    let user = all("USER");
+    assert_eq!(user, ["65532:65532"], "distroless's nonroot user and group");
+    for (file, run_as) in kubernetes_users() {
+        assert_eq!(run_as, 65532, "{}: runAsUser differs from the image's USER", file.display());
+    }
+}
+
+/// The HEALTHCHECK in exec form: `jwtgate probe` on the admin port the
+/// shipped config opens, a command line the binary accepts (a wrong flag
+/// would exit 2, which Docker reserves, instead of 1).
+#[test]
+fn the_image_healthcheck_probes_readyz_on_the_admin_port_without_a_shell() {
+    let instructions = dockerfile_instructions();
+    let healthcheck = instructions.iter().find(|(i, _)| i == "HEALTHCHECK").map(|(_, rest)| rest.as_str()).unwrap();
+    let (options, exec) = healthcheck.split_once("CMD ").unwrap();
+    assert!(options.contains("--timeout=3s"), "Docker's timeout leaves the probe's own 2 s room: {options}");
+    let argv: Vec<String> = serde_json::from_str(exec.trim()).unwrap_or_else(|e| panic!("not exec form ({e}): {exec}"));
+    assert_eq!(argv[..2], ["/jwtgate", "probe"]);
+    let url = argv.last().unwrap();
+    assert_eq!(url, &format!("http://127.0.0.1:{}/readyz", deploy_config_admin_port()));
+    // The same arguments against a port where nothing listens: a probe failure, exit 1.
+    let mut args: Vec<String> = argv[1..].to_vec();
+    *args.last_mut().unwrap() = format!("http://{}/readyz", crate::support::free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_jwtgate")).args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connection refused"));
+}
+
+/// `.dockerignore` keeps build output, git and node_modules out of the
+/// build context, and nothing the Dockerfile copies.
+#[test]
+fn dockerignore_keeps_out_build_output_and_git_but_not_what_the_build_copies() {
+    let text = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    let patterns: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    for needed in ["target/", ".git", "**/node_modules/", "fuzz/"] {
+        assert!(patterns.contains(&needed), ".dockerignore lacks {needed}: {patterns:?}");
+    }
+    let instructions = dockerfile_instructions();
+    let copies = instructions.iter().filter(|(i, rest)| i == "COPY" && !rest.starts_with("--from"));
+    let mut sources = Vec::new();
+    for (_, rest) in copies {
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        sources.extend(words[..words.len() - 1].iter().map(|w| w.trim_end_matches('/').to_string()));
+    }
+    assert!(sources.len() >= 5, "{sources:?}");
+    for source in &sources {
+        assert!(repo().join(source).exists(), "the Dockerfile copies {source}, which does not exist");
+        let excluded = patterns.iter().any(|p| {
+            let p = p.trim_end_matches('/');
+            !p.starts_with('!') && (p == source || source.starts_with(&format!("{p}/")))
+        });
+        assert!(!excluded, ".dockerignore leaves out {source}, which the Dockerfile copies");
+    }
+    // build.rs needs no git in the image: the commit comes as a build argument.
+    let args: Vec<&str> = instructions.iter().filter(|(i, _)| i == "ARG").map(|(_, r)| r.as_str()).collect();
+    assert!(args.iter().any(|a| a.starts_with("JWTGATE_COMMIT")), "{args:?}");
+}
+
+#[test]
+fn systemd_unit_fits_the_binary() {
     let unit = std::fs::read_to_string(deploy_dir().join("systemd/jwtgate.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/jwtgate --log-format json run -c /etc/jwtgate/config.toml"));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     // The unit's own config check is the one the binary runs.
     let out = Command::new(env!("CARGO_BIN_EXE_jwtgate")).args(["run", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--watch"));
+}
+
+/// The edge Deployment survives node drains one Pod at a time, and
+/// Prometheus scrapes /metrics on the admin port through a Service of its
+/// own, never through the gateway's Service.
+#[test]
+fn edge_has_a_disruption_budget_and_a_service_monitor_on_the_admin_port() {
+    let docs = load(&deploy_dir().join("kubernetes/edge.yaml"));
+    let of_kind = |kind: &'static str| docs.iter().filter(move |d| d["kind"].as_str() == Some(kind));
+    let deployment = of_kind("Deployment").next().unwrap();
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selects = |selector: &Yaml, labels: &Yaml| {
+        let wanted = selector.as_hash().unwrap();
+        !wanted.is_empty() && wanted.iter().all(|(k, v)| labels[k.as_str().unwrap()].as_str() == v.as_str())
+    };
+
+    let budget = of_kind("PodDisruptionBudget").next().expect("a PodDisruptionBudget");
+    assert_eq!(budget["apiVersion"].as_str(), Some("policy/v1"));
+    assert!(selects(&budget["spec"]["selector"]["matchLabels"], pod_labels), "the budget selects the gateway Pods");
+    let min_replicas = of_kind("HorizontalPodAutoscaler").next().unwrap()["spec"]["minReplicas"].as_i64().unwrap();
+    let max_unavailable = budget["spec"]["maxUnavailable"].as_i64().expect("maxUnavailable");
+    assert!(max_unavailable >= 1 && max_unavailable < min_replicas, "drains can proceed and one Pod always serves");
+
+    let monitor = of_kind("ServiceMonitor").next().expect("a ServiceMonitor");
+    assert_eq!(monitor["apiVersion"].as_str(), Some("monitoring.coreos.com/v1"));
+    let endpoints = monitor["spec"]["endpoints"].as_vec().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["path"].as_str(), Some("/metrics"));
+    let port_name = endpoints[0]["port"].as_str().unwrap();
+    let services: Vec<&Yaml> = of_kind("Service")
+        .filter(|s| selects(&monitor["spec"]["selector"]["matchLabels"], &s["metadata"]["labels"]))
+        .collect();
+    assert_eq!(services.len(), 1, "the monitor selects exactly one Service");
+    assert!(selects(&services[0]["spec"]["selector"], pod_labels), "that Service leads to the gateway Pods");
+    let port = services[0]["spec"]["ports"].as_vec().unwrap().iter().find(|p| p["name"].as_str() == Some(port_name));
+    let target = &port.expect("the monitor's port is one of the Service's")["targetPort"];
+    // The Service names the container port; the container port is the admin listener's.
+    let containers = deployment["spec"]["template"]["spec"]["containers"].as_vec().unwrap();
+    let container_port = containers[0]["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == target.as_str() || p["containerPort"].as_i64() == target.as_i64())
+        .and_then(|p| p["containerPort"].as_i64());
+    let readiness_port = containers[0]["readinessProbe"]["httpGet"]["port"].as_i64();
+    assert_eq!(container_port, readiness_port, "metrics are scraped on the admin port the probes use");
+    // The gateway's own Service does not expose the admin port.
+    let gateway_service = of_kind("Service").find(|s| s["metadata"]["name"].as_str() == Some("jwtgate")).unwrap();
+    for port in gateway_service["spec"]["ports"].as_vec().unwrap() {
+        assert_ne!(port["targetPort"].as_i64(), readiness_port, "the gateway's Service must not lead to /metrics");
+    }
 }
 
 #[test]

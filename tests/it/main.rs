@@ -24,6 +24,7 @@ mod operations;
 mod pool;
 mod proxy;
 mod routes;
+mod ship;
 mod standards;
 mod tenants;
 mod tls;
