@@ -629,7 +629,8 @@ async fn the_grafana_dashboard_queries_only_metrics_the_gateway_exports() {
     for line in gateway.metrics_text().await.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let series = line.rsplit_once(' ').unwrap().0;
         let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-        let names = labels.trim_end_matches('}').split(',').filter_map(|l| l.split_once('=')).map(|(k, _)| k.to_string());
+        let names =
+            labels.trim_end_matches('}').split(',').filter_map(|l| l.split_once('=')).map(|(k, _)| k.to_string());
         exported.entry(name.to_string()).or_default().extend(names);
     }
 
@@ -645,8 +646,10 @@ async fn the_grafana_dashboard_queries_only_metrics_the_gateway_exports() {
             queries.push(query.to_string());
         }
     }
-    let titles: Vec<&str> = dashboard["panels"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap()).collect();
-    for topic in ["by outcome", "by reason", "by issuer", "Latency percentiles", "Key freshness", "cache hit", "memory"] {
+    let titles: Vec<&str> =
+        dashboard["panels"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap()).collect();
+    for topic in ["by outcome", "by reason", "by issuer", "Latency percentiles", "Key freshness", "cache hit", "memory"]
+    {
         assert!(titles.iter().any(|t| t.contains(topic)), "no panel for {topic}: {titles:?}");
     }
 
