@@ -21,12 +21,9 @@ mod series;
 
 pub use series::{MethodLabel, RouteSeries};
 
-/// `jwtgate_build_info` labels.
-const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
-const BUILD_COMMIT: &str = match option_env!("JWTGATE_COMMIT") {
-    Some(commit) => commit,
-    None => "unknown",
-};
+/// `jwtgate_build_info` labels: what `--version` says.
+const BUILD_VERSION: &str = crate::version::VERSION;
+const BUILD_COMMIT: &str = crate::version::COMMIT;
 
 /// `outcome` label values of `jwtgate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -229,8 +229,8 @@ fn static_binary() -> PathBuf {
     let Some(path) = std::env::var_os("JWTGATE_STATIC_BIN") else {
         panic!(
             "JWTGATE_STATIC_BIN is not set: build the static binary with \
-             RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --target x86_64-unknown-linux-gnu --bin jwtgate \
-             and set JWTGATE_STATIC_BIN to target/x86_64-unknown-linux-gnu/debug/jwtgate (.ci/run does both)"
+             `cargo rustc --bin jwtgate -- -C target-feature=+crt-static`, copy target/debug/jwtgate \
+             elsewhere and name the copy in JWTGATE_STATIC_BIN (.ci/run does all three)"
         )
     };
     let path = PathBuf::from(path);
