@@ -434,3 +434,73 @@ fn protocols_name_the_versions_the_listener_speaks() {
     );
     assert!(problems(&with("protocols = [\"spdy\"]"))[0].contains("unknown protocol \"spdy\""));
 }
+
+#[test]
+fn tracing_is_off_without_an_endpoint_and_validated_with_one() {
+    assert_eq!(parse(MINIMAL).unwrap().tracing, None);
+    let with = |lines: &str| format!("{MINIMAL}\n[tracing]\n{lines}\n");
+    // The table's other keys are checked, but without an endpoint nothing is traced.
+    assert_eq!(parse(&with("protocol = \"grpc\"\nsample_ratio = 0.5")).unwrap().tracing, None);
+
+    let http = parse(&with("otlp_endpoint = \"http://127.0.0.1:4318\"")).unwrap().tracing.unwrap();
+    assert_eq!(
+        http,
+        TracingConfig {
+            endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+            protocol: TracingProtocol::Http,
+            sample_ratio: 1.0,
+            service_name: "jwtgate".into(),
+        }
+    );
+    let written =
+        "otlp_endpoint = \"https://collector.example/otlp/v1/traces\"\nsample_ratio = 0\nservice_name = \"edge\"";
+    let http = parse(&with(written)).unwrap().tracing.unwrap();
+    assert_eq!(http.endpoint, "https://collector.example/otlp/v1/traces");
+    assert_eq!((http.sample_ratio, http.service_name.as_str()), (0.0, "edge"));
+    let grpc = parse(&with("otlp_endpoint = \"http://otel:4317/\"\nprotocol = \"grpc\"\nsample_ratio = 0.25"))
+        .unwrap()
+        .tracing
+        .unwrap();
+    assert_eq!(
+        (grpc.endpoint.as_str(), grpc.protocol, grpc.sample_ratio),
+        ("http://otel:4317", TracingProtocol::Grpc, 0.25)
+    );
+
+    let bad = with(
+        "otlp_endpoint = \"otel:4317\"\nprotocol = \"udp\"\nsample_ratio = 1.5\nservice_name = \"\"\nsampler = \"always\"",
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            "test.toml: tracing.otlp_endpoint: must be an http:// or https:// URL such as \"http://127.0.0.1:4318\" (got \"otel:4317\")",
+            "test.toml: tracing.protocol: must be \"http\" (OTLP/HTTP, port 4318) or \"grpc\" (OTLP/gRPC, port 4317) (got \"udp\")",
+            "test.toml: tracing.sample_ratio: must be between 0.0 and 1.0 (got 1.5) — 1.0 records every request, 0.1 one in ten, 0.0 only those whose caller's traceparent is sampled",
+            "test.toml: tracing.service_name: must not be empty — leave it out for \"jwtgate\"",
+            "test.toml: tracing.sampler: unknown key — the keys allowed here are otlp_endpoint, protocol, sample_ratio, service_name",
+        ]
+    );
+    assert_eq!(
+        problems(&with("otlp_endpoint = \"http://otel:4317/v1\"\nprotocol = \"grpc\"\nsample_ratio = \"0.5\"")),
+        [
+            "test.toml: tracing.otlp_endpoint: an OTLP/gRPC endpoint is an origin without a path (got \"http://otel:4317/v1\") — write \"http://otel:4317\"",
+            "test.toml: tracing.sample_ratio: expected a number such as 0.5, found the string \"0.5\" — write sample_ratio = 0.5 without quotes",
+        ]
+    );
+    assert_eq!(
+        problems(&with("otlp_endpoint = \"http://u:p@otel:4318\"")),
+        [
+            "test.toml: tracing.otlp_endpoint: must have no query, fragment or user:password (got \"http://u:p@otel:4318\") — a collector's credentials go in $OTEL_EXPORTER_OTLP_HEADERS"
+        ]
+    );
+}
+
+#[test]
+fn otlp_grpc_is_cleartext_only() {
+    let text = format!("{MINIMAL}\n[tracing]\notlp_endpoint = \"https://otel:4317\"\nprotocol = \"grpc\"\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "test.toml: tracing.otlp_endpoint: OTLP/gRPC is spoken in cleartext only (got \"https://otel:4317\") — for TLS write protocol = \"http\" and the collector's OTLP/HTTP https:// URL"
+        ]
+    );
+}
