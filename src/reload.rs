@@ -58,7 +58,7 @@ impl Reloader {
             }
         }
         let current = self.shared.load_full();
-        match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys()) {
+        match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys(), current.otel()) {
             Ok(gateway) => {
                 self.shared.store(Arc::new(gateway));
                 info!(file = %self.path.display(), "configuration reloaded");

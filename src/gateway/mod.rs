@@ -26,6 +26,7 @@ use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
 use crate::metrics::{Metrics, Outcome};
+use crate::otel::{Otel, ServerSpan};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, ResponseBody, Upstream, UpstreamBody};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
@@ -79,6 +80,8 @@ pub struct Gateway {
     request_ids: RequestIds,
     method_override: MethodOverride,
     websocket_idle_timeout: Duration,
+    /// `[tracing]`: kept across reloads (a change needs a restart).
+    otel: Otel,
 }
 
 /// [`Gateway::decide`]'s answer: the route matched (none for a refused
@@ -100,6 +103,8 @@ struct Notes<'a> {
     check: bool,
     /// The route's `[routes.cors]`, which decorates the answer.
     cors: Option<&'a Cors>,
+    /// The request's server span, when tracing is on.
+    span: Option<ServerSpan>,
 }
 
 impl Notes<'_> {
@@ -112,13 +117,18 @@ impl Gateway {
     /// Builds the gateway with fresh metrics and starts fetching every
     /// issuer's keys in the background. Must be called inside a Tokio runtime.
     pub fn new(config: &Config) -> Result<Gateway, GatewayError> {
-        Gateway::build(config, Arc::new(Metrics::default()), &[])
+        Gateway::build(config, Arc::new(Metrics::default()), &[], &Otel::off())
     }
 
     /// Builds the gateway for `config`, keeping the key stores in `reuse`
     /// whose issuer and key source did not change (their keys and counters
-    /// carry over); the others start fetching now.
-    pub fn build(config: &Config, metrics: Arc<Metrics>, reuse: &[Arc<IssuerKeys>]) -> Result<Gateway, GatewayError> {
+    /// carry over); the others start fetching now. Spans go to `otel`.
+    pub fn build(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        reuse: &[Arc<IssuerKeys>],
+        otel: &Otel,
+    ) -> Result<Gateway, GatewayError> {
         // The HTTP client (and the system roots it reads) is built only when
         // some issuer needs fetching anew: a reload that keeps them all builds none.
         let mut fetcher: Option<Fetcher> = None;
@@ -130,7 +140,7 @@ impl Gateway {
             }
             let fetcher = match &fetcher {
                 Some(fetcher) => fetcher.clone(),
-                None => fetcher.insert(Fetcher::new()?).clone(),
+                None => fetcher.insert(Fetcher::new()?.with_tracing(otel)).clone(),
             };
             let store = Arc::new(IssuerKeys::new(issuer, fetcher));
             IssuerKeys::spawn_refresher(&store);
@@ -175,6 +185,7 @@ impl Gateway {
             request_ids: RequestIds::new(),
             method_override: config.server.method_override,
             websocket_idle_timeout: config.server.websocket_idle_timeout,
+            otel: otel.clone(),
         })
     }
 
@@ -185,6 +196,10 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub fn otel(&self) -> &Otel {
+        &self.otel
     }
 
     /// What the request path decides for a request with this method, path
@@ -234,7 +249,7 @@ impl Gateway {
         let uri = request.uri().clone();
         let grpc = crate::error::is_grpc(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
-        let mut notes = Notes::default();
+        let mut notes = Notes { span: self.otel.server_span(&request, &peer), ..Notes::default() };
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let result = self.try_handle(request, peer, deadline, &mut notes).await;
@@ -248,6 +263,9 @@ impl Gateway {
                 self.metrics.request(outcome, status);
                 info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
                       route = notes.route, latency_ms, sub = notes.subject(), "request");
+                if let Some(span) = notes.span.take() {
+                    span.end(status, outcome.label(), None, notes.route, notes.verified.as_ref().map(Verified::issuer));
+                }
                 response
             }
             Err(refusal) => {
@@ -257,6 +275,10 @@ impl Gateway {
                 info!(request_id = id, %method, path = uri.path(), status, outcome = outcome.label(),
                       reason = refusal.reason(), route = notes.route, latency_ms,
                       sub = notes.subject(), "request");
+                if let Some(span) = notes.span.take() {
+                    let issuer = notes.verified.as_ref().map(Verified::issuer);
+                    span.end(status, outcome.label(), Some(refusal.reason()), notes.route, issuer);
+                }
                 // A forward-auth check is answered in the edge's terms: a
                 // gRPC-style refusal is an HTTP 200, which edges read as "allow".
                 let answer = if grpc && !notes.check {
@@ -346,8 +368,13 @@ impl Gateway {
         if let Some(websocket) = &websocket {
             websocket.ask(upstream_request.headers_mut());
         }
+        let call = notes.span.as_ref().map(|span| span.upstream_call(upstream.origin(), &mut upstream_request));
         let sent = Instant::now();
-        let mut response = upstream.send(upstream_request, deadline).await?;
+        let answer = upstream.send(upstream_request, deadline).await;
+        if let Some(call) = call {
+            call.end(answer.as_ref().map(Response::status).map_err(Refusal::reason));
+        }
+        let mut response = answer?;
         self.metrics.upstream_duration(sent.elapsed());
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A 101 the client did not ask for would leave its connection
