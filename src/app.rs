@@ -1,7 +1,7 @@
-//! The gateway's life, wired in one place: configuration → gateway →
-//! listeners → reload → admin → shutdown. `jwtgate run`, the demo and the
-//! integration tests all start the gateway through [`App`], so none of them
-//! repeats this wiring.
+//! The gateway's life, wired in one place: configuration → tracing →
+//! gateway → listeners → reload → admin → shutdown (the last spans
+//! flushed). `jwtgate run`, the demo and the integration tests all start
+//! the gateway through [`App`], so none of them repeats this wiring.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use tracing::info;
 
 use crate::config::{Config, Problem};
 use crate::gateway::{Gateway, GatewayError, SharedGateway};
+use crate::otel::{Otel, OtelError};
 use crate::reload::Reloader;
 use crate::server;
 use crate::tls::ServerTls;
@@ -34,6 +35,8 @@ pub enum StartError {
     Tls(Problem),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error("tracing: {0}")]
+    Tracing(#[from] OtelError),
 }
 
 /// The sockets the gateway serves on.
@@ -83,6 +86,8 @@ pub struct App {
     pub shared: SharedGateway,
     /// The listener's certificate, with `[server.tls]`.
     pub tls: Option<ServerTls>,
+    /// `[tracing]`, for the whole life of the app: flushed by [`App::stop`].
+    otel: Otel,
     stop: watch::Sender<bool>,
     /// The admin listener stops after the proxy has drained, so probes
     /// and metrics answer through the drain.
@@ -102,7 +107,9 @@ impl App {
         };
         let addr = local(&listeners.proxy)?;
         let admin_addr = listeners.admin.as_ref().map(local).transpose()?;
-        let shared: SharedGateway = Arc::new(ArcSwap::from_pointee(Gateway::new(config)?));
+        let otel = Otel::start(config.tracing.as_ref())?;
+        let gateway = Gateway::build(config, Arc::default(), &[], &otel)?;
+        let shared: SharedGateway = Arc::new(ArcSwap::from_pointee(gateway));
         let (stop, stopped) = watch::channel(false);
         let (stop_admin, admin_stopped) = watch::channel(false);
         let proxy = {
@@ -118,7 +125,7 @@ impl App {
         let admin_shown = admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string());
         let watch = reloads.is_some();
         info!(listen = %addr, admin = %admin_shown, reload = watch, "jwtgate is serving");
-        Ok(App { addr, admin_addr, shared, tls, stop, stop_admin, proxy: Some(proxy), admin, reloads })
+        Ok(App { addr, admin_addr, shared, tls, otel, stop, stop_admin, proxy: Some(proxy), admin, reloads })
     }
 
     /// The gateway in force now.
@@ -134,6 +141,7 @@ impl App {
 
     /// Stops accepting and lets open requests finish within
     /// `server.shutdown_grace`; the admin listener answers until then.
+    /// Then the last spans are exported (5 s at most).
     pub async fn stop(mut self) {
         if let Some(reloads) = self.reloads.take() {
             reloads.abort();
@@ -146,6 +154,7 @@ impl App {
         if let Some(admin) = self.admin.take() {
             let _ = admin.await;
         }
+        self.otel.shutdown().await;
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::auth::ClaimPlan;
-use crate::config::{AuthMode, Config, JwksSource, Problem, UpstreamProtocol};
+use crate::config::{AuthMode, Config, JwksSource, Problem, TracingProtocol, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
 use crate::keys::set::KeySet;
 use crate::keys::{Fetcher, IssuerKeys};
@@ -91,6 +91,17 @@ pub fn summary(config: &Config) -> String {
     }
     if let Some(header) = &config.headers.payload {
         let _ = writeln!(out, "header      {header} <- the verified payload (base64url JSON)");
+    }
+    if let Some(tracing) = &config.tracing {
+        let protocol = match tracing.protocol {
+            TracingProtocol::Http => "OTLP/HTTP",
+            TracingProtocol::Grpc => "OTLP/gRPC",
+        };
+        let _ = writeln!(
+            out,
+            "tracing     {protocol} to {}, service {}, sample ratio {} (a caller's sampled traceparent is followed)",
+            tracing.endpoint, tracing.service_name, tracing.sample_ratio
+        );
     }
     out
 }

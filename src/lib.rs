@@ -26,7 +26,7 @@
 //!
 //! ```text
 //! main, cli     the command line, over the library
-//! app           the lifecycle: config → gateway → listeners → reload → admin → shutdown
+//! app           the lifecycle: config → tracing → gateway → listeners → reload → admin → shutdown
 //! demo, reload, check, explain, token, probe
 //! admin         /healthz, /readyz, /metrics
 //! gateway       the request path above; forward_auth, method_override, cors, upgrade beside it
@@ -34,6 +34,7 @@
 //! proxy         Upstream::prepare accepts only an Admitted, which only Gateway::admit makes
 //! pool          upstream connections: reuse, max_connections, idle and stalled ones closed
 //! routes, auth, keys, error, metrics, headers, form, resource_metadata
+//! otel          [tracing]: server, upstream-call and key-fetch spans over OTLP; off is a None
 //! server        transport only: accept, serve any handler, drain in phases; idle (buffers let go)
 //! connection    Peer, connection slots, shutdown phases (a leaf)
 //! tls, outbound, logging, version
@@ -61,6 +62,7 @@ pub mod keys;
 pub mod logging;
 pub(crate) mod method_override;
 pub mod metrics;
+pub mod otel;
 pub(crate) mod outbound;
 pub mod path;
 pub mod pool;

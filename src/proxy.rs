@@ -227,6 +227,11 @@ impl Upstream {
         &self.name
     }
 
+    /// Where requests go: the upstream's scheme and authority (for spans).
+    pub fn origin(&self) -> (&Scheme, &Authority) {
+        (&self.scheme, &self.authority)
+    }
+
     /// Whether credentials (`Authorization`, a token cookie) go on to the upstream.
     pub fn forwards_credentials(&self) -> bool {
         self.forward_authorization

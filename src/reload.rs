@@ -3,7 +3,7 @@
 //! flight finish on the old one, connections stay open, and issuers whose
 //! key source did not change keep their keys. An invalid file is logged and
 //! the running configuration stays. The listener's TLS certificate and key
-//! are read again; other listener settings need a restart.
+//! are read again; other listener settings, and `[tracing]`, need a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ impl Reloader {
             }
         }
         let current = self.shared.load_full();
-        match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys()) {
+        match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys(), current.otel()) {
             Ok(gateway) => {
                 self.shared.store(Arc::new(gateway));
                 info!(file = %self.path.display(), "configuration reloaded");
@@ -110,6 +110,7 @@ impl Reloader {
 /// The listener settings that differ, by key.
 fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     let (running_limits, new_limits) = (&running.limits, &new.limits);
+    let (running_tracing, new_tracing) = (&running.tracing, &new.tracing);
     let (running, new) = (&running.server, &new.server);
     [
         ("server.listen", running.listen != new.listen),
@@ -121,6 +122,8 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         ("server.protocols", running.protocols != new.protocols),
         ("server.max_connections", running.max_connections != new.max_connections),
         ("server.tls", running.tls.is_some() != new.tls.is_some()),
+        // The exporter, its batches and its sampler live as long as the process.
+        ("tracing", running_tracing != new_tracing),
         (
             "limits.http2_*",
             running_limits.http2_max_concurrent_streams != new_limits.http2_max_concurrent_streams
@@ -186,5 +189,7 @@ mod tests {
         assert!(restart_needed(&running, &parse(text)).is_empty());
         let changed = text.replace("127.0.0.1:1", "127.0.0.1:3").replace("[upstream]", "realm = \"x\"\n[upstream]");
         assert_eq!(restart_needed(&running, &parse(&changed)), ["server.listen"]);
+        let traced = format!("{text}[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n");
+        assert_eq!(restart_needed(&running, &parse(&traced)), ["tracing"]);
     }
 }

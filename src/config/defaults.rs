@@ -70,6 +70,13 @@ pub const BEARER_METHODS_SUPPORTED: [&str; 1] = ["header"];
 /// `cache.max_tokens`: verified tokens remembered at most.
 pub const CACHE_MAX_TOKENS: usize = 10_000;
 
+// [tracing]
+
+/// `tracing.sample_ratio`: every request without a parent is recorded.
+pub const TRACING_SAMPLE_RATIO: f64 = 1.0;
+/// `tracing.service_name`: the `service.name` resource attribute.
+pub const TRACING_SERVICE_NAME: &str = "jwtgate";
+
 // [limits]
 
 /// `limits.max_token_bytes`: larger bearer tokens are refused before decoding.

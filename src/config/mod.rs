@@ -17,7 +17,7 @@ pub use source::Position;
 pub use types::{
     AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig,
     JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, ResourceMetadataConfig, RouteConfig, ServerConfig,
-    ServerTlsConfig, TENANT, Tenants, UpstreamConfig, UpstreamProtocol,
+    ServerTlsConfig, TENANT, Tenants, TracingConfig, TracingProtocol, UpstreamConfig, UpstreamProtocol,
 };
 pub use validate::is_loopback;
 pub use values::{

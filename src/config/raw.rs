@@ -23,6 +23,16 @@ pub struct RawConfig {
     pub forward_auth: Option<RawForwardAuth>,
     pub limits: Option<RawLimits>,
     pub resource_metadata: Option<RawResourceMetadata>,
+    pub tracing: Option<RawTracing>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,6 +27,29 @@ pub struct Config {
     pub forward_auth: Option<ForwardAuthConfig>,
     pub limits: LimitsConfig,
     pub resource_metadata: Option<ResourceMetadataConfig>,
+    /// `[tracing]` with an `otlp_endpoint`; `None`: no spans are made.
+    pub tracing: Option<TracingConfig>,
+}
+
+/// `[tracing]`: OpenTelemetry spans exported over OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// Where spans are sent: for OTLP/HTTP the full URL (`/v1/traces`
+    /// added to an endpoint written without a path), for gRPC the origin.
+    pub endpoint: String,
+    pub protocol: TracingProtocol,
+    /// Of the requests without a sampled parent, the share recorded (0.0–1.0).
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TracingProtocol {
+    /// OTLP/HTTP, protobuf body (port 4318 by convention).
+    Http,
+    /// OTLP/gRPC (port 4317 by convention).
+    Grpc,
 }
 
 /// `[resource_metadata]`: RFC 9728 protected-resource metadata.

@@ -58,6 +58,8 @@ enum Kind {
     Address,
     Text,
     Number,
+    /// A number that may have a fraction (`sample_ratio = 0.25`).
+    Fraction,
     Boolean,
     List,
     Table,
@@ -69,6 +71,7 @@ fn kind(name: &str, expected: &str) -> Option<Kind> {
         "a string" if name.ends_with("listen") => Some(Kind::Address),
         "a string" => Some(Kind::Text),
         "i64" | "u64" | "usize" | "u32" => Some(Kind::Number),
+        "f64" => Some(Kind::Fraction),
         "a boolean" => Some(Kind::Boolean),
         "a sequence" => Some(Kind::List),
         e if e == "a map" || e.starts_with("struct ") => Some(Kind::Table),
@@ -91,6 +94,7 @@ fn wrong_type(key: &str, found: &str, expected: &str) -> String {
         Kind::Address => "an address such as \"127.0.0.1:8080\"",
         Kind::Text => "a string in quotes",
         Kind::Number => "a whole number such as 100",
+        Kind::Fraction => "a number such as 0.5",
         Kind::Boolean => "true or false",
         Kind::List => "a list such as [\"a\", \"b\"]",
         Kind::Table => "a table",
@@ -104,6 +108,9 @@ fn wrong_type(key: &str, found: &str, expected: &str) -> String {
         (Kind::Address, Some(Value::Number(n))) => format!("write {name} = \"0.0.0.0:{n}\""),
         (Kind::Text, Some(Value::Number(n))) => format!("write {name} = \"{n}\""),
         (Kind::Number, Some(Value::Text(t))) if t.parse::<i64>().is_ok() => {
+            format!("write {name} = {t} without quotes")
+        }
+        (Kind::Fraction, Some(Value::Text(t))) if t.parse::<f64>().is_ok() => {
             format!("write {name} = {t} without quotes")
         }
         (Kind::Boolean, Some(Value::Text(t))) if t == "true" || t == "false" => {

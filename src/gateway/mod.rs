@@ -27,6 +27,7 @@ use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
 use crate::metrics::{MethodLabel, Metrics, Outcome, Reason, RouteSeries};
+use crate::otel::{Otel, ServerSpan};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, ResponseBody, Upstream, UpstreamBody};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
@@ -84,6 +85,8 @@ pub struct Gateway {
     request_ids: RequestIds,
     method_override: MethodOverride,
     websocket_idle_timeout: Duration,
+    /// `[tracing]`: kept across reloads (a change needs a restart).
+    otel: Otel,
 }
 
 /// [`Gateway::decide`]'s answer: the route matched (none for a refused
@@ -110,6 +113,8 @@ struct Notes<'a> {
     check: bool,
     /// The route's `[routes.cors]`, which decorates the answer.
     cors: Option<&'a Cors>,
+    /// The request's server span, when tracing is on.
+    span: Option<ServerSpan>,
 }
 
 /// The access log's `bytes_in`: the declared length, or a counter the
@@ -128,13 +133,18 @@ impl Gateway {
     /// Builds the gateway with fresh metrics and starts fetching every
     /// issuer's keys in the background. Must be called inside a Tokio runtime.
     pub fn new(config: &Config) -> Result<Gateway, GatewayError> {
-        Gateway::build(config, Arc::new(Metrics::default()), &[])
+        Gateway::build(config, Arc::new(Metrics::default()), &[], &Otel::off())
     }
 
     /// Builds the gateway for `config`, keeping the key stores in `reuse`
     /// whose issuer and key source did not change (their keys and counters
-    /// carry over); the others start fetching now.
-    pub fn build(config: &Config, metrics: Arc<Metrics>, reuse: &[Arc<IssuerKeys>]) -> Result<Gateway, GatewayError> {
+    /// carry over); the others start fetching now. Spans go to `otel`.
+    pub fn build(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        reuse: &[Arc<IssuerKeys>],
+        otel: &Otel,
+    ) -> Result<Gateway, GatewayError> {
         // The HTTP client (and the system roots it reads) is built only when
         // some issuer needs fetching anew: a reload that keeps them all builds none.
         let mut fetcher: Option<Fetcher> = None;
@@ -146,7 +156,7 @@ impl Gateway {
             }
             let fetcher = match &fetcher {
                 Some(fetcher) => fetcher.clone(),
-                None => fetcher.insert(Fetcher::new()?).clone(),
+                None => fetcher.insert(Fetcher::new()?.with_tracing(otel)).clone(),
             };
             let store = Arc::new(IssuerKeys::new(issuer, fetcher));
             IssuerKeys::spawn_refresher(&store);
@@ -194,6 +204,7 @@ impl Gateway {
             request_ids: RequestIds::new(),
             method_override: config.server.method_override,
             websocket_idle_timeout: config.server.websocket_idle_timeout,
+            otel: otel.clone(),
         })
     }
 
@@ -209,6 +220,10 @@ impl Gateway {
     /// The Prometheus text of every series this configuration updates.
     pub fn render_metrics(&self) -> String {
         self.metrics.render(&self.keys, &self.route_series)
+    }
+
+    pub fn otel(&self) -> &Otel {
+        &self.otel
     }
 
     /// What the request path decides for a request with this method, path
@@ -256,7 +271,7 @@ impl Gateway {
         let method = MethodLabel::of(request.method());
         let grpc = crate::error::is_grpc(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
-        let mut notes = Notes::default();
+        let mut notes = Notes { span: self.otel.server_span(&request, &peer), ..Notes::default() };
         let line = Line::wanted().then(|| {
             let bytes_in = bytes_in(&request, &mut notes);
             Line::of(&request, request_id.clone(), peer.addr.ip(), peer.tls, bytes_in)
@@ -305,6 +320,10 @@ impl Gateway {
                 (record, answer)
             }
         };
+        if let Some(span) = notes.span.take() {
+            let issuer = answer.subject.as_ref().map(Verified::issuer);
+            span.end(answer.status, answer.outcome.label(), answer.reason, notes.route.map(|r| r.name()), issuer);
+        }
         if let Some(cors) = notes.cors {
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
@@ -379,9 +398,14 @@ impl Gateway {
         if let Some(websocket) = &websocket {
             websocket.ask(upstream_request.headers_mut());
         }
+        let call = notes.span.as_ref().map(|span| span.upstream_call(upstream.origin(), &mut upstream_request));
         let sent = Instant::now();
         notes.sent_upstream = true;
-        let mut response = upstream.send(upstream_request, deadline).await?;
+        let answer = upstream.send(upstream_request, deadline).await;
+        if let Some(call) = call {
+            call.end(answer.as_ref().map(Response::status).map_err(Refusal::reason));
+        }
+        let mut response = answer?;
         self.route_series[route.index()].upstream_duration(sent.elapsed());
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A 101 the client did not ask for would leave its connection

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::config::JwksLimits;
+use crate::otel::Otel;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use reqwest::{StatusCode, Url};
@@ -58,6 +59,8 @@ pub enum FetchError {
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
+    /// A client span per fetch, when tracing is on.
+    otel: Otel,
 }
 
 #[derive(Deserialize)]
@@ -86,11 +89,43 @@ impl Fetcher {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("jwtgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Fetcher { client })
+        Ok(Fetcher { client, otel: Otel::off() })
+    }
+
+    /// The same fetcher, with a span for each fetch exported by `otel`.
+    pub fn with_tracing(self, otel: &Otel) -> Fetcher {
+        Fetcher { otel: otel.clone(), ..self }
     }
 
     /// GET with `If-None-Match` when an ETag is known; the body is capped.
     pub async fn get(&self, url: &str, etag: Option<&str>, limits: &JwksLimits) -> Result<Fetched, FetchError> {
+        self.traced("jwks", url, etag, limits).await
+    }
+
+    /// [`Fetcher::get`] in a client span, when tracing is on.
+    async fn traced(
+        &self,
+        document: &'static str,
+        url: &str,
+        etag: Option<&str>,
+        limits: &JwksLimits,
+    ) -> Result<Fetched, FetchError> {
+        let span = self.otel.fetch_span(document, url);
+        let fetched = self.fetch(url, etag, limits).await;
+        if let Some(span) = span {
+            let (status, result) = match &fetched {
+                // Any 2xx is a document; key servers answer 200.
+                Ok(Fetched::Document { .. }) => (Some(200), "ok"),
+                Ok(Fetched::NotModified { .. }) => (Some(304), "not_modified"),
+                Err(FetchError::Status { status, .. }) => (Some(status.as_u16()), "error"),
+                Err(_) => (None, "error"),
+            };
+            span.end(status, result, fetched.as_ref().err().map(ToString::to_string));
+        }
+        fetched
+    }
+
+    async fn fetch(&self, url: &str, etag: Option<&str>, limits: &JwksLimits) -> Result<Fetched, FetchError> {
         let err = |source: reqwest::Error| FetchError::Request {
             url: url.to_string(),
             cause: crate::outbound::cause(
@@ -134,7 +169,7 @@ impl Fetcher {
     /// checking that it speaks for `issuer` and points at a safe URL.
     pub async fn discover(&self, discovery_url: &str, issuer: &str, limits: &JwksLimits) -> Result<String, FetchError> {
         let problem = |problem: String| FetchError::Discovery { url: discovery_url.to_string(), problem };
-        let Fetched::Document { body, .. } = self.get(discovery_url, None, limits).await? else {
+        let Fetched::Document { body, .. } = self.traced("discovery", discovery_url, None, limits).await? else {
             return Err(problem("unexpected 304".into()));
         };
         let doc: Discovery = serde_json::from_slice(&body)

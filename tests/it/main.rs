@@ -29,5 +29,6 @@ mod standards;
 mod tenants;
 mod tls;
 mod token_locations;
+mod tracing;
 mod upstreams;
 mod websocket;

@@ -9,6 +9,7 @@ mod limits;
 mod resource_metadata;
 mod route;
 mod server;
+mod tracing;
 mod upstream;
 
 use std::net::IpAddr;
@@ -91,6 +92,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let headers = raw.headers.as_ref().map(|h| headers::headers(h, &mut p)).unwrap_or_default();
     let cache = cache::cache(raw.cache.as_ref(), &mut p);
     let forward_auth = raw.forward_auth.as_ref().and_then(|f| forward_auth::forward_auth(f, &mut p));
+    let tracing = raw.tracing.as_ref().and_then(|t| tracing::tracing(t, &mut p));
     match (default_upstream, p.0.is_empty()) {
         (Some(upstream), true) => Ok(Config {
             server,
@@ -103,6 +105,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
             forward_auth,
             limits,
             resource_metadata,
+            tracing,
         }),
         _ => Err(p.0),
     }
