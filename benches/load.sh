@@ -142,7 +142,7 @@ add direct "direct (no proxy)" "http://$UPSTREAM/" ""
 # Starts a jwtgate on PORT (admin on PORT+1000) with CACHE cached tokens, log
 # level LEVEL, WORKERS runtime threads, from BINARY, on CPUS; its pid is left
 # in $last_pid.
-start_jwtgate() { # port level cache [binary] [workers] [cpus]
+start_jwtgate() { # port level cache [binary] [workers] [cpus] [extra TOML]
     cat > "$work/jwtgate-$1.toml" <<TOML
 [server]
 listen = "127.0.0.1:$1"
@@ -159,6 +159,7 @@ path = "/public"
 auth = "public"
 [cache]
 max_tokens = $3
+${7:-}
 TOML
     RUST_LOG=$2 taskset -c "${6:-$PROXY_CORE}" "${4:-$work/jwtgate}" run -c "$work/jwtgate-$1.toml" >/dev/null 2>&1 &
     last_pid=$!
@@ -173,6 +174,30 @@ jwtgate cache_off "jwtgate, cache off (RS256 every request)" $((PORTS + 11)) war
 jwtgate cache_on "jwtgate, cache on (repeated token)" $((PORTS + 12)) warn 10000
 jwtgate public "jwtgate, public route (no token work)" $((PORTS + 13)) warn 0 public
 jwtgate log "jwtgate, cache off, access log on" $((PORTS + 14)) info 0
+# Tracing on at ratio 1.0: every request's spans exported over OTLP/HTTP to a
+# receiver on the load core that reads and discards them.
+python3 - "$((PORTS + 2))" <<'PY' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Sink(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+sink_pid=$!
+pids+=("$sink_pid")
+taskset -p -c "$LOAD_CORE" "$sink_pid" >/dev/null
+start_jwtgate $((PORTS + 15)) warn 10000 "" "" "" \
+    "[tracing]
+otlp_endpoint = \"http://127.0.0.1:$((PORTS + 2))\"
+sample_ratio = 1.0"
+add tracing "jwtgate, cache on, tracing on (OTLP/HTTP, sample_ratio 1.0)" "http://127.0.0.1:$((PORTS + 15))/" "$last_pid"
 port=$((PORTS + 41))
 for allocator in $ALLOCATORS; do
     jwtgate "alloc_$allocator" "jwtgate, cache on, allocator: $allocator" "$port" warn 10000 "" "$work/jwtgate-$allocator"
