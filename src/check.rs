@@ -160,6 +160,9 @@ pub fn files(config: &Config) -> Vec<Problem> {
         if let JwksSource::File(path) = &issuer.jwks {
             problems.extend(jwks_file(&format!("issuers[{i}].jwks_file"), path, issuer));
         }
+        if let Some(file) = &issuer.ca_file {
+            problems.extend(tls::read_certificates(&format!("issuers[{i}].ca_file"), file).err());
+        }
     }
     if let Some(server_tls) = &config.server.tls {
         problems.extend(ServerTls::load(server_tls).err());
@@ -254,7 +257,25 @@ pub async fn online(config: &Config) -> (String, Online) {
     };
     let mut worst = Online::Usable;
     for (i, issuer) in config.issuers.iter().enumerate() {
-        let keys = Arc::new(IssuerKeys::new(issuer, fetcher.clone()));
+        let fetcher = match &issuer.ca_file {
+            None => fetcher.clone(),
+            Some(file) => {
+                let trusting = tls::read_certificates(&format!("issuers[{i}].ca_file"), file)
+                    .map_err(|p| format!("{}: {}", p.key, p.message))
+                    .and_then(|roots| {
+                        Fetcher::trusting(roots).map_err(|e| format!("cannot build an HTTP client: {e}"))
+                    });
+                match trusting {
+                    Ok(fetcher) => fetcher,
+                    Err(problem) => {
+                        worst = worst.max(Online::Misconfigured);
+                        let _ = writeln!(out, "error: {problem}");
+                        continue;
+                    }
+                }
+            }
+        };
+        let keys = Arc::new(IssuerKeys::new(issuer, fetcher));
         let (found, problem) = match keys.fetch().await {
             Ok(_) => {
                 let _ = writeln!(out, "{}: keys", issuer.issuer);

@@ -100,7 +100,13 @@ pub fn upstream_client_config(upstream: &UpstreamConfig) -> Result<ClientConfig,
 
 /// For key and discovery fetches: the system's roots.
 pub fn fetch_client_config() -> Result<ClientConfig, rustls::Error> {
-    let verifier = Verifier::new(provider())?;
+    fetch_client_config_trusting(Vec::new())
+}
+
+/// For key and discovery fetches: the system's roots and `extra_roots`
+/// (an issuer's `ca_file`).
+pub fn fetch_client_config_trusting(extra_roots: Vec<CertificateDer<'static>>) -> Result<ClientConfig, rustls::Error> {
+    let verifier = Verifier::new_with_extra_roots(extra_roots, provider())?;
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -108,7 +114,9 @@ pub fn fetch_client_config() -> Result<ClientConfig, rustls::Error> {
         .with_no_client_auth())
 }
 
-fn read_certificates(key: &str, file: &Path) -> Result<Vec<CertificateDer<'static>>, Problem> {
+/// The PEM certificates of `file`, for the configuration key `key`: at
+/// least one, or a problem naming the key and the file.
+pub fn read_certificates(key: &str, file: &Path) -> Result<Vec<CertificateDer<'static>>, Problem> {
     let problem = |what: String| Problem::new(key, format!("{}: {what}", file.display()));
     let certificates = CertificateDer::pem_file_iter(file)
         .map_err(|e| problem(pem_problem(&e)))?

@@ -114,6 +114,7 @@ pub struct RawIssuer {
     pub audiences: Option<Vec<String>>,
     pub jwks_url: Option<String>,
     pub jwks_file: Option<String>,
+    pub ca_file: Option<String>,
     pub algorithms: Option<Vec<String>>,
     pub leeway: Option<String>,
     pub refresh_interval: Option<String>,

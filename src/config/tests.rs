@@ -65,7 +65,7 @@ fn every_problem_at_once_with_its_position_and_fix() {
             "test.toml:3:1: server.max_connections: expected a whole number such as 100, found the string \"30\" — write max_connections = 30 without quotes",
             "test.toml:7:1: issuers[0].audiences: expected a list such as [\"a\", \"b\"], found the string \"api\" — write audiences = [\"api\"]",
             "test.toml:8:1: issuers[0].leeway: expected a duration such as \"30s\", found the number 30 — write leeway = \"30s\" (units: ms, s, m, h)",
-            "test.toml:9:1: issuers[0].timout: unknown key — the keys allowed here are issuer, audiences, jwks_url, jwks_file, algorithms, leeway, refresh_interval, min_refresh_interval, scope_claims, require_typ, max_lifetime, required_claims, token_from, tenants",
+            "test.toml:9:1: issuers[0].timout: unknown key — the keys allowed here are issuer, audiences, jwks_url, jwks_file, ca_file, algorithms, leeway, refresh_interval, min_refresh_interval, scope_claims, require_typ, max_lifetime, required_claims, token_from, tenants",
         ],
         "{error}"
     );
@@ -124,6 +124,20 @@ fn tls_keys_are_paths_from_the_config_directory_and_checked_together() {
         problems(&plain),
         ["test.toml: upstream.ca_file: applies only to https:// upstreams (upstream.url is \"http://127.0.0.1:9000\")"]
     );
+}
+
+#[test]
+fn an_issuer_ca_file_is_a_path_from_the_config_directory_for_https_fetches_only() {
+    let config = parse(&MINIMAL.replace("audiences", "ca_file = \"internal-ca.pem\"\naudiences")).unwrap();
+    assert_eq!(config.issuers[0].ca_file.as_deref(), Some(Path::new("/etc/jwtgate/internal-ca.pem")));
+    let https_url = "jwks_url = \"https://keys.internal/jwks\"\nca_file = \"/ca.pem\"\naudiences";
+    assert!(parse(&MINIMAL.replace("audiences", https_url)).is_ok());
+    let why = "test.toml: issuers[0].ca_file: applies only to keys fetched over https (discovery or jwks_url), not to \
+               jwks_file or http:// URLs";
+    for source in ["jwks_file = \"keys.json\"", "jwks_url = \"http://127.0.0.1:1/jwks\""] {
+        let text = MINIMAL.replace("audiences", &format!("{source}\nca_file = \"ca.pem\"\naudiences"));
+        assert_eq!(problems(&text), [why], "{source}");
+    }
 }
 
 #[test]

@@ -260,6 +260,9 @@ pub struct IssuerConfig {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub jwks: JwksSource,
+    /// PEM certificates trusted, beside the system's roots, for discovery
+    /// and JWKS fetches over https (an internal CA).
+    pub ca_file: Option<PathBuf>,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
     pub refresh_interval: Duration,

@@ -5,6 +5,7 @@
 mod admit;
 mod check;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -56,6 +57,9 @@ pub enum GatewayError {
     /// A TLS file of the upstream, named by its configuration key.
     #[error("{}: {}", .0.key, .0.message)]
     Upstream(Problem),
+    /// An issuer's `ca_file`, named by its configuration key.
+    #[error("{}: {}", .0.key, .0.message)]
+    Issuer(Problem),
     /// A route names an upstream that is not configured (validation
     /// refuses this first; the table never guesses).
     #[error("{0}")]
@@ -147,16 +151,27 @@ impl Gateway {
     ) -> Result<Gateway, GatewayError> {
         // The HTTP client (and the system roots it reads) is built only when
         // some issuer needs fetching anew: a reload that keeps them all builds none.
-        let mut fetcher: Option<Fetcher> = None;
+        // One client per distinct ca_file (most configurations: one, for the system's roots).
+        let mut fetchers: Vec<(Option<&Path>, Fetcher)> = Vec::new();
         let mut keys: Vec<Arc<IssuerKeys>> = Vec::with_capacity(config.issuers.len());
-        for issuer in &config.issuers {
+        for (i, issuer) in config.issuers.iter().enumerate() {
             if let Some(kept) = reuse.iter().find(|k| k.same_source(issuer)) {
                 keys.push(Arc::clone(kept));
                 continue;
             }
-            let fetcher = match &fetcher {
-                Some(fetcher) => fetcher.clone(),
-                None => fetcher.insert(Fetcher::new()?.with_tracing(otel)).clone(),
+            let ca_file = issuer.ca_file.as_deref();
+            let fetcher = match fetchers.iter().find(|(file, _)| *file == ca_file) {
+                Some((_, fetcher)) => fetcher.clone(),
+                None => {
+                    let roots = match ca_file {
+                        Some(file) => crate::tls::read_certificates(&format!("issuers[{i}].ca_file"), file)
+                            .map_err(GatewayError::Issuer)?,
+                        None => Vec::new(),
+                    };
+                    let fetcher = Fetcher::trusting(roots)?.with_tracing(otel);
+                    fetchers.push((ca_file, fetcher.clone()));
+                    fetcher
+                }
             };
             let store = Arc::new(IssuerKeys::new(issuer, fetcher));
             IssuerKeys::spawn_refresher(&store);

@@ -9,6 +9,7 @@ use crate::otel::Otel;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use reqwest::{StatusCode, Url};
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
@@ -79,8 +80,14 @@ pub enum FetcherError {
 }
 
 impl Fetcher {
+    /// Trusting the system's roots.
     pub fn new() -> Result<Fetcher, FetcherError> {
-        let tls = crate::tls::fetch_client_config()?;
+        Fetcher::trusting(Vec::new())
+    }
+
+    /// Trusting the system's roots and `extra_roots` (an issuer's `ca_file`).
+    pub fn trusting(extra_roots: Vec<CertificateDer<'static>>) -> Result<Fetcher, FetcherError> {
+        let tls = crate::tls::fetch_client_config_trusting(extra_roots)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(CONNECT_TIMEOUT)

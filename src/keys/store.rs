@@ -97,6 +97,7 @@ impl IssuerKeys {
     pub fn same_source(&self, config: &IssuerConfig) -> bool {
         self.config.issuer == config.issuer
             && self.config.jwks == config.jwks
+            && self.config.ca_file == config.ca_file
             && self.config.refresh_interval == config.refresh_interval
             && self.config.min_refresh_interval == config.min_refresh_interval
             && self.config.jwks_limits == config.jwks_limits

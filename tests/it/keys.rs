@@ -182,3 +182,48 @@ async fn oversized_or_keyless_documents_are_refused() {
     let error = fetch_error(&idp.issuer).await;
     assert!(error.contains("no usable signing keys"), "{error}");
 }
+
+/// Issue 19, part 5: an issuer's keys served over https under a private CA
+/// are fetched when the issuer names that CA in `ca_file` (by the gateway
+/// and by `check --online`), and not trusted without it.
+#[tokio::test]
+async fn an_issuers_ca_file_trusts_a_private_ca_for_its_key_fetches() {
+    let ca = crate::support::certs::TestCa::new("jwtgate test internal CA");
+    let key = SigningKey::rsa("k");
+    let jwks = json!({"keys": [key.jwk()]});
+    let server_tls = ca.server().server_config(None);
+    let (addr, _task) = crate::support::http::serve_maybe_tls(
+        move |_request| {
+            let jwks = jwks.clone();
+            async move { json_response(200, &jwks) }
+        },
+        Some(server_tls),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let upstream = TestUpstream::start().await;
+    let issuer = "https://idp.internal.example/";
+    let jwks_url = format!("https://127.0.0.1:{}/keys", addr.port());
+    let token = key.mint(&claims(issuer, "api"));
+
+    let trusting = toml(&upstream.url(), issuer)
+        .issuer(&format!("jwks_url = \"{jwks_url}\"\nca_file = \"{}\"\n", ca_file.display()))
+        .text();
+    let gateway = TestGateway::start(&trusting).await;
+    gateway.wait_for_keys().await;
+    assert_eq!(status(&gateway, &token).await, 200);
+    let config = Config::parse(&trusting, "t.toml", dir.path(), &|_| None).unwrap();
+    let (report, found) = jwtgate::check::online(&config).await;
+    assert_eq!(found, jwtgate::check::Online::Usable, "{report}");
+
+    let system_roots_only = toml(&upstream.url(), issuer).issuer(&format!("jwks_url = \"{jwks_url}\"\n")).text();
+    let gateway = TestGateway::start(&system_roots_only).await;
+    let answer = get(&gateway.url("/"), Some(&token)).await;
+    assert_eq!(answer.0, 503, "no keys without the CA: {answer:?}");
+    let config = Config::parse(&system_roots_only, "t.toml", dir.path(), &|_| None).unwrap();
+    let (report, found) = jwtgate::check::online(&config).await;
+    assert_eq!(found, jwtgate::check::Online::Unreachable, "{report}");
+    assert!(report.contains("not trusted"), "{report}");
+}

@@ -139,10 +139,24 @@ fn issuer(
         .flatten()
         .filter_map(|name| ClaimPath::parse(name).map_err(|e| p.add(&format!("{key}.required_claims"), e)).ok())
         .collect();
+    let ca_file = raw.ca_file.as_ref().map(|file| base_dir.join(file));
+    let https = |url: &str| Url::parse(url).is_ok_and(|u| u.scheme() == "https");
+    let fetched_over_https = match &jwks {
+        Some(JwksSource::Url(url)) => https(url),
+        Some(JwksSource::Discovery { discovery_url }) => https(discovery_url),
+        Some(JwksSource::File(_)) | None => false,
+    };
+    if ca_file.is_some() && jwks.is_some() && !fetched_over_https {
+        p.add(
+            &format!("{key}.ca_file"),
+            "applies only to keys fetched over https (discovery or jwks_url), not to jwks_file or http:// URLs",
+        );
+    }
     Some(IssuerConfig {
         issuer: issuer?.clone(),
         audiences: audiences?.clone(),
         jwks: jwks?,
+        ca_file,
         algorithms,
         leeway,
         refresh_interval,
