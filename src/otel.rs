@@ -54,6 +54,8 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Otel(Option<Arc<Exporting>>);
 
 struct Exporting {
+    /// `[tracing] record_subject`.
+    record_subject: bool,
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     propagator: TraceContextPropagator,
@@ -122,8 +124,13 @@ impl Otel {
             .build();
         let scope = InstrumentationScope::builder("jwtgate").with_version(env!("CARGO_PKG_VERSION")).build();
         let tracer = provider.tracer_with_scope(scope);
-        let exporting =
-            Exporting { provider, tracer, propagator: TraceContextPropagator::new(), stopped: AtomicBool::new(false) };
+        let exporting = Exporting {
+            record_subject: config.record_subject,
+            provider,
+            tracer,
+            propagator: TraceContextPropagator::new(),
+            stopped: AtomicBool::new(false),
+        };
         Ok(Otel(Some(Arc::new(exporting))))
     }
 
@@ -267,17 +274,10 @@ impl ServerSpan {
         UpstreamSpan { cx }
     }
 
-    /// Ends the span with the gateway's answer: `route` is the matched
-    /// route's configured path, `reason` a refusal's, `issuer` the verified
-    /// token's. A 5xx is an error (HTTP semantic conventions, server side).
-    pub(crate) fn end(
-        self,
-        status: u16,
-        outcome: &'static str,
-        reason: Option<&'static str>,
-        route: Option<&str>,
-        issuer: Option<&str>,
-    ) {
+    /// Ends the span with the gateway's answer. A 5xx is an error (HTTP
+    /// semantic conventions, server side).
+    pub(crate) fn end(self, decided: Decided<'_>) {
+        let Decided { status, outcome, reason, route, issuer, subject } = decided;
         let span = self.cx.span();
         if !span.is_recording() {
             return;
@@ -292,6 +292,9 @@ impl ServerSpan {
         attributes.extend(route.map(|r| KeyValue::new("http.route", r.to_string())));
         attributes.extend(reason.map(|r| KeyValue::new("jwtgate.reason", r)));
         attributes.extend(issuer.map(|i| KeyValue::new("jwtgate.issuer", i.to_string())));
+        if self.exporting.record_subject {
+            attributes.extend(subject.map(|s| KeyValue::new("enduser.id", s.to_string())));
+        }
         if status >= 500 {
             attributes.push(KeyValue::new(ERROR_TYPE, reason.map_or_else(|| status.to_string(), str::to_string)));
             span.set_status(Status::error(reason.unwrap_or("server error")));
@@ -299,6 +302,20 @@ impl ServerSpan {
         span.set_attributes(attributes);
         span.end();
     }
+}
+
+/// What the gateway answered, for [`ServerSpan::end`].
+pub(crate) struct Decided<'a> {
+    pub status: u16,
+    /// As in the metrics.
+    pub outcome: &'static str,
+    /// A refusal's, as in the access log.
+    pub reason: Option<&'static str>,
+    /// The matched route's configured path.
+    pub route: Option<&'a str>,
+    /// The verified token's issuer and subject.
+    pub issuer: Option<&'a str>,
+    pub subject: Option<&'a str>,
 }
 
 /// The upstream call of a request, from the send to the response head.

@@ -33,6 +33,7 @@ pub struct RawTracing {
     pub protocol: Option<String>,
     pub sample_ratio: Option<f64>,
     pub service_name: Option<String>,
+    pub record_subject: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -41,6 +41,8 @@ pub struct TracingConfig {
     /// Of the requests without a sampled parent, the share recorded (0.0–1.0).
     pub sample_ratio: f64,
     pub service_name: String,
+    /// Put a verified token's `sub` on its request's span (`enduser.id`).
+    pub record_subject: bool,
 }
 
 /// How spans travel to the collector.

@@ -28,7 +28,7 @@ use crate::forward_auth::{ForwardAuth, Original};
 use crate::keys::{Fetcher, IssuerKeys};
 use crate::method_override::Judge;
 use crate::metrics::{MethodLabel, Metrics, Outcome, Reason, RouteSeries};
-use crate::otel::{Otel, ServerSpan};
+use crate::otel::{Decided, Otel, ServerSpan};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, ResponseBody, Upstream, UpstreamBody};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
@@ -336,8 +336,15 @@ impl Gateway {
             }
         };
         if let Some(span) = notes.span.take() {
-            let issuer = answer.subject.as_ref().map(Verified::issuer);
-            span.end(answer.status, answer.outcome.label(), answer.reason, notes.route.map(|r| r.name()), issuer);
+            let verified = answer.subject.as_ref();
+            span.end(Decided {
+                status: answer.status,
+                outcome: answer.outcome.label(),
+                reason: answer.reason,
+                route: notes.route.map(|r| r.name()),
+                issuer: verified.map(Verified::issuer),
+                subject: verified.and_then(Verified::subject),
+            });
         }
         if let Some(cors) = notes.cors {
             cors.decorate(origin.as_ref(), response.headers_mut());

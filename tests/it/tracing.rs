@@ -235,6 +235,7 @@ async fn otlp_http_gets_server_upstream_and_key_fetch_spans_in_the_callers_trace
     assert_eq!(server.attr("jwtgate.outcome"), Some("allowed"));
     assert_eq!(server.attr("jwtgate.issuer"), Some(idp.issuer.as_str()));
     assert_eq!(server.attr("jwtgate.reason"), None);
+    assert_eq!(server.attr("enduser.id"), None, "the subject only with record_subject");
     assert_eq!(server.status, StatusCode::Unset);
 
     // The upstream call is its child, and the upstream was told so.
@@ -318,6 +319,22 @@ async fn otlp_grpc_follows_the_callers_sampling_decision_at_ratio_zero() {
     assert_eq!(call.parent_span_id, server.span_id);
     assert_eq!(upstream_saw.lock().unwrap()[2]["traceparent"], format!("00-{TRACE_ID}-{}-01", call.span_id).as_str());
 
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_subject_is_on_the_request_span_only_with_record_subject() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let (upstream_url, _upstream_saw, _upstream) = upstream().await;
+    let receiver = Receiver::http().await;
+    let tracing = format!("otlp_endpoint = \"{}\"\nrecord_subject = true", receiver.endpoint);
+    let gateway = traced_gateway(&idp, &upstream_url, &tracing).await;
+    let claims = claims(&idp.issuer, "api");
+    assert_eq!(send(&gateway, "/api/me", Some(&key.mint(&claims)), None).await, 200);
+    let spans = receiver.spans(&gateway, |spans| spans.iter().any(|s| s.kind == SpanKind::Server)).await;
+    let server = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    assert_eq!(server.attr("enduser.id"), claims["sub"].as_str(), "{server:#?}");
     gateway.stop().await;
 }
 

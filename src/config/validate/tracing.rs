@@ -38,7 +38,8 @@ pub(super) fn tracing(raw: &RawTracing, p: &mut Problems) -> Option<TracingConfi
     }
     let written = raw.otlp_endpoint.as_ref()?;
     let endpoint = endpoint(written, protocol, p)?;
-    Some(TracingConfig { endpoint, protocol, sample_ratio, service_name })
+    let record_subject = raw.record_subject.unwrap_or(false);
+    Some(TracingConfig { endpoint, protocol, sample_ratio, service_name, record_subject })
 }
 
 /// The URL spans are sent to. An OTLP/HTTP endpoint written without a
@@ -132,6 +133,7 @@ mod tests {
             protocol: TracingProtocol::Http,
             sample_ratio: 1.0,
             service_name: "jwtgate".into(),
+            record_subject: false,
         };
         assert_eq!(http, expected);
         let written =
