@@ -121,7 +121,8 @@ impl Target {
 /// say why.
 pub async fn probe(url: &str, timeout: Duration) -> Result<StatusCode, ProbeError> {
     let target = Target::parse(url)?;
-    let deadline = Instant::now() + timeout;
+    // A timeout too large to add to the clock waits as long as it can.
+    let deadline = Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 30));
     let response =
         tokio::time::timeout_at(deadline, send(&target)).await.map_err(|_| ProbeError::TimedOut(timeout))??;
     let status = response.status();

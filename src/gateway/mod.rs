@@ -309,7 +309,7 @@ impl Gateway {
             Err(refusal) => {
                 let outcome = if refusal.is_upstream_error() { Outcome::UpstreamError } else { Outcome::Refused };
                 let status = refusal.status().as_u16();
-                let record = Answer {
+                let mut record = Answer {
                     outcome,
                     status,
                     reason: Some(refusal.reason()),
@@ -331,6 +331,7 @@ impl Gateway {
                     && self.forward_auth.as_ref().is_some_and(|f| f.edge() == Edge::Nginx)
                 {
                     *answer.status_mut() = StatusCode::FORBIDDEN;
+                    record.status = StatusCode::FORBIDDEN.as_u16();
                 }
                 (record, answer)
             }

@@ -23,6 +23,7 @@ mod limits;
 mod operations;
 mod pool;
 mod proxy;
+mod review;
 mod routes;
 mod ship;
 mod standards;
