@@ -159,7 +159,7 @@ mod tests {
                 "tracing.protocol: must be \"http\" (OTLP/HTTP, port 4318) or \"grpc\" (OTLP/gRPC, port 4317) (got \"udp\")",
                 "tracing.sample_ratio: must be between 0.0 and 1.0 (got 1.5) — 1.0 records every request, 0.1 one in ten, 0.0 only those whose caller's traceparent is sampled",
                 "tracing.service_name: must not be empty — leave it out for \"jwtgate\"",
-                "tracing.sampler: unknown key — the keys allowed here are otlp_endpoint, protocol, sample_ratio, service_name",
+                "tracing.sampler: unknown key — the keys allowed here are otlp_endpoint, protocol, sample_ratio, service_name, record_subject",
             ]
         );
         assert_eq!(
