@@ -22,7 +22,10 @@ use crate::metrics::{MethodLabel, Outcome, RouteSeries};
 /// One request's answer, as counted and logged when it is over.
 pub struct Record {
     series: Arc<RouteSeries>,
+    /// As served: canonical, overrides applied.
     method: MethodLabel,
+    /// The client's method was HEAD: its answer has no body to send.
+    head: bool,
     outcome: Outcome,
     status: u16,
     started: Instant,
@@ -100,6 +103,7 @@ impl Record {
     pub fn answered(
         series: Arc<RouteSeries>,
         method: MethodLabel,
+        head: bool,
         started: Instant,
         answer: Answer,
         line: Option<Line>,
@@ -110,7 +114,12 @@ impl Record {
             line.subject = answer.subject;
             Box::new(line)
         });
-        Record { series, method, outcome: answer.outcome, status: answer.status, started, bytes_out: 0, line }
+        Record { series, method, head, outcome: answer.outcome, status: answer.status, started, bytes_out: 0, line }
+    }
+
+    /// A request whose client left before its answer: written now, cut short.
+    pub fn abandoned(self) {
+        self.write(false);
     }
 
     fn write(self, complete: bool) {
@@ -158,8 +167,8 @@ pub struct Recorded<B: Body> {
 }
 
 impl<B: Body> Recorded<B> {
-    pub fn new(body: B, record: Record) -> Recorded<B> {
-        Recorded { body, record: Some(Box::new(record)) }
+    pub fn new(body: B, record: Option<Record>) -> Recorded<B> {
+        Recorded { body, record: record.map(Box::new) }
     }
 
     fn finish(&mut self, complete: bool) {
@@ -173,7 +182,7 @@ impl<B: Body> Drop for Recorded<B> {
     /// A body nobody polled may still be whole (204, an empty answer), and
     /// an answer to HEAD has no body to send.
     fn drop(&mut self) {
-        let complete = self.body.is_end_stream() || self.record.as_ref().is_some_and(|r| r.method.is_head());
+        let complete = self.body.is_end_stream() || self.record.as_ref().is_some_and(|r| r.head);
         self.finish(complete);
     }
 }
@@ -230,15 +239,15 @@ mod tests {
         let series = metrics.route_series("/r");
         let get = MethodLabel::of(&Method::GET);
 
-        let record = Record::answered(Arc::clone(&series), get, Instant::now(), answer(200), None);
-        let body = Recorded::new(Full::new(Bytes::from_static(b"hello")), record);
+        let record = Record::answered(Arc::clone(&series), get, false, Instant::now(), answer(200), None);
+        let body = Recorded::new(Full::new(Bytes::from_static(b"hello")), Some(record));
         assert!(!counted(&metrics, &series, 200), "not before the body is sent");
         assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
         assert!(counted(&metrics, &series, 200));
 
         // Dropped unsent (the client went away): still counted, once.
-        let record = Record::answered(Arc::clone(&series), get, Instant::now(), answer(201), None);
-        drop(Recorded::new(Full::new(Bytes::from_static(b"cut")), record));
+        let record = Record::answered(Arc::clone(&series), get, false, Instant::now(), answer(201), None);
+        drop(Recorded::new(Full::new(Bytes::from_static(b"cut")), Some(record)));
         assert!(counted(&metrics, &series, 201));
     }
 
@@ -246,8 +255,8 @@ mod tests {
     async fn the_record_is_written_with_the_last_frame_not_after_it() {
         let metrics = Arc::new(Metrics::default());
         let series = metrics.route_series("/r");
-        let record = Record::answered(series, MethodLabel::of(&Method::GET), Instant::now(), answer(200), None);
-        let mut body = Recorded::new(Full::new(Bytes::from_static(b"0123456789")), record);
+        let record = Record::answered(series, MethodLabel::of(&Method::GET), false, Instant::now(), answer(200), None);
+        let mut body = Recorded::new(Full::new(Bytes::from_static(b"0123456789")), Some(record));
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.data_ref().map(Bytes::len), Some(10));
         // The body knew it was over with its last frame: the record is written.

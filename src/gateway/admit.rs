@@ -21,6 +21,7 @@ impl Gateway {
         // 2. Match a route.
         let route = self.routes.find(method, path);
         notes.route = Some(route);
+        notes.served_as = Some(MethodLabel::of(method));
         notes.cors = route.cors();
         // 3. Identity headers come only from us, on every route.
         self.identity.strip(headers);

@@ -119,6 +119,62 @@ struct Notes<'a> {
     cors: Option<&'a Cors>,
     /// The request's server span, when tracing is on.
     span: Option<ServerSpan>,
+    /// The method the request is judged and served as (canonical,
+    /// overrides applied), once a route judged it.
+    served_as: Option<MethodLabel>,
+    /// Until the answer is decided: what its record needs besides these notes.
+    unanswered: Option<Unanswered<'a>>,
+}
+
+/// What a request's [`Record`] needs besides its [`Notes`], held by them
+/// until the answer is decided, so that a request whose client leaves
+/// first (hyper then drops its future, and the notes with it) is still
+/// counted and logged.
+struct Unanswered<'a> {
+    gateway: &'a Gateway,
+    started: Instant,
+    /// The client's method, until a route judges the one it is served as.
+    method: MethodLabel,
+    /// The client asked with HEAD: the answer has no body to send.
+    head: bool,
+    line: Option<Line>,
+}
+
+impl Notes<'_> {
+    /// The record of the answer decided now, the request's span ended with
+    /// it; `None` once taken (or where nothing is recorded: `explain`).
+    fn answered(&mut self, outcome: Outcome, status: u16, reason: Option<&'static str>) -> Option<Record> {
+        let Unanswered { gateway, started, method, head, line } = self.unanswered.take()?;
+        let series = self.route.map_or(gateway.metrics.unrouted(), |r| &gateway.route_series[r.index()]);
+        let upstream = (line.is_some() && self.sent_upstream)
+            .then_some(self.route)
+            .flatten()
+            .map(|route| Arc::clone(route.upstream().name()));
+        let subject = self.verified.take();
+        if let Some(span) = self.span.take() {
+            span.end(Decided {
+                status,
+                outcome: outcome.label(),
+                reason,
+                route: self.route.map(|r| r.name()),
+                issuer: subject.as_ref().map(Verified::issuer),
+                subject: subject.as_ref().and_then(Verified::subject),
+            });
+        }
+        let answer = Answer { outcome, status, reason, upstream, subject };
+        let method = self.served_as.unwrap_or(method);
+        Some(Record::answered(Arc::clone(series), method, head, started, answer, line))
+    }
+}
+
+impl Drop for Notes<'_> {
+    /// Dropped unanswered: the client left while the request was judged or
+    /// sent upstream. Counted and logged as nginx does, with status 499.
+    fn drop(&mut self) {
+        if let Some(record) = self.answered(Outcome::Abandoned, 499, Some("client_closed")) {
+            record.abandoned();
+        }
+    }
 }
 
 /// The access log's `bytes_in`: the declared length, or a counter the
@@ -283,39 +339,27 @@ impl Gateway {
         let started = Instant::now();
         let request_id = self.request_ids.take_or_make(request.headers());
         request.headers_mut().insert(&X_REQUEST_ID, request_id.clone());
-        let method = MethodLabel::of(request.method());
         let grpc = crate::error::is_grpc(request.headers());
         let origin = request.headers().get(http::header::ORIGIN).cloned();
-        let mut notes = Notes { span: self.otel.server_span(&request, &peer), ..Notes::default() };
+        let mut notes = Notes::default();
+        notes.span = self.otel.server_span(&request, &peer);
         let line = Line::wanted().then(|| {
             let bytes_in = bytes_in(&request, &mut notes);
             Line::of(&request, request_id.clone(), peer.addr.ip(), peer.tls, bytes_in)
         });
+        let method = MethodLabel::of(request.method());
+        let head = request.method() == Method::HEAD;
+        notes.unanswered = Some(Unanswered { gateway: self, started, method, head, line });
         // server.request_timeout: one deadline for every wait of this request.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let result = self.try_handle(request, peer, deadline, &mut notes).await;
-        let series = Arc::clone(notes.route.map_or(self.metrics.unrouted(), |r| &self.route_series[r.index()]));
-        let upstream = (line.is_some() && notes.sent_upstream)
-            .then_some(notes.route)
-            .flatten()
-            .map(|route| Arc::clone(route.upstream().name()));
-        let (answer, mut response) = match result {
+        let (record, mut response) = match result {
             Ok(response) => {
                 let outcome = if notes.anonymous { Outcome::Public } else { Outcome::Allowed };
-                let status = response.status().as_u16();
-                let answer = Answer { outcome, status, reason: None, upstream, subject: notes.verified.take() };
-                (answer, response)
+                (notes.answered(outcome, response.status().as_u16(), None), response)
             }
             Err(refusal) => {
                 let outcome = if refusal.is_upstream_error() { Outcome::UpstreamError } else { Outcome::Refused };
-                let status = refusal.status().as_u16();
-                let mut record = Answer {
-                    outcome,
-                    status,
-                    reason: Some(refusal.reason()),
-                    upstream,
-                    subject: notes.verified.take(),
-                };
                 // A forward-auth check is answered in the edge's terms: a
                 // gRPC-style refusal is an HTTP 200, which edges read as "allow".
                 let answer = if grpc && !notes.check {
@@ -324,6 +368,7 @@ impl Gateway {
                     refusal.to_response(&self.challenge)
                 };
                 let mut answer = answer.map(Either::Right);
+                let mut status = refusal.status();
                 // nginx's auth_request turns any answer but 2xx, 401 and 403
                 // into a 500: a client's mistake is a 403 there.
                 if notes.check
@@ -331,27 +376,15 @@ impl Gateway {
                     && self.forward_auth.as_ref().is_some_and(|f| f.edge() == Edge::Nginx)
                 {
                     *answer.status_mut() = StatusCode::FORBIDDEN;
-                    record.status = StatusCode::FORBIDDEN.as_u16();
+                    status = StatusCode::FORBIDDEN;
                 }
-                (record, answer)
+                (notes.answered(outcome, status.as_u16(), Some(refusal.reason())), answer)
             }
         };
-        if let Some(span) = notes.span.take() {
-            let verified = answer.subject.as_ref();
-            span.end(Decided {
-                status: answer.status,
-                outcome: answer.outcome.label(),
-                reason: answer.reason,
-                route: notes.route.map(|r| r.name()),
-                issuer: verified.map(Verified::issuer),
-                subject: verified.and_then(Verified::subject),
-            });
-        }
         if let Some(cors) = notes.cors {
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
-        let record = Record::answered(series, method, started, answer, line);
         response.map(|body| Recorded::new(body, record))
     }
 

@@ -32,10 +32,13 @@ pub enum Outcome {
     Public,
     Refused,
     UpstreamError,
+    /// The client went away before the answer's head (status 499, as nginx logs it).
+    Abandoned,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [Outcome::Allowed, Outcome::Public, Outcome::Refused, Outcome::UpstreamError];
+    const ALL: [Outcome; 5] =
+        [Outcome::Allowed, Outcome::Public, Outcome::Refused, Outcome::UpstreamError, Outcome::Abandoned];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -43,6 +46,7 @@ impl Outcome {
             Outcome::Public => "public",
             Outcome::Refused => "refused",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::Abandoned => "abandoned",
         }
     }
 }

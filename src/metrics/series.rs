@@ -23,6 +23,7 @@ const METHODS: [&str; 10] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", 
 pub struct MethodLabel(u8);
 
 impl MethodLabel {
+    /// Without regard to case, as the gateway serves methods (`get` is `GET`).
     pub fn of(method: &Method) -> MethodLabel {
         MethodLabel(match *method {
             Method::GET => 0,
@@ -34,12 +35,8 @@ impl MethodLabel {
             Method::OPTIONS => 6,
             Method::TRACE => 7,
             Method::PATCH => 8,
-            _ => 9,
+            _ => METHODS[..9].iter().position(|m| m.eq_ignore_ascii_case(method.as_str())).unwrap_or(9) as u8,
         })
-    }
-
-    pub fn is_head(self) -> bool {
-        self.0 == 1
     }
 }
 
@@ -103,7 +100,9 @@ pub(super) struct SeriesTable {
 }
 
 const SERIES_SLOTS: usize = 256;
-const KEY_SHIFT: u32 = 48;
+/// A key is 17 bits (method 4, outcome 3, status 10); a count has the 47
+/// below it (10^14: 44 years at 100,000 requests a second on one series).
+const KEY_SHIFT: u32 = 47;
 
 impl SeriesTable {
     fn new() -> SeriesTable {
@@ -112,7 +111,7 @@ impl SeriesTable {
 
     /// Never zero: a status is at least 100.
     fn key(method: usize, outcome: Outcome, status: u16) -> u64 {
-        (method as u64) << 12 | (outcome as u64) << 10 | u64::from(status.clamp(100, 599))
+        (method as u64) << 13 | (outcome as u64) << 10 | u64::from(status.clamp(100, 599))
     }
 
     fn add(&self, key: u64) {
@@ -148,8 +147,8 @@ impl SeriesTable {
             .filter(|v| *v != 0)
             .map(|v| {
                 let key = v >> KEY_SHIFT;
-                let method = METHODS[((key >> 12) as usize).min(METHODS.len() - 1)];
-                let outcome = Outcome::ALL[((key >> 10) & 3) as usize].label();
+                let method = METHODS[((key >> 13) as usize).min(METHODS.len() - 1)];
+                let outcome = Outcome::ALL[(((key >> 10) & 7) as usize).min(Outcome::ALL.len() - 1)].label();
                 (method, outcome, (key & 0x3ff) as u16, v & ((1 << KEY_SHIFT) - 1))
             })
             .collect();

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod accounting;
 mod architecture;
 mod attacks;
 mod auth;
@@ -23,7 +24,6 @@ mod limits;
 mod operations;
 mod pool;
 mod proxy;
-mod review;
 mod routes;
 mod ship;
 mod standards;

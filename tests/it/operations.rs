@@ -332,7 +332,7 @@ async fn json_logs_parse_and_never_contain_the_token() {
     assert_eq!(get(&binary.url("/admin"), Some(&token)).await.0, 403);
     // A chunked body of 11 bytes, whose length is counted as it streams.
     let chunked = format!(
-        "POST /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nUser-Agent: probe/1.0\r\n\
+        "POST /upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nUser-Agent: probe/1.0\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
     );
     let answer = raw(format!("127.0.0.1:{}", binary.port).parse().unwrap(), chunked.as_bytes()).await;

@@ -1,6 +1,6 @@
-//! Review of the access log, per-route metrics and tracing (43f07b8..):
-//! failing tests that pin down where what is recorded differs from what
-//! happened. Each test names the finding it demonstrates.
+//! What is recorded of a request (metrics, access log, span) is what
+//! happened to it: the findings of the review of issue 18's access log,
+//! per-route metrics and tracing, one regression test each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -45,6 +45,8 @@ async fn a_request_abandoned_before_the_answer_head_is_still_counted() {
     let text = gateway.metrics_text().await;
     assert!(text.contains("jwtgate_in_flight_requests 0"), "the request is over:\n{text}");
     assert_eq!(requests_total(&text), 1.0, "a request that reached the upstream is counted once:\n{text}");
+    let abandoned = r#"jwtgate_requests_total{route="/p",method="POST",outcome="abandoned",status="499"} 1"#;
+    assert!(text.contains(abandoned), "{abandoned} missing from:\n{text}");
 }
 
 /// Finding 1, HTTP/2: the client resets its stream while the gateway waits.
