@@ -106,13 +106,13 @@ impl Record {
         head: bool,
         started: Instant,
         answer: Answer,
-        line: Option<Line>,
+        line: Option<Box<Line>>,
     ) -> Record {
         let line = line.map(|mut line| {
             line.reason = answer.reason;
             line.upstream = answer.upstream;
             line.subject = answer.subject;
-            Box::new(line)
+            line
         });
         Record { series, method, head, outcome: answer.outcome, status: answer.status, started, bytes_out: 0, line }
     }

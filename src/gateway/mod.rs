@@ -137,7 +137,8 @@ struct Unanswered<'a> {
     method: MethodLabel,
     /// The client asked with HEAD: the answer has no body to send.
     head: bool,
-    line: Option<Line>,
+    /// On the heap when wanted: the notes travel in the request's future.
+    line: Option<Box<Line>>,
 }
 
 impl Notes<'_> {
@@ -345,7 +346,7 @@ impl Gateway {
         notes.span = self.otel.server_span(&request, &peer);
         let line = Line::wanted().then(|| {
             let bytes_in = bytes_in(&request, &mut notes);
-            Line::of(&request, request_id.clone(), peer.addr.ip(), peer.tls, bytes_in)
+            Box::new(Line::of(&request, request_id.clone(), peer.addr.ip(), peer.tls, bytes_in))
         });
         let method = MethodLabel::of(request.method());
         let head = request.method() == Method::HEAD;
