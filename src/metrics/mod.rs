@@ -296,15 +296,20 @@ impl Collector for Scrape {
             }
         }
 
-        let mut family = encoder.encode_descriptor(
+        route_histograms(
+            &mut encoder,
             "jwtgate_request_duration_seconds",
             "Time from a request's head to the end of its answer, by route",
-            None,
-            MetricType::Histogram,
+            &self.routes,
+            |route| &route.request_duration,
         )?;
-        for route in self.routes.iter().filter(|r| load(&r.request_duration.count) > 0) {
-            route.request_duration.encode(family.encode_family(&[("route", route.label())])?)?;
-        }
+        route_histograms(
+            &mut encoder,
+            "jwtgate_upstream_duration_seconds",
+            "Time from sending a request upstream to its response head, by route",
+            &self.routes,
+            |route| &route.upstream_duration,
+        )?;
 
         let mut family = encoder.encode_descriptor(
             "jwtgate_auth_failures",
@@ -320,16 +325,6 @@ impl Collector for Scrape {
                     counter(&mut family.encode_family(&[("issuer", issuer), ("reason", reason.label())])?, count)?;
                 }
             }
-        }
-
-        let mut family = encoder.encode_descriptor(
-            "jwtgate_upstream_duration_seconds",
-            "Time from sending a request upstream to its response head, by route",
-            None,
-            MetricType::Histogram,
-        )?;
-        for route in self.routes.iter().filter(|r| load(&r.upstream_duration.count) > 0) {
-            route.upstream_duration.encode(family.encode_family(&[("route", route.label())])?)?;
         }
 
         let mut family = encoder.encode_descriptor(
@@ -431,6 +426,21 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// A histogram family with a series for each route that has observed something.
+fn route_histograms(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    routes: &[Arc<RouteSeries>],
+    pick: fn(&RouteSeries) -> &series::Histogram,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for route in routes.iter().filter(|r| pick(r).count.load(Ordering::Relaxed) > 0) {
+        pick(route).encode(family.encode_family(&[("route", route.label())])?)?;
+    }
+    Ok(())
 }
 
 fn counter(encoder: &mut prometheus_client::encoding::MetricEncoder<'_>, value: u64) -> Result<(), std::fmt::Error> {
