@@ -4,6 +4,7 @@
 
 mod admit;
 mod check;
+mod notes;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub(crate) type GatewayRoute = Route<Arc<Upstream>>;
 use crate::upgrade;
 use crate::{headers, path};
 use admit::Ask;
+use notes::{Notes, Unanswered, bytes_in};
 
 /// An answer's body: the upstream's, or the gateway's own.
 pub type Answered = Either<ResponseBody, Full<Bytes>>;
@@ -98,96 +100,6 @@ pub struct Gateway {
 pub struct Decision<'a> {
     pub route: Option<&'a GatewayRoute>,
     pub result: Result<Vec<(HeaderName, HeaderValue)>, Refusal>,
-}
-
-/// What the access log and metrics say of a request beyond its status.
-#[derive(Default)]
-struct Notes<'a> {
-    route: Option<&'a GatewayRoute>,
-    /// Where the request body's bytes are counted as they stream, for the
-    /// access log of a body without a declared length.
-    body_counter: Option<Arc<AtomicU64>>,
-    /// The request went to the route's upstream (the access log names it).
-    sent_upstream: bool,
-    /// The caller, once known (shared with the cache: no copy).
-    verified: Option<Verified>,
-    /// Forwarded without a verified token (public route, or optional without one).
-    anonymous: bool,
-    /// A forward-auth check: answered in the edge's terms, never gRPC's.
-    check: bool,
-    /// The route's `[routes.cors]`, which decorates the answer.
-    cors: Option<&'a Cors>,
-    /// The request's server span, when tracing is on.
-    span: Option<ServerSpan>,
-    /// The method the request is judged and served as (canonical,
-    /// overrides applied), once a route judged it.
-    served_as: Option<MethodLabel>,
-    /// Until the answer is decided: what its record needs besides these notes.
-    unanswered: Option<Unanswered<'a>>,
-}
-
-/// What a request's [`Record`] needs besides its [`Notes`], held by them
-/// until the answer is decided, so that a request whose client leaves
-/// first (hyper then drops its future, and the notes with it) is still
-/// counted and logged.
-struct Unanswered<'a> {
-    gateway: &'a Gateway,
-    started: Instant,
-    /// The client's method, until a route judges the one it is served as.
-    method: MethodLabel,
-    /// The client asked with HEAD: the answer has no body to send.
-    head: bool,
-    /// On the heap when wanted: the notes travel in the request's future.
-    line: Option<Box<Line>>,
-}
-
-impl Notes<'_> {
-    /// The record of the answer decided now, the request's span ended with
-    /// it; `None` once taken (or where nothing is recorded: `explain`).
-    fn answered(&mut self, outcome: Outcome, status: u16, reason: Option<&'static str>) -> Option<Record> {
-        let Unanswered { gateway, started, method, head, line } = self.unanswered.take()?;
-        let series = self.route.map_or(gateway.metrics.unrouted(), |r| &gateway.route_series[r.index()]);
-        let upstream = (line.is_some() && self.sent_upstream)
-            .then_some(self.route)
-            .flatten()
-            .map(|route| Arc::clone(route.upstream().name()));
-        let subject = self.verified.take();
-        if let Some(span) = self.span.take() {
-            span.end(Decided {
-                status,
-                outcome: outcome.label(),
-                reason,
-                route: self.route.map(|r| r.name()),
-                issuer: subject.as_ref().map(Verified::issuer),
-                subject: subject.as_ref().and_then(Verified::subject),
-            });
-        }
-        let answer = Answer { outcome, status, reason, upstream, subject };
-        let method = self.served_as.unwrap_or(method);
-        Some(Record::answered(Arc::clone(series), method, head, started, answer, line))
-    }
-}
-
-impl Drop for Notes<'_> {
-    /// Dropped unanswered: the client left while the request was judged or
-    /// sent upstream. Counted and logged as nginx does, with status 499.
-    fn drop(&mut self) {
-        if let Some(record) = self.answered(Outcome::Abandoned, 499, Some("client_closed")) {
-            record.abandoned();
-        }
-    }
-}
-
-/// The access log's `bytes_in`: the declared length, or a counter the
-/// request body will feed on its way upstream.
-fn bytes_in(request: &Request<Incoming>, notes: &mut Notes<'_>) -> BytesIn {
-    use hyper::body::Body as _;
-    if let Some(length) = request.body().size_hint().exact() {
-        return BytesIn::Declared(length);
-    }
-    let counter = Arc::new(AtomicU64::new(0));
-    notes.body_counter = Some(Arc::clone(&counter));
-    BytesIn::Counted(counter)
 }
 
 impl Gateway {
