@@ -140,6 +140,33 @@ fn an_issuer_ca_file_is_a_path_from_the_config_directory_for_https_fetches_only(
     }
 }
 
+/// Issue 19, part 4: `{tenant}` in `jwks_url` was fetched literally
+/// (`/%7Btenant%7D/keys`: no keys, 503 forever) while `check` accepted it.
+/// Until per-tenant key sets exist, it is refused, as anywhere but `issuer`.
+#[test]
+fn tenant_placeholders_outside_the_issuer_are_refused_not_read_literally() {
+    let template = r#"
+        [upstream]
+        url = "http://127.0.0.1:9000"
+        [[issuers]]
+        issuer = "https://login.example.com/{tenant}/v2.0"
+        tenants = ["*"]
+        jwks_url = "https://login.example.com/{tenant}/keys"
+        audiences = ["api://{tenant}"]
+    "#;
+    assert_eq!(
+        problems(template),
+        [
+            "test.toml: issuers[0].jwks_url: {tenant} is not substituted here yet: one key set serves every tenant — \
+             write the URL of the key set they share (Entra ID: \
+             https://login.microsoftonline.com/common/discovery/v2.0/keys)",
+            "test.toml: issuers[0].audiences: {tenant} is substituted only in issuer; here it would be read literally",
+        ]
+    );
+    let shared = template.replace("{tenant}/keys", "common/keys").replace("api://{tenant}", "api://gw");
+    assert!(parse(&shared).is_ok());
+}
+
 #[test]
 fn named_upstreams_are_checked_like_the_default_one() {
     let text = format!(

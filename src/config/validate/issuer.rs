@@ -81,6 +81,29 @@ fn issuer(
     if issuer.is_some_and(|i| i.matches(TENANT).count() > 1) {
         p.add(&format!("{key}.issuer"), "{tenant} may appear once");
     }
+    // {tenant} is substituted in `issuer` alone; anywhere else it would be
+    // read literally (a JWKS URL fetched as `/%7Btenant%7D/`: no keys, 503
+    // for every token, while the file looked fine).
+    let literal = [
+        ("jwks_url", raw.jwks_url.iter().collect::<Vec<_>>()),
+        ("jwks_file", raw.jwks_file.iter().collect()),
+        ("ca_file", raw.ca_file.iter().collect()),
+        ("audiences", raw.audiences.iter().flatten().collect()),
+        ("required_claims", raw.required_claims.iter().flatten().collect()),
+        ("scope_claims", raw.scope_claims.iter().flatten().collect()),
+    ];
+    for (name, values) in literal {
+        if values.iter().any(|v| v.contains(TENANT)) {
+            let why = match name {
+                "jwks_url" => {
+                    "{tenant} is not substituted here yet: one key set serves every tenant — write the URL of the \
+                     key set they share (Entra ID: https://login.microsoftonline.com/common/discovery/v2.0/keys)"
+                }
+                _ => "{tenant} is substituted only in issuer; here it would be read literally",
+            };
+            p.add(&format!("{key}.{name}"), why);
+        }
+    }
     if templated && raw.jwks_url.is_none() && raw.jwks_file.is_none() {
         p.add(
             &format!("{key}.jwks_url"),
