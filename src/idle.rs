@@ -12,8 +12,10 @@
 //! nothing allocated but the socket, and serves them on a fresh hyper
 //! connection.
 //!
-//! Never on a connection that has spoken HTTP/2 or been upgraded, never
-//! while an answer is in progress or unflushed, and never once the client
+//! Never on a connection that has spoken HTTP/2, been upgraded or carried a
+//! request body (which may stream in after its answer has ended), never
+//! while an answer is in progress or unflushed (a write that had to wait
+//! counts as unflushed), and never once the client
 //! has sent a byte since the last answer ended: hyper then holds a partial
 //! request head. What remains is a pipelining client whose next head
 //! stalls half-sent for a whole [`RELEASE_AFTER`] before the previous
@@ -46,14 +48,20 @@ pub struct Activity {
     idle_epoch: AtomicU64,
     /// An HTTP/1.x request was served, and nothing forbids a release.
     http1: AtomicBool,
-    /// HTTP/2, or an upgrade asked for: never released.
+    /// HTTP/2, an upgrade asked for, or a request with a body: never released.
     pinned: AtomicBool,
 }
 
 impl Activity {
     /// A request begins; its answer's body must be wrapped in [`Tracked`].
-    pub fn begin(self: &Arc<Self>, version: http::Version, upgrade: bool) -> Arc<Self> {
-        if version <= http::Version::HTTP_11 && !upgrade {
+    /// `pin`: the connection must never be released — an upgrade, or a
+    /// request with a body, which may still be streaming in after its
+    /// answer has ended: a release then would read the rest of that body as
+    /// a new request (the red team's smuggling finding). Only the answer's
+    /// end is seen here, not the request body's, so such a connection keeps
+    /// its buffers for good.
+    pub fn begin(self: &Arc<Self>, version: http::Version, pin: bool) -> Arc<Self> {
+        if version <= http::Version::HTTP_11 && !pin {
             self.http1.store(true, Relaxed);
         } else {
             self.pinned.store(true, Relaxed);
@@ -194,9 +202,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Releasing<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Releasing<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let Some(stream) = &mut self.stream else { return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())) };
-        let written = std::task::ready!(Pin::new(stream).poll_write(cx, buf));
-        self.unflushed |= matches!(written, Ok(n) if n > 0);
-        Poll::Ready(written)
+        // Unflushed from the first attempt, even one that must wait: an
+        // answer stuck behind a full send buffer is not over.
+        let written = Pin::new(stream).poll_write(cx, buf);
+        self.unflushed |= !buf.is_empty();
+        written
     }
 
     fn poll_write_vectored(
@@ -205,9 +215,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Releasing<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let Some(stream) = &mut self.stream else { return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())) };
-        let written = std::task::ready!(Pin::new(stream).poll_write_vectored(cx, bufs));
-        self.unflushed |= matches!(written, Ok(n) if n > 0);
-        Poll::Ready(written)
+        let written = Pin::new(stream).poll_write_vectored(cx, bufs);
+        self.unflushed |= bufs.iter().any(|b| !b.is_empty());
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -292,7 +302,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn http2_and_upgraded_connections_are_never_released() {
+    async fn http2_upgraded_and_body_carrying_connections_are_never_released() {
+        // (HTTP/1.1, pinned) stands for an upgrade and for a request with a body.
         for (version, upgrade) in [(http::Version::HTTP_2, false), (http::Version::HTTP_11, true)] {
             let activity = Arc::new(Activity::default());
             let (mut io, mut client, mut released) = releasing(&activity);
@@ -315,5 +326,24 @@ mod tests {
         assert!(tokio::time::timeout(RELEASE_AFTER * 3, io.read(&mut buf)).await.is_err());
         io.flush().await.unwrap();
         assert_eq!(io.read(&mut buf).await.unwrap(), 0);
+    }
+
+    /// Red-team finding: an answer whose first write had to wait (a full
+    /// send buffer) was not "unflushed", so a release could drop it.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_has_to_wait_holds_the_release() {
+        let activity = Arc::new(Activity::default());
+        let (mut io, mut client, mut released) = releasing(&activity);
+        exchange(&mut io, &mut client, &activity).await;
+        let mut drained = [0u8; 64];
+        let _ = client.read(&mut drained).await.unwrap();
+        // Fill the 1024-byte pipe, then a write that must wait.
+        io.write_all(&[b'a'; 1024]).await.unwrap();
+        io.flush().await.unwrap();
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_write(cx, b"answer")));
+        assert!(waiting.await.is_pending(), "the pipe is full");
+        let mut buf = [0u8; 8];
+        assert!(tokio::time::timeout(RELEASE_AFTER * 3, io.read(&mut buf)).await.is_err(), "no end of input");
+        assert!(released.try_recv().is_err());
     }
 }

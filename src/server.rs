@@ -190,7 +190,8 @@ where
                             request.extensions_mut().insert(watch.clone());
                         }
                         let version = request.version();
-                        let activity = activity.begin(version, upgrade);
+                        let body = !hyper::body::Body::is_end_stream(request.body());
+                        let activity = activity.begin(version, upgrade || body);
                         if version == http::Version::HTTP_2 {
                             seen_h2.store(true, Ordering::Relaxed);
                         }

@@ -428,3 +428,43 @@ async fn an_idle_h2c_connection_keeps_serving() {
     }
     assert_eq!(w.upstream.last().uri, "/after-idle");
 }
+
+/// Red-team finding (idle release): an answer that ends while the client's
+/// body is still being read upstream (an upload endpoint that replies at
+/// once and reads on) made the connection releasable; after a pause the
+/// rest of the body was parsed as a new request on the same socket — a
+/// request the gateway judged that nothing in front of it saw as one.
+#[tokio::test]
+async fn idle_release_during_an_unfinished_request_body_smuggles_no_request() {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let paths = std::sync::Arc::clone(&seen);
+    let (upstream, _task) = crate::support::http::serve(move |request: hyper::Request<hyper::body::Incoming>| {
+        paths.lock().unwrap().push(request.uri().path().to_string());
+        // Answer at once, and go on reading the body.
+        tokio::spawn(async move {
+            let _ = request.into_body().collect().await;
+        });
+        async { hyper::Response::new(crate::support::full("early")) }
+    })
+    .await;
+    let gateway = toml(&format!("http://{upstream}"), "https://issuer.example/")
+        .issuer("jwks_file = \"/dev/null\"\n[[routes]]\npath = \"/\"\nauth = \"public\"\n")
+        .text();
+    let gateway = TestGateway::start(&gateway).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream.write_all(b"POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789").await.unwrap();
+    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // 90 body bytes still owed: these are body, not a request.
+    let head = "GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n";
+    let rest = format!("{head}{}", "x".repeat(90 - head.len()));
+    assert_eq!(rest.len(), 90);
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(*seen.lock().unwrap(), ["/up"], "the rest of the body reached the upstream as a request");
+    // The body is over: the same connection serves the next request.
+    stream.write_all(b"GET /after HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let answer = read_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(*seen.lock().unwrap(), ["/up", "/after"]);
+}
