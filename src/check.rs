@@ -8,7 +8,7 @@ use crate::auth::ClaimPlan;
 use crate::config::{AuthMode, Config, JwksSource, Problem, TracingProtocol, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
 use crate::keys::set::KeySet;
-use crate::keys::{Fetcher, IssuerKeys};
+use crate::keys::{Fetcher, FetcherError, IssuerKeys};
 use crate::routes::{RouteTable, Upstreams};
 use crate::tls::{self, ServerTls};
 use http::Method;
@@ -251,28 +251,18 @@ pub enum Online {
 /// key to change.
 pub async fn online(config: &Config) -> (String, Online) {
     let mut out = String::new();
-    let fetcher = match Fetcher::new() {
-        Ok(f) => f,
-        Err(e) => return (format!("cannot build an HTTP client: {e}\n"), Online::Unreachable),
-    };
     let mut worst = Online::Usable;
     for (i, issuer) in config.issuers.iter().enumerate() {
-        let fetcher = match &issuer.ca_file {
-            None => fetcher.clone(),
-            Some(file) => {
-                let trusting = tls::read_certificates(&format!("issuers[{i}].ca_file"), file)
-                    .map_err(|p| format!("{}: {}", p.key, p.message))
-                    .and_then(|roots| {
-                        Fetcher::trusting(roots).map_err(|e| format!("cannot build an HTTP client: {e}"))
-                    });
-                match trusting {
-                    Ok(fetcher) => fetcher,
-                    Err(problem) => {
-                        worst = worst.max(Online::Misconfigured);
-                        let _ = writeln!(out, "error: {problem}");
-                        continue;
-                    }
-                }
+        let fetcher = match Fetcher::for_issuer(i, issuer.ca_file.as_deref()) {
+            Ok(fetcher) => fetcher,
+            Err(error) => {
+                let (found, problem) = match error {
+                    FetcherError::CaFile(_) => (Online::Misconfigured, error.to_string()),
+                    other => (Online::Unreachable, format!("cannot build an HTTP client: {other}")),
+                };
+                worst = worst.max(found);
+                let _ = writeln!(out, "error: {problem}");
+                continue;
             }
         };
         let keys = Arc::new(IssuerKeys::new(issuer, fetcher));

@@ -54,18 +54,23 @@ pub use crate::request_id::X_REQUEST_ID;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot build the HTTP client for key fetches: {0}")]
+    #[error("{}", client_problem(.0))]
     Client(#[from] crate::keys::FetcherError),
     /// A TLS file of the upstream, named by its configuration key.
     #[error("{}: {}", .0.key, .0.message)]
     Upstream(Problem),
-    /// An issuer's `ca_file`, named by its configuration key.
-    #[error("{}: {}", .0.key, .0.message)]
-    Issuer(Problem),
     /// A route names an upstream that is not configured (validation
     /// refuses this first; the table never guesses).
     #[error("{0}")]
     Routes(String),
+}
+
+/// A `ca_file` problem names its key; the others say what failed.
+fn client_problem(error: &crate::keys::FetcherError) -> String {
+    match error {
+        crate::keys::FetcherError::CaFile(_) => error.to_string(),
+        other => format!("cannot build the HTTP client for key fetches: {other}"),
+    }
 }
 
 /// One configuration's worth of request handling. A reload builds a new
@@ -132,12 +137,7 @@ impl Gateway {
             let fetcher = match fetchers.iter().find(|(file, _)| *file == ca_file) {
                 Some((_, fetcher)) => fetcher.clone(),
                 None => {
-                    let roots = match ca_file {
-                        Some(file) => crate::tls::read_certificates(&format!("issuers[{i}].ca_file"), file)
-                            .map_err(GatewayError::Issuer)?,
-                        None => Vec::new(),
-                    };
-                    let fetcher = Fetcher::trusting(roots)?.with_tracing(otel);
+                    let fetcher = Fetcher::for_issuer(i, ca_file)?.with_tracing(otel);
                     fetchers.push((ca_file, fetcher.clone()));
                     fetcher
                 }

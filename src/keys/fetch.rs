@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::config::JwksLimits;
+use crate::config::{JwksLimits, Problem};
 use crate::otel::Otel;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
@@ -77,12 +77,25 @@ pub enum FetcherError {
     Tls(#[from] rustls::Error),
     #[error(transparent)]
     Client(#[from] reqwest::Error),
+    /// An issuer's `ca_file` that cannot be used, named by its key.
+    #[error("{}: {}", .0.key, .0.message)]
+    CaFile(Problem),
 }
 
 impl Fetcher {
     /// Trusting the system's roots.
     pub fn new() -> Result<Fetcher, FetcherError> {
         Fetcher::trusting(Vec::new())
+    }
+
+    /// For the keys of `issuers[index]`: the system's roots, and its `ca_file`.
+    pub fn for_issuer(index: usize, ca_file: Option<&Path>) -> Result<Fetcher, FetcherError> {
+        let roots = match ca_file {
+            Some(file) => crate::tls::read_certificates(&format!("issuers[{index}].ca_file"), file)
+                .map_err(FetcherError::CaFile)?,
+            None => Vec::new(),
+        };
+        Fetcher::trusting(roots)
     }
 
     /// Trusting the system's roots and `extra_roots` (an issuer's `ca_file`).
