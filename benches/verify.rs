@@ -36,6 +36,7 @@ fn verification(c: &mut Criterion) {
     let config = jwtgate::Config::parse(&toml, "bench.toml", Path::new("."), &|_| None).unwrap();
     let store = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
     runtime.block_on(store.fetch()).unwrap();
+    let store = jwtgate::keys::IssuerStore::Shared(store);
     let metrics = Arc::new(jwtgate::metrics::Metrics::default());
     let depth = config.limits.max_json_depth;
     let auth = Authenticator::new(&config.issuers, std::slice::from_ref(&store), None, ClaimPlan::default(), depth);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::auth::ClaimPlan;
-use crate::config::{AuthMode, Config, JwksSource, Problem, TracingProtocol, UpstreamProtocol};
+use crate::config::{AuthMode, Config, IssuerConfig, JwksSource, Problem, Tenants, TracingProtocol, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
 use crate::keys::set::KeySet;
 use crate::keys::{Fetcher, FetcherError, IssuerKeys};
@@ -42,6 +42,13 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "  audiences {}", issuer.audiences.join(", "));
         let _ = writeln!(out, "  alg       {}", algorithms.join(", "));
         let _ = writeln!(out, "  keys      {source}");
+        if issuer.keys_per_tenant() {
+            let listed = match &issuer.tenants {
+                Some(Tenants::Only(list)) => format!("the listed {}, loaded at start", list.len()),
+                _ => format!("each on its first token, {} at most (max_tenants)", issuer.max_tenants),
+            };
+            let _ = writeln!(out, "  tenants   each with its own keys: {listed}");
+        }
     }
     for route in &config.routes {
         let auth = match route.auth {
@@ -265,36 +272,57 @@ pub async fn online(config: &Config) -> (String, Online) {
                 continue;
             }
         };
-        let keys = Arc::new(IssuerKeys::new(issuer, fetcher));
-        let (found, problem) = match keys.fetch().await {
-            Ok(_) => {
-                let _ = writeln!(out, "{}: keys", issuer.issuer);
-                let snapshot = keys.load();
-                let set = snapshot.as_ref().map(|s| &s.keys);
-                for key in set.map(KeySet::keys).unwrap_or_default() {
-                    let alg = key.alg.map_or_else(|| "any".to_string(), |a| format!("{a:?}"));
-                    let kid = key.kid().unwrap_or("(no kid)");
-                    let _ = writeln!(out, "  kid {kid}  type {:?}  alg {alg}", key.kind);
-                }
-                match set.and_then(|set| unusable_keys(set, issuer, &format!("issuers[{i}].algorithms"))) {
-                    Some(message) => (Online::Misconfigured, format!("issuers[{i}].algorithms: {message}")),
-                    None => continue,
-                }
+        // Keys per tenant: each listed tenant's are checked; an open
+        // issuer's tenants are known only from their tokens.
+        let targets = match (&issuer.tenants, issuer.keys_per_tenant()) {
+            (Some(Tenants::Only(list)), true) => list.iter().map(|tenant| issuer.for_tenant(tenant)).collect(),
+            (_, true) => {
+                let _ = writeln!(
+                    out,
+                    "{}: keys per tenant, fetched on each tenant's first token (not checked)",
+                    issuer.issuer
+                );
+                Vec::new()
             }
-            Err(error @ FetchError::IssuerMismatch { .. }) => {
-                (Online::Misconfigured, format!("issuers[{i}].issuer: {error}"))
-            }
-            // It answered, with something that is not a usable key set: the URL or the issuer is wrong.
-            Err(error @ FetchError::Jwks(_)) => {
-                let source = if matches!(issuer.jwks, JwksSource::Url(_)) { "jwks_url" } else { "issuer" };
-                (Online::Misconfigured, format!("issuers[{i}].{source}: {error}"))
-            }
-            Err(error) => {
-                (Online::Unreachable, format!("issuers[{i}]: cannot fetch the keys of {}: {error}", issuer.issuer))
-            }
+            _ => vec![issuer.clone()],
         };
-        worst = worst.max(found);
-        let _ = writeln!(out, "error: {problem}");
+        for target in &targets {
+            let Some(problem) = check_keys(&mut out, i, target, fetcher.clone()).await else { continue };
+            worst = worst.max(problem.0);
+            let _ = writeln!(out, "error: {}", problem.1);
+        }
     }
     (out, worst)
+}
+
+/// Fetches one key set and lists it: the problem it shows, if any.
+async fn check_keys(out: &mut String, i: usize, issuer: &IssuerConfig, fetcher: Fetcher) -> Option<(Online, String)> {
+    let keys = Arc::new(IssuerKeys::new(issuer, fetcher));
+    Some(match keys.fetch().await {
+        Ok(_) => {
+            let _ = writeln!(out, "{}: keys", issuer.issuer);
+            let snapshot = keys.load();
+            let set = snapshot.as_ref().map(|s| &s.keys);
+            for key in set.map(KeySet::keys).unwrap_or_default() {
+                let alg = key.alg.map_or_else(|| "any".to_string(), |a| format!("{a:?}"));
+                let kid = key.kid().unwrap_or("(no kid)");
+                let _ = writeln!(out, "  kid {kid}  type {:?}  alg {alg}", key.kind);
+            }
+            match set.and_then(|set| unusable_keys(set, issuer, &format!("issuers[{i}].algorithms"))) {
+                Some(message) => (Online::Misconfigured, format!("issuers[{i}].algorithms: {message}")),
+                None => return None,
+            }
+        }
+        Err(error @ FetchError::IssuerMismatch { .. }) => {
+            (Online::Misconfigured, format!("issuers[{i}].issuer: {error}"))
+        }
+        // It answered, with something that is not a usable key set: the URL or the issuer is wrong.
+        Err(error @ FetchError::Jwks(_)) => {
+            let source = if matches!(issuer.jwks, JwksSource::Url(_)) { "jwks_url" } else { "issuer" };
+            (Online::Misconfigured, format!("issuers[{i}].{source}: {error}"))
+        }
+        Err(error) => {
+            (Online::Unreachable, format!("issuers[{i}]: cannot fetch the keys of {}: {error}", issuer.issuer))
+        }
+    })
 }

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -17,6 +18,7 @@ use serde_json::Value;
 use crate::config::{Config, JwksSource};
 use crate::error::Refusal;
 use crate::gateway::Gateway;
+use crate::keys::{IssuerKeys, IssuerStore};
 
 pub struct Options {
     pub method: Method,
@@ -46,26 +48,21 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     describe_token(&mut out, token, now);
 
     let _ = writeln!(out, "keys");
+    let named = token_issuer(&gateway, token);
     for (config, keys) in config.issuers.iter().zip(gateway.issuer_keys()) {
-        match keys.fetch().await {
-            Ok(_) => {
-                let listed: Vec<String> = keys
-                    .load()
-                    .as_ref()
-                    .map(|snapshot| {
-                        snapshot
-                            .keys
-                            .keys()
-                            .iter()
-                            .map(|k| format!("{} ({:?})", k.kid().unwrap_or("no kid"), k.kind))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let _ = writeln!(out, "  {}: {}", config.issuer, listed.join(", "));
-            }
-            Err(error) => {
-                let _ = writeln!(out, "  {}: cannot load: {error}", config.issuer);
-            }
+        match keys {
+            IssuerStore::Shared(keys) => list_keys(&mut out, &config.issuer, keys).await,
+            IssuerStore::PerTenant(tenants) => match named.as_ref().filter(|(name, _)| *name == config.issuer) {
+                Some((_, Some(tenant))) => match tenants.keys_for(tenant).await {
+                    Ok(store) => list_keys(&mut out, store.issuer(), &store).await,
+                    Err(refusal) => {
+                        let _ = writeln!(out, "  {}: tenant {tenant}: {refusal:?}", config.issuer);
+                    }
+                },
+                _ => {
+                    let _ = writeln!(out, "  {}: keys per tenant, fetched on a tenant's first token", config.issuer);
+                }
+            },
         }
     }
 
@@ -139,6 +136,37 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     Ok((out, allowed))
 }
 
+/// Fetches one store's keys now and lists them.
+async fn list_keys(out: &mut String, issuer: &str, keys: &IssuerKeys) {
+    match keys.fetch().await {
+        Ok(_) => {
+            let listed: Vec<String> = keys
+                .load()
+                .as_ref()
+                .map(|snapshot| {
+                    snapshot
+                        .keys
+                        .keys()
+                        .iter()
+                        .map(|k| format!("{} ({:?})", k.kid().unwrap_or("no kid"), k.kind))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {issuer}: {}", listed.join(", "));
+        }
+        Err(error) => {
+            let _ = writeln!(out, "  {issuer}: cannot load: {error}");
+        }
+    }
+}
+
+/// The configured issuer the token's `iss` selects, and its tenant.
+fn token_issuer(gateway: &Gateway, token: &str) -> Option<(String, Option<String>)> {
+    let parsed = crate::auth::token::parse(token, crate::auth::DEFAULT_MAX_JSON_DEPTH).ok()?;
+    let iss = parsed.claims.get("iss").and_then(Value::as_str)?;
+    gateway.issuer_for(iss).map(|(name, tenant)| (name.to_owned(), tenant.map(str::to_owned)))
+}
+
 /// The index in `[[routes]]` of the route named `name` that takes `method`.
 fn route_index(config: &Config, name: &str, method: &Method) -> Option<usize> {
     // Routes judge HEAD as GET.
@@ -198,6 +226,10 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
                     None => format!("the token's iss is {iss:?}, configured are {}: add an [[issuers]] with issuer = {iss:?} if you trust it", quoted(&configured)),
                 }
             }
+            F::TenantLimit => format!(
+                "issuers[{i}] holds key sets for max_tenants ({}) tenants already: raise issuers[{i}].max_tenants",
+                issuer.max_tenants
+            ),
             F::KeysUnavailable => format!("the keys of issuers[{i}] did not load (see keys above): check issuers[{i}].issuer or jwks_url, and `jwtgate check --online`"),
             F::UnknownKey | F::KeyMismatch | F::BadSignature => format!(
                 "no key issuers[{i}] publishes verifies this token: it was signed by another key set (another tenant or environment?), or altered"
@@ -280,7 +312,14 @@ fn describe_issuer_and_key(out: &mut String, gateway: &Gateway, token: &str) {
             let _ = writeln!(out, "issuer    {name} (iss matches exactly)");
         }
     }
-    let Some(keys) = gateway.issuer_keys().iter().find(|k| k.issuer() == name) else { return };
+    let keys = match gateway.issuer_keys().iter().find(|k| k.issuer() == name) {
+        Some(IssuerStore::Shared(keys)) => Arc::clone(keys),
+        Some(IssuerStore::PerTenant(tenants)) => match tenant.and_then(|tenant| tenants.store(tenant)) {
+            Some(keys) => keys,
+            None => return,
+        },
+        None => return,
+    };
     let snapshot = keys.load();
     let key = match (&parsed.kid, snapshot.as_ref()) {
         (Some(kid), Some(snapshot)) => match snapshot.keys.by_kid(kid) {

@@ -49,6 +49,9 @@ pub enum AuthFailure {
     UnknownIssuer,
     /// The issuer is known but none of its keys have loaded yet (503, not 401).
     KeysUnavailable,
+    /// A new tenant of an issuer with keys per tenant, which holds
+    /// `max_tenants` key sets already.
+    TenantLimit,
     UnknownKey,
     KeyMismatch,
     BadSignature,
@@ -81,6 +84,7 @@ impl AuthFailure {
             Self::MissingIssuer => "token has no iss claim",
             Self::UnknownIssuer => "token issuer is not accepted",
             Self::KeysUnavailable => "signing keys for this issuer are not loaded yet; retry shortly",
+            Self::TenantLimit => "token tenant is not served: this issuer's tenant limit (max_tenants) is reached",
             Self::UnknownKey => "unknown signing key",
             Self::KeyMismatch => "token algorithm does not match its signing key",
             Self::BadSignature => "token signature is invalid",
@@ -107,6 +111,7 @@ impl AuthFailure {
             Self::AlgorithmNotAllowed => Reason::AlgNotAllowed,
             Self::MissingIssuer | Self::UnknownIssuer => Reason::WrongIssuer,
             Self::KeysUnavailable => Reason::KeysUnavailable,
+            Self::TenantLimit => Reason::TenantLimit,
             Self::UnknownKey => Reason::UnknownKid,
             Self::KeyMismatch => Reason::KeyMismatch,
             Self::BadSignature => Reason::BadSignature,

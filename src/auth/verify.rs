@@ -15,7 +15,8 @@ use super::locations::TokenLocation;
 use super::projection::{ClaimPlan, HeaderClaim, HeaderSlot, Kept, ScopeSlot, ValueSlot};
 use super::token::{self, Unverified};
 use crate::config::{IssuerConfig, TENANT, Tenants};
-use crate::keys::{IssuerKeys, KeyBinding, VerifyingKey};
+use crate::keys::{IssuerKeys, IssuerStore, KeyBinding, TenantRefusal, VerifyingKey};
+use crate::metrics::IssuerCounters;
 
 /// Proof that a token passed every check; the only way to get one is
 /// [`Authenticator::verify`]. Cheap to clone: cached tokens share it.
@@ -34,6 +35,8 @@ pub struct Identity {
     kept: Kept,
     /// `exp` plus leeway, in seconds since the epoch: not valid from then on.
     valid_until: f64,
+    /// The store whose keys verified it (its tenant's, for keys per tenant).
+    keys: Arc<IssuerKeys>,
     /// The key-snapshot generation it was verified against.
     generation: u64,
     /// The `kid` and fingerprint of the key that verified the signature.
@@ -44,7 +47,7 @@ pub struct Identity {
 #[derive(Debug)]
 struct IssuerProfile {
     name: String,
-    keys: Arc<IssuerKeys>,
+    counters: Arc<IssuerCounters>,
     token_from: Vec<TokenLocation>,
 }
 
@@ -53,9 +56,9 @@ impl Verified {
         &self.0.profile.name
     }
 
-    /// The key store (and counters) of the issuer that vouched for the token.
-    pub fn issuer_keys(&self) -> &IssuerKeys {
-        &self.0.profile.keys
+    /// The failure counters of the issuer that vouched for the token.
+    pub fn issuer_counters(&self) -> &IssuerCounters {
+        &self.0.profile.counters
     }
 
     /// Whether the issuer accepts its tokens from `location`.
@@ -104,7 +107,7 @@ impl Verified {
         if now >= identity.valid_until {
             return false;
         }
-        match identity.profile.keys.load().as_ref() {
+        match identity.keys.load().as_ref() {
             Some(snapshot) if snapshot.generation == identity.generation => true,
             // Keys changed: only a token that named its key can be vouched
             // for, and only while that name still means the same key.
@@ -126,7 +129,7 @@ impl Verified {
 #[derive(Debug)]
 pub struct Rejected<'a> {
     pub failure: AuthFailure,
-    pub issuer: Option<&'a IssuerKeys>,
+    pub issuer: Option<&'a IssuerCounters>,
 }
 
 impl From<AuthFailure> for Rejected<'_> {
@@ -167,7 +170,7 @@ struct Issuer {
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway_secs: u64,
-    keys: Arc<IssuerKeys>,
+    keys: IssuerStore,
     /// RFC 9068: lower case, without `application/`.
     require_typ: Option<String>,
     max_lifetime_secs: Option<u64>,
@@ -204,7 +207,7 @@ impl Authenticator {
     /// `plan` names, which every reader of claims has registered by now.
     pub fn new(
         issuers: &[IssuerConfig],
-        keys: &[Arc<IssuerKeys>],
+        keys: &[IssuerStore],
         cache: Option<TokenCache>,
         plan: ClaimPlan,
         max_json_depth: usize,
@@ -215,14 +218,17 @@ impl Authenticator {
             let issuer = Issuer {
                 profile: Arc::new(IssuerProfile {
                     name: config.issuer.clone(),
-                    keys: Arc::clone(keys),
+                    counters: match keys {
+                        IssuerStore::Shared(keys) => keys.counters_arc(),
+                        IssuerStore::PerTenant(tenants) => tenants.counters_arc(),
+                    },
                     token_from: config.token_from.clone(),
                 }),
                 scope_claims: config.scope_claims.clone(),
                 audiences: config.audiences.clone(),
                 algorithms: config.algorithms.clone(),
                 leeway_secs: config.leeway.as_secs(),
-                keys: Arc::clone(keys),
+                keys: keys.clone(),
                 require_typ: config.require_typ.clone(),
                 max_lifetime_secs: config.max_lifetime.map(|d| d.as_secs()),
                 required_claims: config.required_claims.clone(),
@@ -298,10 +304,20 @@ impl Authenticator {
         let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
         let (issuer, tenant) = self.find_issuer(iss).ok_or(AuthFailure::UnknownIssuer)?;
         trace.passed("issuer: iss names a configured issuer");
+        let rejected = |failure| Rejected { failure, issuer: Some(&*issuer.profile.counters) };
+        let keys = match (&issuer.keys, tenant) {
+            (IssuerStore::Shared(keys), _) => Arc::clone(keys),
+            (IssuerStore::PerTenant(tenants), Some(tenant)) => tenants.keys_for(tenant).await.map_err(|refusal| {
+                rejected(match refusal {
+                    TenantRefusal::NotServed => AuthFailure::UnknownIssuer,
+                    TenantRefusal::Unavailable => AuthFailure::KeysUnavailable,
+                    TenantRefusal::Limit => AuthFailure::TenantLimit,
+                })
+            })?,
+            (IssuerStore::PerTenant(_), None) => return Err(rejected(AuthFailure::UnknownIssuer)),
+        };
         let tenant = tenant.map(str::to_owned);
-        let (generation, key) = verify_with(issuer, &parsed, now, trace)
-            .await
-            .map_err(|failure| Rejected { failure, issuer: Some(&issuer.keys) })?;
+        let (generation, key) = verify_with(issuer, &keys, &parsed, now, trace).await.map_err(rejected)?;
         let exp = parsed.claims.get("exp").and_then(|v| v.as_f64()).unwrap_or(0.0);
         let mut claims = parsed.claims;
         // The tenant is a claim of ours: routes and headers name it
@@ -316,6 +332,7 @@ impl Authenticator {
             named_its_key: parsed.kid.is_some(),
             kept: self.plan.project(&claims, &issuer.scope_claims, claims_rewritten),
             valid_until: exp + issuer.leeway_secs as f64,
+            keys,
             generation,
             key,
         }));
@@ -331,6 +348,7 @@ impl Authenticator {
 /// and the fingerprint of the key that did.
 async fn verify_with(
     issuer: &Issuer,
+    keys: &IssuerKeys,
     token: &Unverified<'_>,
     now: u64,
     trace: &mut impl Trace,
@@ -348,15 +366,15 @@ async fn verify_with(
     if issuer.require_typ.is_some() {
         trace.passed("typ: the type this issuer requires");
     }
-    let verified_by = match verify_signature(issuer, token)? {
+    let verified_by = match verify_signature(keys, token)? {
         Attempt::Done(result) => result?,
         Attempt::NoKey(generation) => {
             // Boxed: the fetch is rare, and inline it would make every
             // request's future (moved several times per request) kilobytes larger.
-            if !Box::pin(issuer.keys.refetch_for_unknown_kid(generation)).await {
+            if !Box::pin(keys.refetch_for_unknown_kid(generation)).await {
                 return Err(AuthFailure::UnknownKey);
             }
-            match verify_signature(issuer, token)? {
+            match verify_signature(keys, token)? {
                 Attempt::Done(result) => result?,
                 Attempt::NoKey(_) => return Err(AuthFailure::UnknownKey),
             }
@@ -386,8 +404,8 @@ fn media_type_matches(typ: &str, required: &str) -> bool {
 }
 
 /// Checks the signature against the current snapshot without waiting.
-fn verify_signature(issuer: &Issuer, token: &Unverified<'_>) -> Result<Attempt, AuthFailure> {
-    let guard = issuer.keys.load();
+fn verify_signature(keys: &IssuerKeys, token: &Unverified<'_>) -> Result<Attempt, AuthFailure> {
+    let guard = keys.load();
     let Some(snapshot) = guard.as_ref() else {
         return Err(AuthFailure::KeysUnavailable);
     };
@@ -446,7 +464,7 @@ mod tests {
         let keys = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
         keys.fetch().await.unwrap();
         let cache = TokenCache::new(10, Arc::new(Metrics::default()));
-        let auth = Authenticator::new(&config.issuers, &[keys], cache, ClaimPlan::default(), 32);
+        let auth = Authenticator::new(&config.issuers, &[IssuerStore::Shared(keys)], cache, ClaimPlan::default(), 32);
 
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","kid":"k"}"#);
         let claims = URL_SAFE_NO_PAD.encode(r#"{"iss":"https://i/","aud":"a","iat":900,"exp":1000}"#);

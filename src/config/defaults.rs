@@ -48,6 +48,9 @@ pub const LEEWAY: Duration = Duration::from_secs(30);
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 /// `issuers.min_refresh_interval`: the least time between two fetches of a key set.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// `issuers[].max_tenants`: key sets held at most for `tenants = ["*"]`
+/// with `{tenant}` in the key source (each a JWKS and a refresher).
+pub const MAX_TENANTS: usize = 1000;
 /// `issuers.scope_claims`: the claims scopes are read from.
 pub const SCOPE_CLAIMS: [&str; 3] = ["scope", "scp", "permissions"];
 

@@ -18,6 +18,7 @@ pub use types::{
     AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig,
     JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, ResourceMetadataConfig, RouteConfig, ServerConfig,
     ServerTlsConfig, TENANT, Tenants, TracingConfig, TracingProtocol, UpstreamConfig, UpstreamProtocol,
+    fetchable_tenant,
 };
 pub use validate::is_loopback;
 pub use values::{

@@ -126,6 +126,7 @@ pub struct RawIssuer {
     pub required_claims: Option<Vec<String>>,
     pub token_from: Option<Vec<String>>,
     pub tenants: Option<Vec<String>>,
+    pub max_tenants: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

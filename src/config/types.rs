@@ -281,6 +281,48 @@ pub struct IssuerConfig {
     pub token_from: Vec<TokenLocation>,
     /// With `{tenant}` in `issuer`: the tenants accepted.
     pub tenants: Option<Tenants>,
+    /// With `tenants = ["*"]` and keys per tenant: key sets held at most.
+    pub max_tenants: usize,
+}
+
+impl IssuerConfig {
+    /// Each tenant has its own keys: `{tenant}` is in the JWKS URL, or in
+    /// the discovery URL of a templated issuer without one.
+    pub fn keys_per_tenant(&self) -> bool {
+        self.tenants.is_some()
+            && match &self.jwks {
+                JwksSource::Url(url) => url.contains(TENANT),
+                JwksSource::Discovery { discovery_url } => discovery_url.contains(TENANT),
+                JwksSource::File(_) => false,
+            }
+    }
+
+    /// The issuer as one tenant sees it: `{tenant}` substituted in the
+    /// issuer and the key source. Call only with a [`fetchable_tenant`] name.
+    pub fn for_tenant(&self, tenant: &str) -> IssuerConfig {
+        let jwks = match &self.jwks {
+            JwksSource::Url(url) => JwksSource::Url(url.replace(TENANT, tenant)),
+            JwksSource::Discovery { discovery_url } => {
+                JwksSource::Discovery { discovery_url: discovery_url.replace(TENANT, tenant) }
+            }
+            JwksSource::File(file) => JwksSource::File(file.clone()),
+        };
+        IssuerConfig { issuer: self.issuer.replace(TENANT, tenant), jwks, tenants: None, ..self.clone() }
+    }
+}
+
+/// Whether a tenant name may be put into a URL the gateway fetches keys
+/// from. The name comes from an unverified token's `iss`, so it is held to
+/// what tenant names are (Keycloak realms, Auth0 and Okta subdomains, Entra
+/// GUIDs): letters, digits, `-`, `_` and inner dots. Anything else could
+/// move the fetch elsewhere: `evil.example#` in `https://{tenant}.idp/`
+/// names another host, `..` in a path names another directory.
+pub fn fetchable_tenant(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
 }
 
 /// The tenants of a templated issuer (`https://login.example.com/{tenant}/v2.0`).

@@ -53,19 +53,18 @@ impl Gateway {
                     .await
                     .map_err(|_| Refusal::GatewayTimeout(REQUEST_TIMED_OUT))?
                     .map_err(|rejected| {
-                        self.metrics.auth_failure(rejected.issuer.map(IssuerKeys::counters), rejected.failure.reason());
+                        self.metrics.auth_failure(rejected.issuer, rejected.failure.reason());
                         Refusal::from(rejected.failure)
                     })?;
                 // Kept before authorising, so a 403 is logged with its subject.
                 let verified = notes.verified.insert(verified);
                 if location.as_ref().is_some_and(|l| !verified.accepts_location(l)) {
-                    self.metrics
-                        .auth_failure(Some(verified.issuer_keys().counters()), AuthFailure::WrongLocation.reason());
+                    self.metrics.auth_failure(Some(verified.issuer_counters()), AuthFailure::WrongLocation.reason());
                     return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
                 }
                 route.authorize(verified).inspect_err(|refusal| {
                     if let Some(reason) = refusal.auth_reason() {
-                        self.metrics.auth_failure(Some(verified.issuer_keys().counters()), reason);
+                        self.metrics.auth_failure(Some(verified.issuer_counters()), reason);
                     }
                 })?;
                 self.identity.values(verified, token)

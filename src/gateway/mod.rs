@@ -26,7 +26,7 @@ use crate::connection::Peer;
 use crate::cors::{self, Cors};
 use crate::error::{Challenge, Refusal};
 use crate::forward_auth::{ForwardAuth, Original};
-use crate::keys::{Fetcher, IssuerKeys};
+use crate::keys::{Fetcher, IssuerStore};
 use crate::method_override::Judge;
 use crate::metrics::{MethodLabel, Metrics, Outcome, Reason, RouteSeries};
 use crate::otel::{Decided, Otel, ServerSpan};
@@ -89,7 +89,7 @@ pub struct Gateway {
     forward_auth: Option<ForwardAuth>,
     /// `[resource_metadata]`: served at its well-known paths, without a token.
     resource_metadata: Option<ResourceMetadata>,
-    keys: Vec<Arc<IssuerKeys>>,
+    keys: Vec<IssuerStore>,
     metrics: Arc<Metrics>,
     /// Each route's series, by [`Route::index`].
     route_series: Vec<Arc<RouteSeries>>,
@@ -120,17 +120,17 @@ impl Gateway {
     pub fn build(
         config: &Config,
         metrics: Arc<Metrics>,
-        reuse: &[Arc<IssuerKeys>],
+        reuse: &[IssuerStore],
         otel: &Otel,
     ) -> Result<Gateway, GatewayError> {
         // The HTTP client (and the system roots it reads) is built only when
         // some issuer needs fetching anew: a reload that keeps them all builds none.
         // One client per distinct ca_file (most configurations: one, for the system's roots).
         let mut fetchers: Vec<(Option<&Path>, Fetcher)> = Vec::new();
-        let mut keys: Vec<Arc<IssuerKeys>> = Vec::with_capacity(config.issuers.len());
+        let mut keys: Vec<IssuerStore> = Vec::with_capacity(config.issuers.len());
         for (i, issuer) in config.issuers.iter().enumerate() {
             if let Some(kept) = reuse.iter().find(|k| k.same_source(issuer)) {
-                keys.push(Arc::clone(kept));
+                keys.push(kept.clone());
                 continue;
             }
             let ca_file = issuer.ca_file.as_deref();
@@ -142,9 +142,7 @@ impl Gateway {
                     fetcher
                 }
             };
-            let store = Arc::new(IssuerKeys::new(issuer, fetcher));
-            IssuerKeys::spawn_refresher(&store);
-            keys.push(store);
+            keys.push(IssuerStore::start(issuer, fetcher));
         }
         let send_timeout = config.server.send_timeout;
         let upstream =
@@ -193,7 +191,7 @@ impl Gateway {
     }
 
     /// The key stores, one per configured issuer, in configuration order.
-    pub fn issuer_keys(&self) -> &[Arc<IssuerKeys>] {
+    pub fn issuer_keys(&self) -> &[IssuerStore] {
         &self.keys
     }
 
@@ -203,7 +201,7 @@ impl Gateway {
 
     /// The Prometheus text of every series this configuration updates.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(&self.keys, &self.route_series)
+        self.metrics.render(self.keys.iter().map(IssuerStore::facts).collect(), &self.route_series)
     }
 
     pub fn otel(&self) -> &Otel {

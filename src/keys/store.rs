@@ -63,7 +63,8 @@ pub struct IssuerKeys {
     /// Wall-clock seconds of the last successful fetch (0 if none).
     last_success_unix: AtomicU64,
     epoch: Instant,
-    counters: IssuerCounters,
+    /// Shared by the tenants of a templated issuer (see [`super::tenants`]).
+    counters: Arc<IssuerCounters>,
     /// The configuration this store was built from, to tell on reload whether it can be kept.
     config: IssuerConfig,
 }
@@ -76,6 +77,11 @@ impl std::fmt::Debug for IssuerKeys {
 
 impl IssuerKeys {
     pub fn new(config: &IssuerConfig, fetcher: Fetcher) -> IssuerKeys {
+        IssuerKeys::sharing(config, fetcher, &Arc::default())
+    }
+
+    /// A store whose failures and fetches count in `counters` (one tenant's, in its issuer's).
+    pub fn sharing(config: &IssuerConfig, fetcher: Fetcher, counters: &Arc<IssuerCounters>) -> IssuerKeys {
         IssuerKeys {
             issuer: config.issuer.clone(),
             source: config.jwks.clone(),
@@ -88,24 +94,39 @@ impl IssuerKeys {
             last_attempt_ms: AtomicU64::new(NEVER),
             last_success_unix: AtomicU64::new(0),
             epoch: Instant::now(),
-            counters: IssuerCounters::default(),
+            counters: Arc::clone(counters),
             config: config.clone(),
         }
     }
 
     /// Whether a reloaded issuer configuration can keep this store (and its keys).
     pub fn same_source(&self, config: &IssuerConfig) -> bool {
-        self.config.issuer == config.issuer
-            && self.config.jwks == config.jwks
-            && self.config.ca_file == config.ca_file
-            && self.config.refresh_interval == config.refresh_interval
-            && self.config.min_refresh_interval == config.min_refresh_interval
-            && self.config.jwks_limits == config.jwks_limits
+        IssuerKeys::same_fetching(&self.config, config)
+    }
+
+    /// Whether two issuer configurations fetch the same keys the same way.
+    pub fn same_fetching(a: &IssuerConfig, b: &IssuerConfig) -> bool {
+        a.issuer == b.issuer
+            && a.jwks == b.jwks
+            && a.ca_file == b.ca_file
+            && a.refresh_interval == b.refresh_interval
+            && a.min_refresh_interval == b.min_refresh_interval
+            && a.jwks_limits == b.jwks_limits
     }
 
     /// This issuer's auth-failure and fetch counters.
     pub fn counters(&self) -> &IssuerCounters {
         &self.counters
+    }
+
+    /// The counters, to share with what outlives a borrow of the store.
+    pub fn counters_arc(&self) -> Arc<IssuerCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Usable keys now.
+    pub fn key_count(&self) -> usize {
+        self.load().as_ref().map_or(0, |snapshot| snapshot.keys.len())
     }
 
     pub fn issuer(&self) -> &str {
@@ -253,7 +274,7 @@ impl IssuerKeys {
     }
 
     /// When the next scheduled refresh is due after a successful fetch.
-    async fn next_refresh(&self) -> Duration {
+    pub(super) async fn next_refresh(&self) -> Duration {
         if matches!(self.source, JwksSource::File(_)) {
             return FILE_POLL.min(self.refresh_interval);
         }
@@ -268,7 +289,13 @@ impl IssuerKeys {
     /// and after a failure keeps the last good set and retries with backoff.
     /// It holds only a weak reference and ends once the store is dropped.
     pub fn spawn_refresher(keys: &Arc<IssuerKeys>) {
-        tokio::spawn(run_refresher(Arc::downgrade(keys)));
+        tokio::spawn(run_refresher(Arc::downgrade(keys), Duration::ZERO));
+    }
+
+    /// [`spawn_refresher`](Self::spawn_refresher) for keys just fetched:
+    /// the first refresh is `delay` from now.
+    pub fn spawn_refresher_after(keys: &Arc<IssuerKeys>, delay: Duration) {
+        tokio::spawn(run_refresher(Arc::downgrade(keys), delay));
     }
 
     /// One scheduled refresh; returns how long to wait before the next.
@@ -295,8 +322,9 @@ impl IssuerKeys {
     }
 }
 
-async fn run_refresher(weak: Weak<IssuerKeys>) {
+async fn run_refresher(weak: Weak<IssuerKeys>, first_delay: Duration) {
     let mut backoff = FIRST_BACKOFF;
+    tokio::time::sleep(first_delay).await;
     loop {
         let Some(keys) = weak.upgrade() else { return };
         let delay = keys.refresh_once(&mut backoff).await;
@@ -315,7 +343,7 @@ impl crate::metrics::KeyFacts for IssuerKeys {
     }
 
     fn key_count(&self) -> usize {
-        self.load().as_ref().map_or(0, |snapshot| snapshot.keys.len())
+        IssuerKeys::key_count(self)
     }
 
     fn last_success(&self) -> Option<SystemTime> {

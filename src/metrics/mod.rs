@@ -85,6 +85,7 @@ reasons! {
     AlgNotAllowed => "alg_not_allowed",
     WrongIssuer => "wrong_issuer",
     KeysUnavailable => "keys_unavailable",
+    TenantLimit => "tenant_limit",
     UnknownKid => "unknown_kid",
     KeyMismatch => "key_mismatch",
     BadSignature => "bad_signature",
@@ -226,8 +227,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything, for `GET /metrics`:
     /// the series of `routes` (the current configuration's) and `issuers`.
-    pub fn render<K: KeyFacts + 'static>(self: &Arc<Self>, issuers: &[Arc<K>], routes: &[Arc<RouteSeries>]) -> String {
-        let issuers = issuers.iter().map(|keys| Arc::clone(keys) as Arc<dyn KeyFacts>).collect();
+    pub fn render(self: &Arc<Self>, issuers: Vec<Arc<dyn KeyFacts>>, routes: &[Arc<RouteSeries>]) -> String {
         let mut distinct: Vec<Arc<RouteSeries>> = vec![Arc::clone(&self.unrouted)];
         for series in routes {
             if !distinct.iter().any(|s| Arc::ptr_eq(s, series)) {
@@ -261,6 +261,10 @@ pub trait KeyFacts: std::fmt::Debug + Send + Sync {
     fn key_count(&self) -> usize;
     /// When the keys were last fetched or confirmed unchanged.
     fn last_success(&self) -> Option<SystemTime>;
+    /// Tenants holding their own keys, for an issuer with keys per tenant.
+    fn tenants(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// One scrape's view: reads the atomics, hands the numbers to the encoder.
@@ -347,6 +351,17 @@ impl Collector for Scrape {
         for keys in &self.issuers {
             let count = keys.key_count();
             family.encode_family(&[("issuer", keys.issuer())])?.encode_gauge(&(count as u64))?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "jwtgate_issuer_tenants",
+            "Tenants holding their own key set, for issuers with keys per tenant",
+            None,
+            MetricType::Gauge,
+        )?;
+        for keys in &self.issuers {
+            let Some(tenants) = keys.tenants() else { continue };
+            family.encode_family(&[("issuer", keys.issuer())])?.encode_gauge(&(tenants as u64))?;
         }
 
         let mut family = encoder.encode_descriptor(
@@ -469,7 +484,7 @@ mod tests {
         metrics.unrouted().request(MethodLabel::of(&Method::GET), Outcome::Refused, 400, Duration::from_micros(20));
         metrics.auth_failure(None, Reason::MissingToken);
         let _guard = metrics.in_flight();
-        let text = metrics.render::<crate::keys::IssuerKeys>(&[], &[Arc::clone(&orders), Arc::clone(&orders)]);
+        let text = metrics.render(Vec::new(), &[Arc::clone(&orders), Arc::clone(&orders)]);
         let lines = [
             "# TYPE jwtgate_requests_total counter",
             "jwtgate_requests_total{route=\"/orders\",method=\"GET\",outcome=\"allowed\",status=\"200\"} 2",
@@ -519,7 +534,7 @@ mod tests {
                 metrics.auth_failure(None, *reason);
             }
         }
-        let text = metrics.render::<crate::keys::IssuerKeys>(&[], &[]);
+        let text = metrics.render(Vec::new(), &[]);
         let mut labels = std::collections::HashSet::new();
         for (i, reason) in Reason::ALL.iter().enumerate() {
             let label = reason.label();

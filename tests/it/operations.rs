@@ -128,13 +128,13 @@ async fn reload_swaps_the_config_keeps_keys_and_refuses_bad_files() {
     gateway.wait_for_keys().await;
     let running = jwtgate::Config::load(&path).unwrap();
     let reloader = Reloader::new(path.clone(), Arc::clone(&gateway.shared), running, None);
-    let keys_before = Arc::clone(&gateway.shared.load().issuer_keys()[0]);
+    let keys_before = gateway.shared.load().issuer_keys()[0].clone();
 
     assert_eq!(get(&gateway.url("/open"), None).await.0, 401);
     std::fs::write(&path, format!("{base}\n[[routes]]\npath = \"/open\"\nauth = \"public\"\n")).unwrap();
     assert!(reloader.reload());
     assert_eq!(get(&gateway.url("/open"), None).await.0, 200, "the new route is in force");
-    assert!(Arc::ptr_eq(&keys_before, &gateway.shared.load().issuer_keys()[0]), "the issuer kept its key store");
+    assert!(keys_before.same_store(&gateway.shared.load().issuer_keys()[0]), "the issuer kept its key store");
     assert_eq!(idp.fetches(), 1, "no refetch for an unchanged issuer");
 
     std::fs::write(&path, "[upstream\nurl = 1").unwrap();

@@ -81,11 +81,12 @@ fn issuer(
     if issuer.is_some_and(|i| i.matches(TENANT).count() > 1) {
         p.add(&format!("{key}.issuer"), "{tenant} may appear once");
     }
-    // {tenant} is substituted in `issuer` alone; anywhere else it would be
-    // read literally (a JWKS URL fetched as `/%7Btenant%7D/`: no keys, 503
-    // for every token, while the file looked fine).
+    // {tenant} is substituted in `issuer` and (of a templated issuer) in
+    // `jwks_url`; anywhere else it would be read literally (a key file
+    // named `{tenant}`, an audience no token has), and a check passing on
+    // such a file would be a lie.
     let literal = [
-        ("jwks_url", raw.jwks_url.iter().collect::<Vec<_>>()),
+        ("jwks_url", raw.jwks_url.iter().filter(|_| !templated).collect::<Vec<_>>()),
         ("jwks_file", raw.jwks_file.iter().collect()),
         ("ca_file", raw.ca_file.iter().collect()),
         ("audiences", raw.audiences.iter().flatten().collect()),
@@ -95,20 +96,14 @@ fn issuer(
     for (name, values) in literal {
         if values.iter().any(|v| v.contains(TENANT)) {
             let why = match name {
-                "jwks_url" => {
-                    "{tenant} is not substituted here yet: one key set serves every tenant — write the URL of the \
-                     key set they share (Entra ID: https://login.microsoftonline.com/common/discovery/v2.0/keys)"
-                }
-                _ => "{tenant} is substituted only in issuer; here it would be read literally",
+                "jwks_url" => "{tenant} is substituted here only when the issuer has {tenant} in it too",
+                _ => "{tenant} is substituted only in issuer and jwks_url; here it would be read literally",
             };
             p.add(&format!("{key}.{name}"), why);
         }
     }
-    if templated && raw.jwks_url.is_none() && raw.jwks_file.is_none() {
-        p.add(
-            &format!("{key}.jwks_url"),
-            "an issuer with {tenant} needs jwks_url or jwks_file (one key set for all tenants)",
-        );
+    if raw.jwks_url.as_ref().is_some_and(|url| url.matches(TENANT).count() > 1) {
+        p.add(&format!("{key}.jwks_url"), "{tenant} may appear once");
     }
     let tenants = match (&raw.tenants, templated) {
         (None, false) => None,
@@ -127,6 +122,36 @@ fn issuer(
             }
             Some(Tenants::Only(list.clone()))
         }
+    };
+    let per_tenant_source =
+        templated && raw.jwks_file.is_none() && raw.jwks_url.as_ref().is_none_or(|u| u.contains(TENANT));
+    if per_tenant_source && let Some(Tenants::Only(list)) = &tenants {
+        for bad in list.iter().filter(|t| !crate::config::fetchable_tenant(t)) {
+            p.add(
+                &format!("{key}.tenants"),
+                format!(
+                    "{bad:?} cannot name a key source: tenant names in a fetched URL are letters, digits, '-', '_' \
+                     and inner dots, 63 at most"
+                ),
+            );
+        }
+    }
+    let max_tenants = match raw.max_tenants {
+        None => defaults::MAX_TENANTS,
+        Some(_) if !(per_tenant_source && tenants == Some(Tenants::Any)) => {
+            p.add(
+                &format!("{key}.max_tenants"),
+                "applies only to tenants = [\"*\"] with keys per tenant ({tenant} in jwks_url, or no jwks_url)",
+            );
+            defaults::MAX_TENANTS
+        }
+        Some(n) => match usize::try_from(n) {
+            Ok(n @ 1..=100_000) => n,
+            _ => {
+                p.add(&format!("{key}.max_tenants"), format!("must be between 1 and 100000 (got {n})"));
+                defaults::MAX_TENANTS
+            }
+        },
     };
     let require_typ = raw.require_typ.as_deref().and_then(|typ| {
         let lower = typ.to_ascii_lowercase();
@@ -163,7 +188,7 @@ fn issuer(
         .filter_map(|name| ClaimPath::parse(name).map_err(|e| p.add(&format!("{key}.required_claims"), e)).ok())
         .collect();
     let ca_file = raw.ca_file.as_ref().map(|file| base_dir.join(file));
-    let https = |url: &str| Url::parse(url).is_ok_and(|u| u.scheme() == "https");
+    let https = |url: &str| Url::parse(&url.replace(TENANT, "tenant")).is_ok_and(|u| u.scheme() == "https");
     let fetched_over_https = match &jwks {
         Some(JwksSource::Url(url)) => https(url),
         Some(JwksSource::Discovery { discovery_url }) => https(discovery_url),
@@ -191,6 +216,7 @@ fn issuer(
         required_claims,
         token_from,
         tenants,
+        max_tenants,
     })
 }
 
@@ -230,12 +256,14 @@ fn jwks_source(
             p.add(&format!("{key}.jwks_file"), "set either jwks_url or jwks_file, not both");
             None
         }
-        (Some(url), None) => check_fetch_url(&format!("{key}.jwks_url"), url, p).then(|| JwksSource::Url(url.clone())),
+        // A URL with {tenant} is checked as one tenant's would be.
+        (Some(url), None) => check_fetch_url(&format!("{key}.jwks_url"), &url.replace(TENANT, "tenant"), p)
+            .then(|| JwksSource::Url(url.clone())),
         (None, Some(file)) => Some(JwksSource::File(base_dir.join(file))),
         (None, None) => {
-            let issuer = issuer.filter(|i| !i.contains(TENANT))?;
-            let discovery_url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-            check_fetch_url(&format!("{key}.issuer"), &discovery_url, p)
+            // A templated issuer without jwks_url: each tenant's own discovery document.
+            let discovery_url = format!("{}/.well-known/openid-configuration", issuer?.trim_end_matches('/'));
+            check_fetch_url(&format!("{key}.issuer"), &discovery_url.replace(TENANT, "tenant"), p)
                 .then_some(JwksSource::Discovery { discovery_url })
         }
     }

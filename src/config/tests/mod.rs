@@ -4,13 +4,13 @@ use jsonwebtoken::Algorithm;
 
 use super::*;
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     let env = |name: &str| (name == "AUD").then(|| "https://api.example.com".to_string());
     Config::parse(text, "test.toml", Path::new("/etc/jwtgate"), &env)
 }
 
 /// The problems without their positions (tested on their own below).
-fn problems(text: &str) -> Vec<String> {
+pub(super) fn problems(text: &str) -> Vec<String> {
     let error = parse(text).unwrap_err().to_string();
     error
         .lines()
@@ -21,7 +21,7 @@ fn problems(text: &str) -> Vec<String> {
         .collect()
 }
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
         [upstream]
         url = "http://127.0.0.1:9000"
         [[issuers]]
@@ -31,7 +31,7 @@ const MINIMAL: &str = r#"
 
 #[test]
 fn the_repository_template_is_valid_once_its_placeholders_are_filled() {
-    let text = include_str!("../../config.toml");
+    let text = include_str!("../../../config.toml");
     let errors = problems(text);
     assert!(!errors.is_empty() && errors.iter().all(|e| e.contains("placeholder YOUR_")), "{errors:#?}");
     let config = parse(&text.replace("YOUR_", "my_")).unwrap();
@@ -65,7 +65,7 @@ fn every_problem_at_once_with_its_position_and_fix() {
             "test.toml:3:1: server.max_connections: expected a whole number such as 100, found the string \"30\" — write max_connections = 30 without quotes",
             "test.toml:7:1: issuers[0].audiences: expected a list such as [\"a\", \"b\"], found the string \"api\" — write audiences = [\"api\"]",
             "test.toml:8:1: issuers[0].leeway: expected a duration such as \"30s\", found the number 30 — write leeway = \"30s\" (units: ms, s, m, h)",
-            "test.toml:9:1: issuers[0].timout: unknown key — the keys allowed here are issuer, audiences, jwks_url, jwks_file, ca_file, algorithms, leeway, refresh_interval, min_refresh_interval, scope_claims, require_typ, max_lifetime, required_claims, token_from, tenants",
+            "test.toml:9:1: issuers[0].timout: unknown key — the keys allowed here are issuer, audiences, jwks_url, jwks_file, ca_file, algorithms, leeway, refresh_interval, min_refresh_interval, scope_claims, require_typ, max_lifetime, required_claims, token_from, tenants, max_tenants",
         ],
         "{error}"
     );
@@ -138,33 +138,6 @@ fn an_issuer_ca_file_is_a_path_from_the_config_directory_for_https_fetches_only(
         let text = MINIMAL.replace("audiences", &format!("{source}\nca_file = \"ca.pem\"\naudiences"));
         assert_eq!(problems(&text), [why], "{source}");
     }
-}
-
-/// Issue 19, part 4: `{tenant}` in `jwks_url` was fetched literally
-/// (`/%7Btenant%7D/keys`: no keys, 503 forever) while `check` accepted it.
-/// Until per-tenant key sets exist, it is refused, as anywhere but `issuer`.
-#[test]
-fn tenant_placeholders_outside_the_issuer_are_refused_not_read_literally() {
-    let template = r#"
-        [upstream]
-        url = "http://127.0.0.1:9000"
-        [[issuers]]
-        issuer = "https://login.example.com/{tenant}/v2.0"
-        tenants = ["*"]
-        jwks_url = "https://login.example.com/{tenant}/keys"
-        audiences = ["api://{tenant}"]
-    "#;
-    assert_eq!(
-        problems(template),
-        [
-            "test.toml: issuers[0].jwks_url: {tenant} is not substituted here yet: one key set serves every tenant — \
-             write the URL of the key set they share (Entra ID: \
-             https://login.microsoftonline.com/common/discovery/v2.0/keys)",
-            "test.toml: issuers[0].audiences: {tenant} is substituted only in issuer; here it would be read literally",
-        ]
-    );
-    let shared = template.replace("{tenant}/keys", "common/keys").replace("api://{tenant}", "api://gw");
-    assert!(parse(&shared).is_ok());
 }
 
 #[test]
@@ -284,26 +257,6 @@ fn token_locations_are_validated() {
         ["test.toml: issuers[0].token_from: \"body\" is not \"header\", \"cookie:NAME\" or \"query:NAME\""]
     );
     assert!(problems(&format!("{MINIMAL}\ntoken_from = []\n"))[0].contains("at least one location"));
-}
-
-#[test]
-fn templated_issuers_need_tenants_and_their_own_key_source() {
-    let templated = MINIMAL.replace("https://tenant.auth0.com/", "https://login.example.com/{tenant}/v2.0");
-    assert_eq!(
-        problems(&templated),
-        [
-            "test.toml: issuers[0].jwks_url: an issuer with {tenant} needs jwks_url or jwks_file (one key set for all tenants)",
-            "test.toml: issuers[0].tenants: required with {tenant} in the issuer: a list, or [\"*\"] for any",
-        ]
-    );
-    let good = format!("{templated}\njwks_url = \"https://login.example.com/keys\"\ntenants = [\"a\", \"b\"]\n");
-    assert_eq!(parse(&good).unwrap().issuers[0].tenants, Some(Tenants::Only(vec!["a".into(), "b".into()])));
-    let star = good.replace("[\"a\", \"b\"]", "[\"*\"]");
-    assert_eq!(parse(&star).unwrap().issuers[0].tenants, Some(Tenants::Any));
-    let bad = good.replace("[\"a\", \"b\"]", "[\"a/b\", \"*\"]");
-    assert!(problems(&bad)[0].contains("tenants are non-empty names"));
-    let stray = format!("{MINIMAL}\ntenants = [\"a\"]\n");
-    assert!(problems(&stray)[0].contains("applies only to an issuer with {tenant}"));
 }
 
 #[test]
@@ -475,3 +428,5 @@ fn protocols_name_the_versions_the_listener_speaks() {
     );
     assert!(problems(&with("protocols = [\"spdy\"]"))[0].contains("unknown protocol \"spdy\""));
 }
+
+mod tenants;
