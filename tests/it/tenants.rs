@@ -340,3 +340,62 @@ async fn explain_and_check_online_see_each_tenants_own_keys() {
     assert!(summary.contains(&format!("{}: keys", idp.issuer("acme"))), "{summary}");
     assert!(summary.contains(&format!("cannot fetch the keys of {}", idp.issuer("initech"))), "{summary}");
 }
+
+/// Keys per tenant against a real identity provider: node oidc-provider,
+/// one provider per realm mounted as Keycloak lays realms out
+/// (tests/idp/oidc_realms.mjs), each with its own discovery document and
+/// key. Tokens come from each realm's token endpoint; each realm's keys are
+/// found through that realm's discovery, on its first token.
+#[tokio::test]
+#[ignore = "needs node with tests/idp/node_modules (.ci/run installs it)"]
+async fn each_realm_of_a_real_provider_is_verified_with_its_own_discovered_keys() {
+    let (_op, base) = crate::support::node_idp("oidc_realms.mjs", &[("REALMS", "acme,globex")]);
+    let upstream = TestUpstream::start().await;
+    let resource = "https://api.jwtgate.test";
+    let text = toml(&upstream.url(), &format!("{base}/realms/{{tenant}}"))
+        .issuer("tenants = [\"*\"]\n[headers]\nclaims = { \"{tenant}\" = \"X-Tenant\", client_id = \"X-Client\" }\n")
+        .text()
+        .replace("audiences = [\"api\"]", &format!("audiences = [\"{resource}\"]"));
+    let gateway = TestGateway::start(&text).await;
+    let token = |realm: &'static str| {
+        let url = format!("{base}/realms/{realm}/token");
+        async move {
+            let form = "grant_type=client_credentials&client_id=jwtgate-post&client_secret=post-secret&scope=read\
+                        &resource=https%3A%2F%2Fapi.jwtgate.test";
+            let text = client()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+            answer["access_token"].as_str().unwrap_or_else(|| panic!("{realm}: {answer}")).to_string()
+        }
+    };
+    let (acme, globex) = (token("acme").await, token("globex").await);
+    for (realm, token) in [("acme", &acme), ("globex", &globex)] {
+        let (status, _, body) = get(&gateway.url("/x"), Some(token)).await;
+        assert_eq!(status, 200, "{realm}: {body}");
+        let seen = upstream.last();
+        assert_eq!(seen.headers["x-tenant"], realm);
+        assert_eq!(seen.headers["x-client"], "jwtgate-post");
+    }
+    let metrics = gateway.metrics_text().await;
+    assert!(metrics.contains(&format!("jwtgate_issuer_tenants{{issuer=\"{base}/realms/{{tenant}}\"}} 2")), "{metrics}");
+
+    // A realm the provider does not have: its discovery is a 404, so no keys.
+    let mut claims = claims(&format!("{base}/realms/initech"), resource);
+    claims["client_id"] = json!("jwtgate-post");
+    let stray = SigningKey::rsa("initech-key").mint(&claims);
+    let answer = get(&gateway.url("/x"), Some(&stray)).await;
+    assert_refused(
+        &answer,
+        503,
+        "temporarily_unavailable",
+        "signing keys for this issuer are not loaded yet; retry shortly",
+    );
+}

@@ -567,6 +567,17 @@ impl Drop for Process {
     }
 }
 
+/// One of tests/idp's node launchers (a real identity provider) on a free
+/// port, with `env` set: the process and the URL it announced.
+pub fn node_idp(script: &str, env: &[(&str, &str)]) -> (Process, String) {
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(format!("{}/tests/idp/{script}", env!("CARGO_MANIFEST_DIR")))
+        .env("PORT", "0")
+        .envs(env.iter().copied());
+    Process::start_announced(script, command, tempfile::tempdir().unwrap())
+}
+
 /// Debian's nginx with `conf` (`{dir}` replaced by its scratch directory,
 /// where its pid, temp files and error.log go), listening on `addr`.
 pub async fn nginx(conf: &str, addr: SocketAddr) -> Process {
