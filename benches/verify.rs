@@ -61,9 +61,12 @@ fn verification(c: &mut Criterion) {
     group.bench_function("RS256 cache hit", |b| b.iter(|| runtime.block_on(cached.verify(black_box(&token))).unwrap()));
 
     // The parts: structural parsing alone, and the signature check alone.
-    let (set, _) =
-        jwtgate::keys::KeySet::from_jwks(json!({"keys": [rsa.jwk(), ec.jwk(), ed.jwk()]}).to_string().as_bytes(), 100)
-            .unwrap();
+    let (set, _) = jwtgate::keys::KeySet::from_jwks(
+        json!({"keys": [rsa.jwk(), ec.jwk(), ed.jwk()]}).to_string().as_bytes(),
+        100,
+        jwtgate::keys::set::KeyPurpose::Tokens,
+    )
+    .unwrap();
     for key in [&rsa, &ec, &ed] {
         let token = key.mint(&claims(ISSUER, "api"));
         let parsed = jwtgate::auth::token::parse(&token, depth).unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::ClaimPlan;
 use crate::config::{AuthMode, Config, IssuerConfig, JwksSource, Problem, Tenants, TracingProtocol, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
-use crate::keys::set::KeySet;
+use crate::keys::set::{KeyPurpose, KeySet};
 use crate::keys::{Fetcher, FetcherError, IssuerKeys};
 use crate::routes::{RouteTable, Upstreams};
 use crate::tls::{self, ServerTls};
@@ -165,7 +165,8 @@ pub fn files(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (i, issuer) in config.issuers.iter().enumerate() {
         if let JwksSource::File(path) = &issuer.jwks {
-            problems.extend(jwks_file(&format!("issuers[{i}].jwks_file"), path, issuer));
+            let name = if issuer.spiffe { "spiffe_bundle_file" } else { "jwks_file" };
+            problems.extend(jwks_file(&format!("issuers[{i}].{name}"), path, issuer));
         }
         if let Some(file) = &issuer.ca_file {
             problems.extend(tls::read_certificates(&format!("issuers[{i}].ca_file"), file).err());
@@ -217,10 +218,14 @@ fn jwks_file(key: &str, path: &std::path::Path, issuer: &crate::config::IssuerCo
         }
         Err(error) => return Some(Problem::new(key, format!("cannot read {shown}: {error}"))),
     };
-    match KeySet::from_jwks(&body, issuer.jwks_limits.max_keys) {
+    match KeySet::from_jwks(&body, issuer.jwks_limits.max_keys, KeyPurpose::of(issuer)) {
         Err(error) => Some(Problem::new(key, format!("{shown} is {error}"))),
-        Ok((set, _)) => unusable_keys(&set, issuer, &key.replace("jwks_file", "algorithms"))
-            .map(|message| Problem::new(key, format!("{shown}: {message}"))),
+        Ok((set, _)) => unusable_keys(
+            &set,
+            issuer,
+            &key.replace("spiffe_bundle_file", "algorithms").replace("jwks_file", "algorithms"),
+        )
+        .map(|message| Problem::new(key, format!("{shown}: {message}"))),
     }
 }
 
@@ -318,7 +323,11 @@ async fn check_keys(out: &mut String, i: usize, issuer: &IssuerConfig, fetcher: 
         }
         // It answered, with something that is not a usable key set: the URL or the issuer is wrong.
         Err(error @ FetchError::Jwks(_)) => {
-            let source = if matches!(issuer.jwks, JwksSource::Url(_)) { "jwks_url" } else { "issuer" };
+            let source = match &issuer.jwks {
+                _ if issuer.spiffe => "spiffe_bundle_url",
+                JwksSource::Url(_) => "jwks_url",
+                _ => "issuer",
+            };
             (Online::Misconfigured, format!("issuers[{i}].{source}: {error}"))
         }
         Err(error) => {

@@ -20,6 +20,8 @@ pub enum ScopeFailure {
     Scopes,
     AnyScopes,
     Claims,
+    /// The route's `spiffe_ids` allow no SPIFFE ID the token carries.
+    SpiffeId,
 }
 
 impl ScopeFailure {
@@ -29,6 +31,7 @@ impl ScopeFailure {
             Self::Scopes => "token lacks a scope this route requires",
             Self::AnyScopes => "token has none of the scopes this route accepts",
             Self::Claims => "token claims do not meet this route's requirements",
+            Self::SpiffeId => "token SPIFFE ID is not allowed on this route",
         }
     }
 
@@ -37,6 +40,7 @@ impl ScopeFailure {
             Self::Issuer => Reason::IssuerNotAllowed,
             Self::Scopes | Self::AnyScopes => Reason::InsufficientScope,
             Self::Claims => Reason::ClaimsMismatch,
+            Self::SpiffeId => Reason::SpiffeIdNotAllowed,
         }
     }
 }

@@ -160,6 +160,12 @@ async fn list_keys(out: &mut String, issuer: &str, keys: &IssuerKeys) {
     }
 }
 
+/// The SPIFFE issuer (`spiffe://TD`) a token's `sub` would choose.
+fn spiffe_issuer_of(claims: &serde_json::Map<String, Value>) -> Option<String> {
+    let sub = claims.get("sub").and_then(Value::as_str)?;
+    crate::config::spiffe::trust_domain(sub).ok().map(|domain| format!("spiffe://{domain}"))
+}
+
 /// The configured issuer the token's `iss` selects, and its tenant.
 fn token_issuer(gateway: &Gateway, token: &str) -> Option<(String, Option<String>)> {
     let parsed = crate::auth::token::parse(token, crate::auth::DEFAULT_MAX_JSON_DEPTH).ok()?;
@@ -189,6 +195,10 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
         .issuers
         .iter()
         .position(|i| i.issuer == iss)
+        .or_else(|| {
+            let spiffe = parsed.as_ref().and_then(|p| spiffe_issuer_of(&p.claims))?;
+            config.issuers.iter().position(|i| i.spiffe && i.issuer == spiffe)
+        })
         .or_else(|| config.issuers.iter().position(|i| i.issuer.contains(crate::config::TENANT)));
     let i = issuer_index.unwrap_or(0);
     let issuer = config.issuers.get(i)?;
@@ -261,6 +271,12 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
                     .collect();
                 format!("the token lacks {} that issuers[{i}].required_claims lists", missing.join(", "))
             }
+            F::NotSpiffeId => format!(
+                "issuers[{i}] is a SPIFFE trust domain: the token's sub must be a SPIFFE ID in it (spiffe://{}/…), \
+                 it is {}",
+                issuer.issuer.trim_start_matches("spiffe://"),
+                claim("sub").unwrap_or_else(|| "missing".to_string())
+            ),
             F::WrongLocation => format!("send the token where issuers[{i}].token_from allows, or add that place to it"),
         },
         Refusal::InsufficientScope { failure, scope } => {
@@ -285,6 +301,12 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
                 ),
                 S::Claims => format!("the token's claims do not equal what {} lists", route_key("claims")),
                 S::Issuer => format!("the token's issuer {iss:?} is not in {}", route_key("issuers")),
+                S::SpiffeId => format!(
+                    "the token's SPIFFE ID is {}; {} does not allow it: add it (or a prefix/*) to {}",
+                    claim("sub").unwrap_or_else(|| "missing".to_string()),
+                    route_key("spiffe_ids"),
+                    route_key("spiffe_ids")
+                ),
             }
         }
         Refusal::KeysUnavailable => format!("the keys of issuers[{i}] did not load (see keys above): `jwtgate check --online` says why"),
@@ -296,22 +318,30 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
 /// keys the token's `kid` names.
 fn describe_issuer_and_key(out: &mut String, gateway: &Gateway, token: &str) {
     let Ok(parsed) = crate::auth::token::parse(token, crate::auth::DEFAULT_MAX_JSON_DEPTH) else { return };
-    let Some(iss) = parsed.claims.get("iss").and_then(Value::as_str) else {
-        let _ = writeln!(out, "issuer    none: the token has no iss");
-        return;
-    };
-    let Some((name, tenant)) = gateway.issuer_for(iss) else {
-        let _ = writeln!(out, "issuer    {iss:?} is not a configured issuer");
-        return;
-    };
-    match tenant {
-        Some(tenant) => {
+    let iss = parsed.claims.get("iss").and_then(Value::as_str);
+    let spiffe =
+        spiffe_issuer_of(&parsed.claims).filter(|name| gateway.issuer_keys().iter().any(|k| k.issuer() == name));
+    let (name, tenant) = match (iss.and_then(|iss| gateway.issuer_for(iss)), &spiffe) {
+        (Some((name, Some(tenant))), _) => {
             let _ = writeln!(out, "issuer    {name} (tenant {tenant})");
+            (name, Some(tenant))
         }
-        None => {
+        (Some((name, None)), _) => {
             let _ = writeln!(out, "issuer    {name} (iss matches exactly)");
+            (name, None)
         }
-    }
+        (None, Some(name)) => {
+            let _ = writeln!(out, "issuer    {name} (a SPIFFE trust domain, chosen by the token's sub)");
+            (name.as_str(), None)
+        }
+        (None, None) => {
+            let _ = match iss {
+                Some(iss) => writeln!(out, "issuer    {iss:?} is not a configured issuer"),
+                None => writeln!(out, "issuer    none: the token has no iss"),
+            };
+            return;
+        }
+    };
     let keys = match gateway.issuer_keys().iter().find(|k| k.issuer() == name) {
         Some(IssuerStore::Shared(keys)) => Arc::clone(keys),
         Some(IssuerStore::PerTenant(tenants)) => match tenant.and_then(|tenant| tenants.store(tenant)) {

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::auth::claims::{ClaimPath, claim_matches};
 use crate::auth::{ClaimPlan, ScopeSlot, ValueSlot, Verified};
+use crate::config::spiffe::SpiffePattern;
 use crate::config::{AuthMode, RouteConfig};
 use crate::cors::Cors;
 use crate::error::{Refusal, ScopeFailure};
@@ -34,6 +35,8 @@ pub struct Route<U = ()> {
     /// `scopes`, `any_scopes` and `claims` as a verified token keeps them.
     kept: Kept,
     issuers: Option<Vec<String>>,
+    /// Empty: any caller; else the JWT-SVID SPIFFE IDs allowed.
+    spiffe_ids: Vec<SpiffePattern>,
     public_preflight: bool,
     /// Upgrades may be opened through this route.
     websocket: bool,
@@ -83,6 +86,7 @@ impl<U: Clone> RouteTable<U> {
         plan: &mut ClaimPlan,
     ) -> Result<RouteTable<U>, String> {
         let default = RouteConfig {
+            spiffe_ids: Vec::new(),
             path: "/".into(),
             methods: None,
             auth: AuthMode::Required,
@@ -178,6 +182,7 @@ impl<U: Clone> Route<U> {
             claims: config.claims.clone(),
             kept,
             issuers: config.issuers.clone(),
+            spiffe_ids: config.spiffe_ids.clone(),
             public_preflight: config.public_preflight,
             websocket: config.websocket,
             cors: config.cors.as_ref().map(Cors::new),
@@ -221,6 +226,10 @@ impl<U> Route<U> {
         }
         if let Some(issuers) = &self.issuers {
             out.push_str(&format!("  issuers {}", issuers.join(" ")));
+        }
+        if !self.spiffe_ids.is_empty() {
+            let ids: Vec<String> = self.spiffe_ids.iter().map(SpiffePattern::to_string).collect();
+            out.push_str(&format!("  spiffe_ids {}", ids.join(" ")));
         }
         out
     }
@@ -335,6 +344,11 @@ impl<U> Route<U> {
         if !kept.claims.iter().all(|(slot, expected)| claim_matches(verified.value(*slot), expected)) {
             return Err(refuse(ScopeFailure::Claims));
         }
+        if !self.spiffe_ids.is_empty()
+            && !verified.spiffe_id().is_some_and(|id| self.spiffe_ids.iter().any(|allowed| allowed.matches(id)))
+        {
+            return Err(refuse(ScopeFailure::SpiffeId));
+        }
         Ok(())
     }
 }
@@ -404,6 +418,7 @@ mod tests {
             public_preflight: false,
             upstream: None,
             websocket: true,
+            spiffe_ids: Vec::new(),
             cors: None,
         }
     }

@@ -69,6 +69,8 @@ pub enum AuthFailure {
     MissingRequiredClaim,
     /// Sent in a cookie or query parameter its issuer's `token_from` does not list.
     WrongLocation,
+    /// A JWT-SVID whose `sub` is not a SPIFFE ID of its issuer's trust domain.
+    NotSpiffeId,
 }
 
 impl AuthFailure {
@@ -98,6 +100,7 @@ impl AuthFailure {
             Self::LifetimeTooLong => "token lifetime (exp - iat) is longer than this issuer allows",
             Self::MissingRequiredClaim => "token lacks a claim this issuer requires",
             Self::WrongLocation => "this issuer's tokens are not accepted from where this one was sent (token_from)",
+            Self::NotSpiffeId => "token sub is not a SPIFFE ID of the issuer's trust domain",
         }
     }
 
@@ -124,6 +127,7 @@ impl AuthFailure {
             Self::LifetimeTooLong => Reason::LifetimeTooLong,
             Self::MissingRequiredClaim => Reason::MissingClaim,
             Self::WrongLocation => Reason::WrongLocation,
+            Self::NotSpiffeId => Reason::NotSpiffeId,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Identity {
 #[derive(Debug)]
 struct IssuerProfile {
     name: String,
+    /// A SPIFFE trust domain: its tokens' `sub` is a checked SPIFFE ID.
+    spiffe: bool,
     counters: Arc<IssuerCounters>,
     token_from: Vec<TokenLocation>,
 }
@@ -74,6 +76,12 @@ impl Verified {
     /// `sub`, when it is a string.
     pub fn subject(&self) -> Option<&str> {
         self.0.kept.subject()
+    }
+
+    /// The SPIFFE ID of a JWT-SVID (its `sub`, checked to be a SPIFFE ID
+    /// of the issuer's trust domain); `None` for any other token.
+    pub fn spiffe_id(&self) -> Option<&str> {
+        self.subject().filter(|_| self.0.profile.spiffe)
     }
 
     /// The value of the claim `slot` keeps; `None` when the token has none.
@@ -175,6 +183,8 @@ struct Issuer {
     require_typ: Option<String>,
     max_lifetime_secs: Option<u64>,
     required_claims: Vec<ClaimPath>,
+    /// A SPIFFE issuer's trust domain (`sub` must be an ID in it).
+    spiffe_domain: Option<String>,
 }
 
 /// Verifies tokens against the configured issuers.
@@ -184,6 +194,9 @@ pub struct Authenticator {
     /// and then by that text: a lookup costs one hash per distinct length,
     /// whatever the number of issuers or tenants.
     templates: Vec<(usize, HashMap<String, Vec<Template>>)>,
+    /// SPIFFE trust domain → its issuer, for JWT-SVIDs that name no
+    /// configured `iss` (SPIFFE leaves `iss` optional): chosen by `sub`.
+    spiffe_domains: HashMap<String, String>,
     /// Its entries are projected onto `plan`, so it belongs to this
     /// Authenticator alone (a reload builds a new one, with a new cache).
     cache: Option<TokenCache>,
@@ -213,11 +226,13 @@ impl Authenticator {
         max_json_depth: usize,
     ) -> Authenticator {
         let mut exact = HashMap::new();
+        let mut spiffe_domains = HashMap::new();
         let mut templates: Vec<(usize, HashMap<String, Vec<Template>>)> = Vec::new();
         for (config, keys) in issuers.iter().zip(keys) {
             let issuer = Issuer {
                 profile: Arc::new(IssuerProfile {
                     name: config.issuer.clone(),
+                    spiffe: config.spiffe,
                     counters: match keys {
                         IssuerStore::Shared(keys) => keys.counters_arc(),
                         IssuerStore::PerTenant(tenants) => tenants.counters_arc(),
@@ -232,7 +247,11 @@ impl Authenticator {
                 require_typ: config.require_typ.clone(),
                 max_lifetime_secs: config.max_lifetime.map(|d| d.as_secs()),
                 required_claims: config.required_claims.clone(),
+                spiffe_domain: config.issuer.strip_prefix("spiffe://").filter(|_| config.spiffe).map(str::to_owned),
             };
+            if let Some(domain) = &issuer.spiffe_domain {
+                spiffe_domains.insert(domain.clone(), config.issuer.clone());
+            }
             match (&config.tenants, config.issuer.split_once(TENANT)) {
                 (Some(tenants), Some((prefix, suffix))) => {
                     let tenants = match tenants {
@@ -251,7 +270,7 @@ impl Authenticator {
                 }
             }
         }
-        Authenticator { issuers: exact, templates, cache, plan, max_json_depth }
+        Authenticator { issuers: exact, templates, spiffe_domains, cache, plan, max_json_depth }
     }
 
     /// The configured issuer (as written) that `iss` selects, and the
@@ -281,6 +300,13 @@ impl Authenticator {
         None
     }
 
+    /// The SPIFFE issuer of the trust domain a token's `sub` names.
+    fn spiffe_issuer(&self, claims: &serde_json::Map<String, Value>) -> Option<&Issuer> {
+        let sub = claims.get("sub")?.as_str()?;
+        let domain = crate::config::spiffe::trust_domain(sub).ok()?;
+        self.spiffe_domains.get(domain).and_then(|name| self.issuers.get(name))
+    }
+
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.verify_traced(token, now, &mut ()).await
@@ -301,8 +327,16 @@ impl Authenticator {
         }
         let parsed = token::parse(token, self.max_json_depth)?;
         trace.passed("structure: three base64url segments, a JSON header with alg and no crit, a JSON object payload");
-        let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
-        let (issuer, tenant) = self.find_issuer(iss).ok_or(AuthFailure::UnknownIssuer)?;
+        let iss = parsed.claims.get("iss").map(|v| v.as_str().ok_or(AuthFailure::MissingIssuer)).transpose()?;
+        let (issuer, tenant) = match iss.and_then(|iss| self.find_issuer(iss)) {
+            Some(found) => found,
+            None => match self.spiffe_issuer(&parsed.claims) {
+                Some(issuer) => (issuer, None),
+                // A JWT-SVID of a trust domain not configured names an issuer, by its sub.
+                None if iss.is_none() && !is_spiffe_id(&parsed.claims) => return Err(AuthFailure::MissingIssuer.into()),
+                None => return Err(AuthFailure::UnknownIssuer.into()),
+            },
+        };
         trace.passed("issuer: iss names a configured issuer");
         let rejected = |failure| Rejected { failure, issuer: Some(&*issuer.profile.counters) };
         let keys = match (&issuer.keys, tenant) {
@@ -389,11 +423,22 @@ async fn verify_with(
         claims::check_lifetime(&token.claims, max)?;
         trace.passed("lifetime: exp - iat within max_lifetime");
     }
+    if let Some(domain) = &issuer.spiffe_domain {
+        let sub = token.claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        if crate::config::spiffe::trust_domain(sub) != Ok(domain.as_str()) {
+            return Err(AuthFailure::NotSpiffeId);
+        }
+        trace.passed("SPIFFE ID: sub is a SPIFFE ID of the issuer's trust domain");
+    }
     claims::check_required(&token.claims, &issuer.required_claims)?;
     if !issuer.required_claims.is_empty() {
         trace.passed("required claims: all present");
     }
     Ok(verified_by)
+}
+
+fn is_spiffe_id(claims: &serde_json::Map<String, Value>) -> bool {
+    claims.get("sub").and_then(Value::as_str).is_some_and(|sub| crate::config::spiffe::trust_domain(sub).is_ok())
 }
 
 /// RFC 7515 §4.1.9: `typ` compares case-insensitively, and the

@@ -51,6 +51,17 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// `issuers[].max_tenants`: key sets held at most for `tenants = ["*"]`
 /// with `{tenant}` in the key source (each a JWKS and a refresher).
 pub const MAX_TENANTS: usize = 1000;
+/// `issuers[].algorithms` of a SPIFFE issuer: what JWT-SVIDs may be signed with.
+pub const SPIFFE_ALGORITHMS: [Algorithm; 8] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
 /// `issuers.scope_claims`: the claims scopes are read from.
 pub const SCOPE_CLAIMS: [&str; 3] = ["scope", "scp", "permissions"];
 

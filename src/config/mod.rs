@@ -8,6 +8,7 @@ pub mod defaults;
 mod interpolate;
 mod raw;
 mod source;
+pub mod spiffe;
 mod types;
 mod validate;
 mod values;

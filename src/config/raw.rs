@@ -127,6 +127,8 @@ pub struct RawIssuer {
     pub token_from: Option<Vec<String>>,
     pub tenants: Option<Vec<String>>,
     pub max_tenants: Option<i64>,
+    pub spiffe_bundle_url: Option<String>,
+    pub spiffe_bundle_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +144,7 @@ pub struct RawRoute {
     pub cors_preflight: Option<String>,
     pub upstream: Option<String>,
     pub websocket: Option<bool>,
+    pub spiffe_ids: Option<Vec<String>>,
     pub cors: Option<RawCors>,
 }
 

@@ -9,6 +9,7 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
+use super::spiffe::SpiffePattern;
 use super::{ClaimPath, TokenLocation, defaults};
 
 /// The validated configuration of one gateway.
@@ -283,6 +284,9 @@ pub struct IssuerConfig {
     pub tenants: Option<Tenants>,
     /// With `tenants = ["*"]` and keys per tenant: key sets held at most.
     pub max_tenants: usize,
+    /// A SPIFFE trust domain (`issuer = "spiffe://TD"`) whose keys are its
+    /// bundle's `jwt-svid` keys: its tokens are JWT-SVIDs.
+    pub spiffe: bool,
 }
 
 impl IssuerConfig {
@@ -365,6 +369,8 @@ pub struct RouteConfig {
     pub upstream: Option<String>,
     /// Upgrades (WebSocket) may be opened through this route.
     pub websocket: bool,
+    /// Empty: any caller; else a JWT-SVID whose SPIFFE ID one of them allows.
+    pub spiffe_ids: Vec<SpiffePattern>,
     /// `[routes.cors]`: CORS answered by the gateway for this route.
     pub cors: Option<CorsConfig>,
 }

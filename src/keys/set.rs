@@ -97,6 +97,25 @@ impl VerifyingKey {
 #[derive(Clone, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// A SPIFFE bundle's `spiffe_refresh_hint`: refresh at least this often.
+    refresh_hint: Option<std::time::Duration>,
+}
+
+/// What a document's keys are for, which decides the `use` they must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// An issuer's JWKS: `use` absent or `sig`.
+    Tokens,
+    /// A SPIFFE trust bundle: `use: "jwt-svid"` (its `x509-svid` keys are
+    /// for certificates, not tokens), each with a `kid`.
+    JwtSvid,
+}
+
+impl KeyPurpose {
+    /// What `issuer`'s key document holds keys for.
+    pub fn of(issuer: &crate::config::IssuerConfig) -> KeyPurpose {
+        if issuer.spiffe { KeyPurpose::JwtSvid } else { KeyPurpose::Tokens }
+    }
 }
 
 /// Why the document as a whole is unusable (single bad keys are only skipped).
@@ -109,14 +128,19 @@ pub enum JwksError {
 #[derive(Deserialize)]
 struct RawSet {
     keys: Vec<serde_json::Value>,
+    spiffe_refresh_hint: Option<u64>,
 }
 
 impl KeySet {
     /// Builds a set from a JWKS document. Keys that cannot be used (encryption
     /// keys, symmetric keys, unsupported types, bad parameters) are skipped
     /// and described in the returned list; the rest of the set still works.
-    pub fn from_jwks(body: &[u8], max_keys: usize) -> Result<(KeySet, Vec<String>), JwksError> {
+    pub fn from_jwks(body: &[u8], max_keys: usize, purpose: KeyPurpose) -> Result<(KeySet, Vec<String>), JwksError> {
         let raw: RawSet = serde_json::from_slice(body)?;
+        let refresh_hint = raw
+            .spiffe_refresh_hint
+            .filter(|_| purpose == KeyPurpose::JwtSvid)
+            .map(|secs| std::time::Duration::from_secs(secs.max(1)));
         let mut keys = Vec::with_capacity(raw.keys.len().min(max_keys));
         let mut skipped = Vec::new();
         if raw.keys.len() > max_keys {
@@ -128,12 +152,17 @@ impl KeySet {
         for (i, value) in raw.keys.into_iter().take(max_keys).enumerate() {
             let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
             let name = kid.as_deref().map_or_else(|| format!("keys[{i}]"), |k| format!("kid {k:?}"));
-            match parse_key(value) {
+            match parse_key(value, purpose) {
                 Ok(key) => keys.push(key),
                 Err(why) => skipped.push(format!("{name}: {why}")),
             }
         }
-        Ok((KeySet { keys }, skipped))
+        Ok((KeySet { keys, refresh_hint }, skipped))
+    }
+
+    /// A SPIFFE bundle's `spiffe_refresh_hint`.
+    pub fn refresh_hint(&self) -> Option<std::time::Duration> {
+        self.refresh_hint
     }
 
     pub fn len(&self) -> usize {
@@ -160,15 +189,21 @@ impl KeySet {
     }
 }
 
-fn parse_key(value: serde_json::Value) -> Result<VerifyingKey, String> {
+fn parse_key(value: serde_json::Value, purpose: KeyPurpose) -> Result<VerifyingKey, String> {
     let kty = value.get("kty").and_then(|k| k.as_str()).unwrap_or("").to_owned();
     if kty == "oct" {
         return Err("symmetric (oct) keys are never used".into());
     }
     let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("bad JWK: {e}"))?;
-    match &jwk.common.public_key_use {
-        None | Some(PublicKeyUse::Signature) => {}
-        Some(other) => return Err(format!("use is {other:?}, not sig")),
+    match (purpose, &jwk.common.public_key_use) {
+        (KeyPurpose::Tokens, None | Some(PublicKeyUse::Signature)) => {}
+        (KeyPurpose::Tokens, Some(other)) => return Err(format!("use is {other:?}, not sig")),
+        (KeyPurpose::JwtSvid, Some(PublicKeyUse::Other(use_))) if use_ == "jwt-svid" => {
+            if jwk.common.key_id.is_none() {
+                return Err("a jwt-svid key without kid (the SPIFFE bundle format requires one)".into());
+            }
+        }
+        (KeyPurpose::JwtSvid, other) => return Err(format!("use is {other:?}, not jwt-svid (not for tokens)")),
     }
     let kind = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => KeyKind::Rsa,
@@ -318,7 +353,7 @@ mod tests {
             {"kty": "XYZ", "kid": "weird"},
             {"kty": "RSA", "kid": "pinned-wrong", "alg": "ES256", "n": "AQAB", "e": "AQAB"},
         ]});
-        let (set, skipped) = KeySet::from_jwks(body.to_string().as_bytes(), MAX_KEYS).unwrap();
+        let (set, skipped) = KeySet::from_jwks(body.to_string().as_bytes(), MAX_KEYS, KeyPurpose::Tokens).unwrap();
         assert_eq!(set.len(), 1);
         assert!(set.by_kid("good").is_some());
         assert_eq!(skipped.len(), 5, "{skipped:?}");
@@ -329,7 +364,7 @@ mod tests {
         let mut with_alg = rsa("p");
         with_alg["alg"] = json!("RS256");
         let body = json!({"keys": [rsa("any"), with_alg]});
-        let (set, _) = KeySet::from_jwks(body.to_string().as_bytes(), MAX_KEYS).unwrap();
+        let (set, _) = KeySet::from_jwks(body.to_string().as_bytes(), MAX_KEYS, KeyPurpose::Tokens).unwrap();
         let any = set.by_kid("any").unwrap();
         assert!(any.accepts(Algorithm::RS256) && any.accepts(Algorithm::PS512));
         assert!(!any.accepts(Algorithm::ES256) && !any.accepts(Algorithm::HS256));
@@ -350,14 +385,41 @@ mod tests {
     #[test]
     fn at_most_max_keys_are_read() {
         let keys: Vec<_> = (0..MAX_KEYS + 5).map(|i| rsa(&format!("k{i}"))).collect();
-        let (set, skipped) = KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes(), MAX_KEYS).unwrap();
+        let (set, skipped) =
+            KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes(), MAX_KEYS, KeyPurpose::Tokens).unwrap();
         assert_eq!(set.len(), MAX_KEYS);
         assert_eq!(skipped.len(), 1, "{skipped:?}");
     }
 
     #[test]
     fn not_a_jwks_is_an_error() {
-        assert!(KeySet::from_jwks(b"{\"no\": 1}", MAX_KEYS).is_err());
-        assert!(KeySet::from_jwks(b"<html>", MAX_KEYS).is_err());
+        assert!(KeySet::from_jwks(b"{\"no\": 1}", MAX_KEYS, KeyPurpose::Tokens).is_err());
+        assert!(KeySet::from_jwks(b"<html>", MAX_KEYS, KeyPurpose::Tokens).is_err());
+    }
+
+    /// A SPIFFE bundle lends its `jwt-svid` keys (with a `kid`) to tokens,
+    /// never its `x509-svid` ones; an issuer's JWKS never a `jwt-svid` key.
+    #[test]
+    fn a_spiffe_bundle_gives_only_its_jwt_svid_keys() {
+        let with_use = |kid: &str, use_: &str| {
+            let mut key = rsa(kid);
+            key["use"] = json!(use_);
+            key
+        };
+        let mut no_kid = with_use("x", "jwt-svid");
+        no_kid.as_object_mut().unwrap().remove("kid");
+        let bundle = json!({
+            "keys": [with_use("jwt", "jwt-svid"), with_use("x509", "x509-svid"), rsa("plain"), no_kid],
+            "spiffe_sequence": 3,
+            "spiffe_refresh_hint": 60,
+        });
+        let body = bundle.to_string();
+        let (set, skipped) = KeySet::from_jwks(body.as_bytes(), MAX_KEYS, KeyPurpose::JwtSvid).unwrap();
+        assert_eq!(set.keys().iter().map(|k| k.kid()).collect::<Vec<_>>(), [Some("jwt")]);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert_eq!(set.refresh_hint(), Some(std::time::Duration::from_secs(60)));
+        let (set, _) = KeySet::from_jwks(body.as_bytes(), MAX_KEYS, KeyPurpose::Tokens).unwrap();
+        assert_eq!(set.keys().iter().map(|k| k.kid()).collect::<Vec<_>>(), [Some("plain")]);
+        assert_eq!(set.refresh_hint(), None, "a hint means something only in a SPIFFE bundle");
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::fetch::{FetchError, Fetched, Fetcher, FileStamp, read_file};
-use super::set::KeySet;
+use super::set::{KeyPurpose, KeySet};
 use crate::config::{IssuerConfig, JwksSource};
 use crate::metrics::{FetchResult, IssuerCounters};
 
@@ -213,8 +213,9 @@ impl IssuerKeys {
         let outcome = match result {
             Ok(None) => FetchOutcome::NotModified,
             Ok(Some(body)) => {
-                let (keys, skipped) = KeySet::from_jwks(&body, self.config.jwks_limits.max_keys)
-                    .map_err(|e| FetchError::Jwks(e.to_string()))?;
+                let (keys, skipped) =
+                    KeySet::from_jwks(&body, self.config.jwks_limits.max_keys, KeyPurpose::of(&self.config))
+                        .map_err(|e| FetchError::Jwks(e.to_string()))?;
                 for why in &skipped {
                     warn!(issuer = %self.issuer, "skipping key {why}");
                 }
@@ -279,6 +280,12 @@ impl IssuerKeys {
             return FILE_POLL.min(self.refresh_interval);
         }
         let max_age = self.fetch_lock.lock().await.max_age;
+        // A SPIFFE bundle says how often to refresh it; so may HTTP caching: the sooner wins.
+        let hint = self.load().as_ref().and_then(|snapshot| snapshot.keys.refresh_hint());
+        let max_age = match (max_age, hint) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match max_age {
             Some(age) => age.min(self.refresh_interval).max(self.min_refresh_interval),
             None => self.refresh_interval,

@@ -98,6 +98,8 @@ reasons! {
     LifetimeTooLong => "lifetime_too_long",
     MissingClaim => "missing_claim",
     WrongLocation => "wrong_location",
+    NotSpiffeId => "not_spiffe_id",
+    SpiffeIdNotAllowed => "spiffe_id_not_allowed",
     InsufficientScope => "insufficient_scope",
     ClaimsMismatch => "claims_mismatch",
     IssuerNotAllowed => "issuer_not_allowed",

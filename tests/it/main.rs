@@ -26,6 +26,7 @@ mod pool;
 mod proxy;
 mod routes;
 mod ship;
+mod spiffe;
 mod standards;
 mod tenants;
 mod tls;

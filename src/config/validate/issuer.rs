@@ -60,7 +60,12 @@ fn issuer(
     if min_refresh_interval > refresh_interval {
         p.add(&format!("{key}.min_refresh_interval"), "must not be longer than refresh_interval");
     }
-    let algorithms = algorithms(&format!("{key}.algorithms"), raw.algorithms.as_deref(), p);
+    let spiffe = raw.issuer.as_deref().is_some_and(|i| i.starts_with("spiffe://"));
+    let algorithms = match (&raw.algorithms, spiffe) {
+        // What the JWT-SVID specification allows (§3), SPIRE's ES256 among them.
+        (None, true) => defaults::SPIFFE_ALGORITHMS.to_vec(),
+        _ => algorithms(&format!("{key}.algorithms"), raw.algorithms.as_deref(), p),
+    };
     let scope_claim_names =
         raw.scope_claims.clone().unwrap_or_else(|| defaults::SCOPE_CLAIMS.map(String::from).to_vec());
     let scope_claims = scope_claim_names
@@ -76,7 +81,23 @@ fn issuer(
     if issuer.is_some_and(String::is_empty) {
         p.add(&format!("{key}.issuer"), "must not be empty");
     }
-    let jwks = jwks_source(key, raw, issuer.map(String::as_str), base_dir, p);
+    let jwks = match spiffe {
+        true => spiffe_bundle(key, raw, base_dir, p),
+        false => {
+            for (name, set) in [
+                ("spiffe_bundle_url", raw.spiffe_bundle_url.is_some()),
+                ("spiffe_bundle_file", raw.spiffe_bundle_file.is_some()),
+            ] {
+                if set {
+                    p.add(
+                        &format!("{key}.{name}"),
+                        "applies only to issuer = \"spiffe://TRUST_DOMAIN\" (a SPIFFE trust domain)",
+                    );
+                }
+            }
+            jwks_source(key, raw, issuer.map(String::as_str), base_dir, p)
+        }
+    };
     let templated = issuer.is_some_and(|i| i.contains(TENANT));
     if issuer.is_some_and(|i| i.matches(TENANT).count() > 1) {
         p.add(&format!("{key}.issuer"), "{tenant} may appear once");
@@ -217,7 +238,47 @@ fn issuer(
         token_from,
         tenants,
         max_tenants,
+        spiffe,
     })
+}
+
+/// A SPIFFE trust domain's keys: its bundle, from an endpoint or a file;
+/// the issuer is the trust domain alone.
+fn spiffe_bundle(key: &str, raw: &RawIssuer, base_dir: &Path, p: &mut Problems) -> Option<JwksSource> {
+    let issuer = raw.issuer.as_deref().unwrap_or_default();
+    match crate::config::spiffe::trust_domain(issuer) {
+        Ok(domain) if issuer.len() == "spiffe://".len() + domain.len() => {}
+        Ok(_) => p.add(
+            &format!("{key}.issuer"),
+            format!("a SPIFFE issuer is a trust domain, spiffe://DOMAIN without a path (got {issuer:?})"),
+        ),
+        Err(why) => p.add(&format!("{key}.issuer"), format!("{issuer:?} {why}")),
+    }
+    for (name, set) in [("jwks_url", raw.jwks_url.is_some()), ("jwks_file", raw.jwks_file.is_some())] {
+        if set {
+            p.add(
+                &format!("{key}.{name}"),
+                "not with a SPIFFE issuer: its keys come from spiffe_bundle_url or spiffe_bundle_file",
+            );
+        }
+    }
+    match (&raw.spiffe_bundle_url, &raw.spiffe_bundle_file) {
+        (Some(url), None) => {
+            check_fetch_url(&format!("{key}.spiffe_bundle_url"), url, p).then(|| JwksSource::Url(url.clone()))
+        }
+        (None, Some(file)) => Some(JwksSource::File(base_dir.join(file))),
+        (Some(_), Some(_)) => {
+            p.add(&format!("{key}.spiffe_bundle_file"), "set either spiffe_bundle_url or spiffe_bundle_file, not both");
+            None
+        }
+        (None, None) => {
+            p.add(
+                &format!("{key}.spiffe_bundle_url"),
+                "a SPIFFE issuer needs its trust bundle: spiffe_bundle_url (the bundle endpoint) or spiffe_bundle_file",
+            );
+            None
+        }
+    }
 }
 
 fn algorithms(key: &str, raw: Option<&[String]>, p: &mut Problems) -> Vec<Algorithm> {

@@ -7,21 +7,55 @@ use serde_json::Value;
 
 use super::{Problems, how_to_add};
 use crate::config::raw::{RawConfig, RawCors, RawRoute};
+use crate::config::spiffe::SpiffePattern;
 use crate::config::{AuthMode, ClaimPath, CorsConfig, RouteConfig, defaults};
 
 /// Every `[[routes]]` table, in file order; the issuers and upstreams they
 /// name must be configured.
 pub(super) fn routes(raw: &RawConfig, p: &mut Problems) -> Vec<RouteConfig> {
     let issuer_names: Vec<&str> = raw.issuers.iter().filter_map(|i| i.issuer.as_deref()).collect();
+    let trust_domains: Vec<&str> = issuer_names.iter().filter_map(|name| name.strip_prefix("spiffe://")).collect();
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
-    raw.routes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| route(&format!("routes[{i}]"), r, &issuer_names, &upstream_names, p))
+    let names = Names { issuers: &issuer_names, trust_domains: &trust_domains, upstreams: &upstream_names };
+    raw.routes.iter().enumerate().filter_map(|(i, r)| route(&format!("routes[{i}]"), r, &names, p)).collect()
+}
+
+/// What routes may name: configured issuers, SPIFFE trust domains, upstreams.
+struct Names<'a> {
+    issuers: &'a [&'a str],
+    trust_domains: &'a [&'a str],
+    upstreams: &'a [&'a str],
+}
+
+/// `spiffe_ids`: each a pattern in the trust domain of a SPIFFE issuer.
+fn spiffe_ids(key: &str, raw: Option<&[String]>, trust_domains: &[&str], p: &mut Problems) -> Vec<SpiffePattern> {
+    let Some(list) = raw else { return Vec::new() };
+    if list.is_empty() {
+        p.add(key, "list at least one SPIFFE ID, or leave the key out");
+    }
+    list.iter()
+        .filter_map(|text| match SpiffePattern::parse(text) {
+            Ok(pattern) if trust_domains.contains(&pattern.trust_domain()) => Some(pattern),
+            Ok(pattern) => {
+                let domain = pattern.trust_domain();
+                p.add(
+                    key,
+                    format!(
+                        "{text:?}: no [[issuers]] has issuer = \"spiffe://{domain}\" to vouch for its trust domain"
+                    ),
+                );
+                None
+            }
+            Err(why) => {
+                p.add(key, why);
+                None
+            }
+        })
         .collect()
 }
 
-fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mut Problems) -> Option<RouteConfig> {
+fn route(key: &str, raw: &RawRoute, names: &Names<'_>, p: &mut Problems) -> Option<RouteConfig> {
+    let (issuers, upstreams, trust_domains) = (names.issuers, names.upstreams, names.trust_domains);
     let path = match raw.path.as_deref() {
         None => {
             p.add(&format!("{key}.path"), format!("required key is missing — {}", how_to_add("path")));
@@ -103,6 +137,10 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mu
     if let Some(name) = raw.upstream.as_deref().filter(|name| !upstreams.contains(name)) {
         p.add(&format!("{key}.upstream"), format!("there is no [upstreams.{name}] table"));
     }
+    let spiffe_ids = spiffe_ids(&format!("{key}.spiffe_ids"), raw.spiffe_ids.as_deref(), trust_domains, p);
+    if auth != AuthMode::Required && !spiffe_ids.is_empty() {
+        p.add(&format!("{key}.auth"), "spiffe_ids needs auth = \"required\"");
+    }
     let public_preflight = match raw.cors_preflight.as_deref() {
         None | Some("route") => false,
         Some("public") => true,
@@ -123,6 +161,7 @@ fn route(key: &str, raw: &RawRoute, issuers: &[&str], upstreams: &[&str], p: &mu
         upstream: raw.upstream.clone(),
         // A tunnel carries bytes no one judges: not opened without a token unless asked for.
         websocket: raw.websocket.unwrap_or(auth != AuthMode::Public),
+        spiffe_ids,
         cors: raw.cors.as_ref().map(|cors| route_cors(&format!("{key}.cors"), cors, p)),
     })
 }
