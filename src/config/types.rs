@@ -281,6 +281,8 @@ pub struct IssuerConfig {
     pub token_from: Vec<TokenLocation>,
     /// With `{tenant}` in `issuer`: the tenants accepted.
     pub tenants: Option<Tenants>,
+    /// RFC 7662 token introspection (`docs/introspection.md`).
+    pub introspection: Option<super::IntrospectionConfig>,
 }
 
 /// The tenants of a templated issuer (`https://login.example.com/{tenant}/v2.0`).
