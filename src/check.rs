@@ -42,6 +42,22 @@ pub fn summary(config: &Config) -> String {
         let _ = writeln!(out, "  audiences {}", issuer.audiences.join(", "));
         let _ = writeln!(out, "  alg       {}", algorithms.join(", "));
         let _ = writeln!(out, "  keys      {source}");
+        if let Some(introspection) = &issuer.introspection {
+            let _ = writeln!(
+                out,
+                "  opaque    {} (RFC 7662, auth {}, {}, answers reused {})",
+                introspection.url,
+                match introspection.auth {
+                    crate::config::ClientAuth::Basic => "basic",
+                    crate::config::ClientAuth::Post => "post",
+                },
+                match introspection.mode {
+                    crate::config::IntrospectMode::Opaque => "non-JWT tokens",
+                    crate::config::IntrospectMode::Always => "non-JWT tokens and this issuer's JWTs",
+                },
+                humantime::format_duration(introspection.cache_ttl)
+            );
+        }
     }
     for route in &config.routes {
         let auth = match route.auth {

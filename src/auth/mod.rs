@@ -13,6 +13,7 @@ pub mod bearer;
 pub mod cache;
 pub mod claims;
 pub mod identity;
+pub mod introspect;
 pub mod locations;
 mod projection;
 mod strict_json;
@@ -66,6 +67,14 @@ pub enum AuthFailure {
     MissingRequiredClaim,
     /// Sent in a cookie or query parameter its issuer's `token_from` does not list.
     WrongLocation,
+    /// RFC 7662: the introspection endpoint answered `active: false`.
+    Inactive,
+    /// The introspection endpoint could not be asked or gave no usable
+    /// answer (503, never an allow).
+    IntrospectionUnavailable,
+    /// The introspection answer binds the token to a key or certificate
+    /// (`cnf`), whose proof this gateway does not check yet.
+    BoundWithoutProof,
 }
 
 impl AuthFailure {
@@ -94,6 +103,9 @@ impl AuthFailure {
             Self::LifetimeTooLong => "token lifetime (exp - iat) is longer than this issuer allows",
             Self::MissingRequiredClaim => "token lacks a claim this issuer requires",
             Self::WrongLocation => "this issuer's tokens are not accepted from where this one was sent (token_from)",
+            Self::Inactive => "token is not active",
+            Self::IntrospectionUnavailable => "the token introspection endpoint did not answer usably; retry shortly",
+            Self::BoundWithoutProof => "token is bound to a key or certificate (cnf) and was sent without its proof",
         }
     }
 
@@ -119,6 +131,9 @@ impl AuthFailure {
             Self::LifetimeTooLong => Reason::LifetimeTooLong,
             Self::MissingRequiredClaim => Reason::MissingClaim,
             Self::WrongLocation => Reason::WrongLocation,
+            Self::Inactive => Reason::InactiveToken,
+            Self::IntrospectionUnavailable => Reason::IntrospectionUnavailable,
+            Self::BoundWithoutProof => Reason::BoundToken,
         }
     }
 }

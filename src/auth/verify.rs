@@ -17,6 +17,8 @@ use super::token::{self, Unverified};
 use crate::config::{IssuerConfig, TENANT, Tenants};
 use crate::keys::{IssuerKeys, KeyBinding, VerifyingKey};
 
+mod introspected;
+
 /// Proof that a token passed every check; the only way to get one is
 /// [`Authenticator::verify`]. Cheap to clone: cached tokens share it.
 #[derive(Debug, Clone)]
@@ -187,6 +189,8 @@ pub struct Authenticator {
     /// What a verified token keeps of its claims; the cache holds only that.
     plan: ClaimPlan,
     max_json_depth: usize,
+    /// RFC 7662 endpoints (`introspected.rs`); empty unless configured.
+    introspection: introspected::Introspection,
 }
 
 /// The outcome of looking at one snapshot.
@@ -245,7 +249,7 @@ impl Authenticator {
                 }
             }
         }
-        Authenticator { issuers: exact, templates, cache, plan, max_json_depth }
+        Authenticator { issuers: exact, templates, cache, plan, max_json_depth, introspection: Default::default() }
     }
 
     /// The configured issuer (as written) that `iss` selects, and the
@@ -289,11 +293,15 @@ impl Authenticator {
             && let Some(verified) = cache.get(key)
         {
             if verified.still_holds(now as f64) {
-                return Ok(verified);
+                return self.confirmed(verified, token, now, trace).await;
             }
             cache.remove(key);
         }
-        let parsed = token::parse(token, self.max_json_depth)?;
+        let parsed = match token::parse(token, self.max_json_depth) {
+            // Boxed: only opaque tokens carry the HTTP call's state.
+            Err(AuthFailure::NotJwt) => return Box::pin(self.verify_opaque(token, now, trace)).await,
+            parsed => parsed?,
+        };
         trace.passed("structure: three base64url segments, a JSON header with alg and no crit, a JSON object payload");
         let iss = parsed.claims.get("iss").and_then(|v| v.as_str()).ok_or(AuthFailure::MissingIssuer)?;
         let (issuer, tenant) = self.find_issuer(iss).ok_or(AuthFailure::UnknownIssuer)?;
@@ -322,7 +330,7 @@ impl Authenticator {
         if let Some((cache, key)) = cached {
             cache.insert(key, verified.clone());
         }
-        Ok(verified)
+        self.confirmed(verified, token, now, trace).await
     }
 }
 
