@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::auth::ClaimPlan;
+use crate::auth::introspect::Introspector;
 use crate::config::{AuthMode, Config, JwksSource, Problem, TracingProtocol, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
 use crate::keys::set::KeySet;
@@ -311,6 +312,41 @@ pub async fn online(config: &Config) -> (String, Online) {
         };
         worst = worst.max(found);
         let _ = writeln!(out, "error: {problem}");
+    }
+    let (introspection, found) = probe_introspection(config).await;
+    out.push_str(&introspection);
+    (out, worst.max(found))
+}
+
+/// Asks each introspection endpoint about a token nobody issued: a working
+/// endpoint that accepts jwtgate's credentials answers (`active: false`).
+async fn probe_introspection(config: &Config) -> (String, Online) {
+    let mut out = String::new();
+    let mut worst = Online::Usable;
+    let introspectors = match Introspector::for_issuers(&config.issuers, config.limits.max_json_depth) {
+        Ok(introspectors) => introspectors,
+        // The key fetches above reported the same client problem.
+        Err(_) => return (out, Online::Unreachable),
+    };
+    for introspector in introspectors {
+        let i = config.issuers.iter().position(|issuer| issuer.issuer == introspector.issuer()).unwrap_or(0);
+        let url = config.issuers.get(i).and_then(|issuer| issuer.introspection.as_ref()).map_or("", |x| x.url.as_str());
+        match introspector.probe().await {
+            Ok(()) => {
+                let _ = writeln!(out, "{}: introspection answers at {url}", introspector.issuer());
+            }
+            Err((true, why)) => {
+                worst = worst.max(Online::Misconfigured);
+                let _ = writeln!(
+                    out,
+                    "error: issuers[{i}].introspection: {url}: {why} — check the url, client_id, client_secret and auth"
+                );
+            }
+            Err((false, why)) => {
+                worst = worst.max(Online::Unreachable);
+                let _ = writeln!(out, "error: issuers[{i}].introspection: cannot reach {url}: {why}");
+            }
+        }
     }
     (out, worst)
 }

@@ -483,3 +483,78 @@ async fn explain_reports_the_introspection_answer() {
     assert!(report.contains("HTTP 503"), "{report}");
     assert!(report.contains("fix   issuers[0].introspection.url gave no usable answer"), "{report}");
 }
+
+/// Only tokens that are not three segments are opaque: a JWT-shaped token
+/// that does not decode, or a JWT of an issuer not configured, is refused
+/// as before and never shown to the endpoint.
+#[tokio::test]
+async fn a_broken_or_foreign_jwt_is_never_sent_to_the_endpoint() {
+    let key = SigningKey::rsa("k1");
+    let idp = TestIdp::start(&[&key]).await;
+    let stub = Stub::start().await;
+    let upstream = TestUpstream::start().await;
+    let gateway = stub_gateway(&idp, &stub, &upstream, "introspect = \"always\"").await;
+    let broken = get(&gateway.url("/read"), Some("eyJub3QiOiJqc29uIn0.e30.c2ln")).await;
+    assert_refused(&broken, 401, "invalid_token", "token header is not valid base64url JSON with an alg");
+    let foreign = key.mint(&crate::support::claims("https://other.example/", "api"));
+    let foreign = get(&gateway.url("/read"), Some(&foreign)).await;
+    assert_refused(&foreign, 401, "invalid_token", "token issuer is not accepted");
+    let mut expired = crate::support::claims(&idp.issuer, "api");
+    expired["exp"] = json!(now() - 600);
+    let expired = get(&gateway.url("/read"), Some(&key.mint(&expired))).await;
+    assert_refused(&expired, 401, "invalid_token", "token expired");
+    assert_eq!(stub.calls(), 0, "only a JWT that verifies locally is introspected");
+}
+
+/// `check --online` asks each endpoint about a token nobody issued.
+#[tokio::test]
+async fn check_online_probes_the_introspection_endpoint() {
+    use jwtgate::check::Online;
+    let idp = TestIdp::start(&[&SigningKey::rsa("k1")]).await;
+    let stub = Stub::start().await;
+    let upstream = TestUpstream::start().await;
+    let introspection = format!("{{ url = \"{}\", client_id = \"gw\", client_secret = \"s\" }}", stub.url);
+    let text = config(&upstream, &idp.issuer, &introspection, "");
+    let config = jwtgate::Config::parse(&text, "t.toml", std::path::Path::new("."), &|_| None).unwrap();
+
+    stub.answer(200, r#"{"active": false}"#);
+    let (report, found) = jwtgate::check::online(&config).await;
+    assert_eq!(found, Online::Usable, "{report}");
+    assert!(report.contains(&format!("introspection answers at {}", stub.url)), "{report}");
+    assert!(stub.last.lock().unwrap().1.starts_with("token=jwtgate-check-online-probe&"));
+
+    stub.answer(401, r#"{"error": "invalid_client"}"#);
+    let (report, found) = jwtgate::check::online(&config).await;
+    assert_eq!(found, Online::Misconfigured, "{report}");
+    assert!(
+        report.contains("error: issuers[0].introspection: ")
+            && report.contains("the endpoint answered HTTP 401 Unauthorized (expected 200) — check the url, client_id, client_secret and auth"),
+        "{report}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let text = text.replace(&stub.url, &format!("http://{closed}/introspect"));
+    let config = jwtgate::Config::parse(&text, "t.toml", std::path::Path::new("."), &|_| None).unwrap();
+    let (report, found) = jwtgate::check::online(&config).await;
+    assert_eq!(found, Online::Unreachable, "{report}");
+    assert!(report.contains("error: issuers[0].introspection: cannot reach"), "{report}");
+}
+
+/// `check --online` against the real endpoint: the right credentials
+/// answer, a wrong secret is named as a configuration problem.
+#[tokio::test]
+#[ignore = "needs node with tests/idp/node_modules (.ci/run installs it)"]
+async fn check_online_against_oidc_provider_names_a_wrong_secret() {
+    use jwtgate::check::Online;
+    let (_op, issuer) = provider(0);
+    let upstream = TestUpstream::start().await;
+    let parse = |text: &str| jwtgate::Config::parse(text, "t.toml", std::path::Path::new("."), &|_| None).unwrap();
+    let good = parse(&config(&upstream, &issuer, &basic_auth(&issuer), ""));
+    let (report, found) = jwtgate::check::online(&good).await;
+    assert_eq!(found, Online::Usable, "{report}");
+    assert!(report.contains("introspection answers at"), "{report}");
+    let wrong = parse(&config(&upstream, &issuer, &basic_auth(&issuer).replace("b@sic:secret+/%", "wrong"), ""));
+    let (report, found) = jwtgate::check::online(&wrong).await;
+    assert_eq!(found, Online::Misconfigured, "{report}");
+    assert!(report.contains("HTTP 401 Unauthorized"), "{report}");
+}

@@ -68,6 +68,17 @@ enum Credentials {
     },
 }
 
+/// Why the endpoint gave no answer, in words.
+#[derive(Debug, thiserror::Error)]
+enum Unanswered {
+    /// Not reached: connection, TLS, timeout before an answer.
+    #[error("{0}")]
+    Unreached(String),
+    /// Reached, but it refused jwtgate or its answer is not RFC 7662.
+    #[error("{0}")]
+    Unusable(String),
+}
+
 /// A verdict and the moment it stops being reused.
 #[derive(Clone)]
 struct Entry {
@@ -170,10 +181,22 @@ impl Introspector {
         verdict
     }
 
+    /// For `check --online`: asks about a token no provider issued, which
+    /// a working endpoint that accepts jwtgate's credentials answers with
+    /// `active: false`. `Err((answered, why))`: `answered` when the
+    /// endpoint was reached and refused or answered unusably.
+    pub async fn probe(&self) -> Result<(), (bool, String)> {
+        match self.ask("jwtgate-check-online-probe").await {
+            Ok(_) => Ok(()),
+            Err(Unanswered::Unreached(why)) => Err((false, why)),
+            Err(Unanswered::Unusable(why)) => Err((true, why)),
+        }
+    }
+
     /// One POST to the endpoint (RFC 7662 §2.1); `Err` says in words why
     /// there is no answer. The form body holding the token lives only
     /// until it is sent.
-    async fn ask(&self, token: &str) -> Result<Answer, String> {
+    async fn ask(&self, token: &str) -> Result<Answer, Unanswered> {
         let mut request = self
             .client
             .post(&self.url)
@@ -195,21 +218,23 @@ impl Introspector {
         };
         let timeouts = crate::outbound::Timeouts { connect: self.timeout, whole: self.timeout };
         let cause = |error: reqwest::Error| crate::outbound::cause(&error, timeouts);
-        let mut response = request.body(body).send().await.map_err(cause)?;
+        let unusable = |why: String| Unanswered::Unusable(why);
+        let mut response = request.body(body).send().await.map_err(|error| Unanswered::Unreached(cause(error)))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
-            return Err(format!("the endpoint answered HTTP {status} (expected 200)"));
+            return Err(unusable(format!("the endpoint answered HTTP {status} (expected 200)")));
         }
+        let too_large = || unusable(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"));
         if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
-            return Err(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"));
+            return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(cause)? {
+        while let Some(chunk) = response.chunk().await.map_err(|error| unusable(cause(error)))? {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"));
+                return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
-        answer::parse(&body, self.max_json_depth).map_err(str::to_string)
+        answer::parse(&body, self.max_json_depth).map_err(|why| unusable(why.to_string()))
     }
 }
