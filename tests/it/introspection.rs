@@ -301,12 +301,9 @@ impl Drop for Stub {
 async fn stub_gateway(idp: &TestIdp, stub: &Stub, upstream: &TestUpstream, lines: &str) -> TestGateway {
     let introspection =
         format!("{{ url = \"{}\", client_id = \"gw\", client_secret = \"s e/cret\", auth = \"basic\" }}", stub.url);
-    let text = config(
-        upstream,
-        &idp.issuer,
-        &introspection,
-        &format!("algorithms = [\"RS256\"]\ncache_ttl = \"0s\"\n{lines}"),
-    );
+    // Answers are not reused unless a test says so.
+    let ttl = if lines.contains("cache_ttl") { "" } else { "cache_ttl = \"0s\"\n" };
+    let text = config(upstream, &idp.issuer, &introspection, &format!("algorithms = [\"RS256\"]\n{ttl}{lines}"));
     gateway(&text).await
 }
 
@@ -557,4 +554,22 @@ async fn check_online_against_oidc_provider_names_a_wrong_secret() {
     let (report, found) = jwtgate::check::online(&wrong).await;
     assert_eq!(found, Online::Misconfigured, "{report}");
     assert!(report.contains("HTTP 401 Unauthorized"), "{report}");
+}
+
+/// An answer is reused until min(cache_ttl, exp): never past the token's
+/// own expiry, when it is asked again (and refused as expired).
+#[tokio::test]
+async fn an_answer_is_not_reused_past_its_exp() {
+    let idp = TestIdp::start(&[&SigningKey::rsa("k1")]).await;
+    let stub = Stub::start().await;
+    let upstream = TestUpstream::start().await;
+    let gateway = stub_gateway(&idp, &stub, &upstream, "cache_ttl = \"60s\"\nleeway = \"0s\"").await;
+    stub.answer(200, &json!({"active": true, "scope": "read", "exp": now() + 2}).to_string());
+    assert_eq!(get(&gateway.url("/read"), Some("opaque-exp")).await.0, 200);
+    assert_eq!(get(&gateway.url("/read"), Some("opaque-exp")).await.0, 200);
+    assert_eq!(stub.calls(), 1, "reused within exp and cache_ttl");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let refused = get(&gateway.url("/read"), Some("opaque-exp")).await;
+    assert_refused(&refused, 401, "invalid_token", "token expired");
+    assert_eq!(stub.calls(), 2, "asked again once exp passed");
 }

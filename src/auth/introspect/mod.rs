@@ -177,7 +177,9 @@ impl Introspector {
                 (Err(AuthFailure::IntrospectionUnavailable), UNAVAILABLE_TTL)
             }
         };
-        let _ = guard.insert(Entry { verdict: verdict.clone(), until: Instant::now() + ttl });
+        // cache_ttl may be written as years: past Instant's range, a year will do.
+        let until = Instant::now().checked_add(ttl).unwrap_or_else(|| asked_at + Duration::from_secs(365 * 86_400));
+        let _ = guard.insert(Entry { verdict: verdict.clone(), until });
         verdict
     }
 
