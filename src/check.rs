@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::auth::ClaimPlan;
+use crate::auth::introspect::Introspector;
 use crate::config::{AuthMode, Config, IssuerConfig, JwksSource, Problem, Tenants, TracingProtocol, UpstreamProtocol};
 use crate::keys::fetch::FetchError;
 use crate::keys::set::{KeyPurpose, KeySet};
@@ -48,6 +49,22 @@ pub fn summary(config: &Config) -> String {
                 _ => format!("each on its first token, {} at most (max_tenants)", issuer.max_tenants),
             };
             let _ = writeln!(out, "  tenants   each with its own keys: {listed}");
+        }
+        if let Some(introspection) = &issuer.introspection {
+            let _ = writeln!(
+                out,
+                "  opaque    {} (RFC 7662, auth {}, {}, answers reused {})",
+                introspection.url,
+                match introspection.auth {
+                    crate::config::ClientAuth::Basic => "basic",
+                    crate::config::ClientAuth::Post => "post",
+                },
+                match introspection.mode {
+                    crate::config::IntrospectMode::Opaque => "non-JWT tokens",
+                    crate::config::IntrospectMode::Always => "non-JWT tokens and this issuer's JWTs",
+                },
+                humantime::format_duration(introspection.cache_ttl)
+            );
         }
     }
     for route in &config.routes {
@@ -295,6 +312,41 @@ pub async fn online(config: &Config) -> (String, Online) {
             let Some(problem) = check_keys(&mut out, i, target, fetcher.clone()).await else { continue };
             worst = worst.max(problem.0);
             let _ = writeln!(out, "error: {}", problem.1);
+        }
+    }
+    let (introspection, found) = probe_introspection(config).await;
+    out.push_str(&introspection);
+    (out, worst.max(found))
+}
+
+/// Asks each introspection endpoint about a token nobody issued: a working
+/// endpoint that accepts jwtgate's credentials answers (`active: false`).
+async fn probe_introspection(config: &Config) -> (String, Online) {
+    let mut out = String::new();
+    let mut worst = Online::Usable;
+    let introspectors = match Introspector::for_issuers(&config.issuers, config.limits.max_json_depth) {
+        Ok(introspectors) => introspectors,
+        // The key fetches above reported the same client problem.
+        Err(_) => return (out, Online::Unreachable),
+    };
+    for introspector in introspectors {
+        let i = config.issuers.iter().position(|issuer| issuer.issuer == introspector.issuer()).unwrap_or(0);
+        let url = config.issuers.get(i).and_then(|issuer| issuer.introspection.as_ref()).map_or("", |x| x.url.as_str());
+        match introspector.probe().await {
+            Ok(()) => {
+                let _ = writeln!(out, "{}: introspection answers at {url}", introspector.issuer());
+            }
+            Err((true, why)) => {
+                worst = worst.max(Online::Misconfigured);
+                let _ = writeln!(
+                    out,
+                    "error: issuers[{i}].introspection: {url}: {why} — check the url, client_id, client_secret and auth"
+                );
+            }
+            Err((false, why)) => {
+                worst = worst.max(Online::Unreachable);
+                let _ = writeln!(out, "error: issuers[{i}].introspection: cannot reach {url}: {why}");
+            }
         }
     }
     (out, worst)

@@ -12,6 +12,9 @@ use crate::metrics::Reason;
 
 /// Seconds a client is told to wait while an issuer's keys are loading.
 const KEYS_RETRY_AFTER: &str = "5";
+/// Seconds a client is told to wait when the introspection endpoint failed
+/// (its failure is remembered for a second per token: `docs/introspection.md`).
+const INTROSPECTION_RETRY_AFTER: &str = "1";
 
 /// Which of a route's demands a valid token did not meet (403).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,8 @@ pub enum Refusal {
     /// A CORS preflight the route's `[routes.cors]` does not allow.
     CorsNotAllowed(&'static str),
     KeysUnavailable,
+    /// The introspection endpoint is down, slow or answered unusably.
+    IntrospectionUnavailable,
     /// The upstream is at `max_connections` and none came free in time.
     UpstreamBusy,
     BadGateway(&'static str),
@@ -82,6 +87,7 @@ impl From<AuthFailure> for Refusal {
     fn from(failure: AuthFailure) -> Self {
         match failure {
             AuthFailure::KeysUnavailable => Refusal::KeysUnavailable,
+            AuthFailure::IntrospectionUnavailable => Refusal::IntrospectionUnavailable,
             other => Refusal::InvalidToken(other),
         }
     }
@@ -94,7 +100,9 @@ impl Refusal {
             Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::KeysUnavailable | Self::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::IntrospectionUnavailable | Self::UpstreamBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -108,7 +116,7 @@ impl Refusal {
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::CorsNotAllowed(_) => "cors_not_allowed",
-            Self::KeysUnavailable | Self::UpstreamBusy => "temporarily_unavailable",
+            Self::KeysUnavailable | Self::IntrospectionUnavailable | Self::UpstreamBusy => "temporarily_unavailable",
             Self::BadGateway(_) => "bad_gateway",
             Self::GatewayTimeout(_) => "gateway_timeout",
         }
@@ -121,6 +129,7 @@ impl Refusal {
             Self::InvalidToken(failure) => failure.description(),
             Self::InsufficientScope { failure, .. } => failure.description(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
+            Self::IntrospectionUnavailable => AuthFailure::IntrospectionUnavailable.description(),
             Self::UpstreamBusy => "the upstream is at its connection limit (max_connections); retry shortly",
             Self::BadGateway(why) | Self::GatewayTimeout(why) => why,
         }
@@ -135,6 +144,7 @@ impl Refusal {
             Self::InvalidToken(failure) => Some(failure.reason()),
             Self::InsufficientScope { failure, .. } => Some(failure.reason()),
             Self::KeysUnavailable => Some(Reason::KeysUnavailable),
+            Self::IntrospectionUnavailable => Some(Reason::IntrospectionUnavailable),
             _ => None,
         }
     }
@@ -193,6 +203,9 @@ impl Refusal {
             Self::KeysUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(KEYS_RETRY_AFTER));
             }
+            Self::IntrospectionUnavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(INTROSPECTION_RETRY_AFTER));
+            }
             Self::UpstreamBusy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -207,7 +220,8 @@ impl Refusal {
             Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16, // UNAUTHENTICATED
             Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => 7,              // PERMISSION_DENIED
             Self::BadPath(_) => 3,                                                      // INVALID_ARGUMENT
-            Self::KeysUnavailable | Self::UpstreamBusy | Self::BadGateway(_) => 14,     // UNAVAILABLE
+            Self::KeysUnavailable | Self::IntrospectionUnavailable => 14,               // UNAVAILABLE
+            Self::UpstreamBusy | Self::BadGateway(_) => 14,                             // UNAVAILABLE
             Self::GatewayTimeout(_) => 4,                                               // DEADLINE_EXCEEDED
             Self::TooLarge(_) => 8,                                                     // RESOURCE_EXHAUSTED
         }
@@ -324,6 +338,19 @@ mod tests {
         assert_eq!(r.headers()[RETRY_AFTER], "5");
     }
 
+    /// RFC 7662 endpoint down: 503 with Retry-After and the contract's
+    /// code, never a 401 that would make a client drop a good token.
+    #[test]
+    fn introspection_unavailable_is_503_with_retry_after() {
+        let r = Refusal::from(AuthFailure::IntrospectionUnavailable).to_response(&plain());
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
+        assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
+        let inactive = Refusal::from(AuthFailure::Inactive);
+        assert_eq!((inactive.status(), inactive.code()), (StatusCode::UNAUTHORIZED, "invalid_token"));
+        assert_eq!(inactive.description(), "token is not active");
+    }
+
     #[test]
     fn grpc_requests_get_grpc_statuses() {
         let header = |value: &'static str| {
@@ -347,6 +374,8 @@ mod tests {
     fn descriptions_fit_in_a_quoted_string() {
         for failure in
             [AuthFailure::TooLarge, AuthFailure::NotJwt, AuthFailure::BadTimeClaim, AuthFailure::KeysUnavailable]
+                .into_iter()
+                .chain([AuthFailure::Inactive, AuthFailure::IntrospectionUnavailable])
         {
             assert!(failure.description().chars().all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\'));
         }

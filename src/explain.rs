@@ -45,7 +45,12 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     let mut out = String::new();
 
     let _ = writeln!(out, "request   {} {}", options.method, options.path);
-    describe_token(&mut out, token, now);
+    match opaque_route(&config, token) {
+        Some(line) => {
+            let _ = writeln!(out, "{line}");
+        }
+        None => describe_token(&mut out, token, now),
+    }
 
     let _ = writeln!(out, "keys");
     let named = token_issuer(&gateway, token);
@@ -200,7 +205,9 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
             config.issuers.iter().position(|i| i.spiffe && i.issuer == spiffe)
         })
         .or_else(|| config.issuers.iter().position(|i| i.issuer.contains(crate::config::TENANT)));
-    let i = issuer_index.unwrap_or(0);
+    // An opaque token names no issuer: the one that introspects answers for it.
+    let introspecting = config.issuers.iter().position(|i| i.introspection.is_some());
+    let i = if parsed.is_none() { introspecting.or(issuer_index) } else { issuer_index }.unwrap_or(0);
     let issuer = config.issuers.get(i)?;
     let alg = parsed.as_ref().map_or_else(|| "?".to_string(), |p| format!("{:?}", p.alg));
     let route_key = |field: &str| match route {
@@ -278,6 +285,13 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
                 claim("sub").unwrap_or_else(|| "missing".to_string())
             ),
             F::WrongLocation => format!("send the token where issuers[{i}].token_from allows, or add that place to it"),
+            F::Inactive => format!(
+                "issuers[{i}].introspection.url says the token is not active (expired, revoked, or not this issuer's): get a new token"
+            ),
+            F::IntrospectionUnavailable => format!(
+                "issuers[{i}].introspection.url gave no usable answer (the log says why): check the url, client_id, client_secret and auth, and issuers[{i}].ca_file for a private CA"
+            ),
+            F::BoundWithoutProof => "the token is sender-constrained (cnf): send it with its DPoP proof or over its client certificate".to_string(),
         },
         Refusal::InsufficientScope { failure, scope } => {
             let has = issuer
@@ -310,7 +324,29 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
             }
         }
         Refusal::KeysUnavailable => format!("the keys of issuers[{i}] did not load (see keys above): `jwtgate check --online` says why"),
+        Refusal::IntrospectionUnavailable => format!(
+            "issuers[{i}].introspection.url gave no usable answer (the log says why): check the url, client_id, client_secret and auth, and issuers[{i}].ca_file for a private CA"
+        ),
         _ => return None,
+    })
+}
+
+/// For a token that is not a JWT: where it is sent (RFC 7662), or that
+/// nothing can verify it. `None` for a JWT.
+fn opaque_route(config: &Config, token: &str) -> Option<String> {
+    if !matches!(
+        crate::auth::token::parse(token, crate::auth::DEFAULT_MAX_JSON_DEPTH),
+        Err(crate::auth::AuthFailure::NotJwt)
+    ) {
+        return None;
+    }
+    Some(match config.issuers.iter().enumerate().find(|(_, issuer)| issuer.introspection.is_some()) {
+        Some((i, issuer)) => format!(
+            "token     opaque (not a JWT): asked of issuers[{i}].introspection.url {} for {}",
+            issuer.introspection.as_ref().map_or("", |x| x.url.as_str()),
+            issuer.issuer
+        ),
+        None => "token     opaque (not a JWT), and no issuer has an introspection endpoint".to_string(),
     })
 }
 

@@ -12,6 +12,7 @@
 //!          ├─ auth::identity::strip    client-sent identity headers removed
 //!          ├─ auth::bearer             one Authorization: Bearer <b64token>
 //!          ├─ auth::Authenticator      iss → issuer → keys::Snapshot → signature → exp/nbf/aud
+//!          │                           (not a JWT: auth::introspect asks the issuer's RFC 7662 endpoint)
 //!          ├─ routes::Route::authorize issuers, scopes, claims (403)
 //!          ├─ proxy::Upstream::prepare hop-by-hop, Authorization, Host, X-Forwarded-*, identity headers
 //!          └─ proxy::Upstream::send    a pooled connection under max_connections (503), streamed bodies, 502 / 504

@@ -13,6 +13,7 @@ pub mod bearer;
 pub mod cache;
 pub mod claims;
 pub mod identity;
+pub mod introspect;
 pub mod locations;
 mod projection;
 mod strict_json;
@@ -71,6 +72,14 @@ pub enum AuthFailure {
     WrongLocation,
     /// A JWT-SVID whose `sub` is not a SPIFFE ID of its issuer's trust domain.
     NotSpiffeId,
+    /// RFC 7662: the introspection endpoint answered `active: false`.
+    Inactive,
+    /// The introspection endpoint could not be asked or gave no usable
+    /// answer (503, never an allow).
+    IntrospectionUnavailable,
+    /// The introspection answer binds the token to a key or certificate
+    /// (`cnf`), whose proof this gateway does not check yet.
+    BoundWithoutProof,
 }
 
 impl AuthFailure {
@@ -101,6 +110,9 @@ impl AuthFailure {
             Self::MissingRequiredClaim => "token lacks a claim this issuer requires",
             Self::WrongLocation => "this issuer's tokens are not accepted from where this one was sent (token_from)",
             Self::NotSpiffeId => "token sub is not a SPIFFE ID of the issuer's trust domain",
+            Self::Inactive => "token is not active",
+            Self::IntrospectionUnavailable => "the token introspection endpoint did not answer usably; retry shortly",
+            Self::BoundWithoutProof => "token is bound to a key or certificate (cnf) and was sent without its proof",
         }
     }
 
@@ -128,6 +140,9 @@ impl AuthFailure {
             Self::MissingRequiredClaim => Reason::MissingClaim,
             Self::WrongLocation => Reason::WrongLocation,
             Self::NotSpiffeId => Reason::NotSpiffeId,
+            Self::Inactive => Reason::InactiveToken,
+            Self::IntrospectionUnavailable => Reason::IntrospectionUnavailable,
+            Self::BoundWithoutProof => Reason::BoundToken,
         }
     }
 }

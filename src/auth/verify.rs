@@ -18,6 +18,8 @@ use crate::config::{IssuerConfig, TENANT, Tenants};
 use crate::keys::{IssuerKeys, IssuerStore, KeyBinding, TenantRefusal, VerifyingKey};
 use crate::metrics::IssuerCounters;
 
+mod introspected;
+
 /// Proof that a token passed every check; the only way to get one is
 /// [`Authenticator::verify`]. Cheap to clone: cached tokens share it.
 #[derive(Debug, Clone)]
@@ -35,8 +37,9 @@ pub struct Identity {
     kept: Kept,
     /// `exp` plus leeway, in seconds since the epoch: not valid from then on.
     valid_until: f64,
-    /// The store whose keys verified it (its tenant's, for keys per tenant).
-    keys: Arc<IssuerKeys>,
+    /// The store whose keys verified it (its tenant's, for keys per
+    /// tenant); `None` for an introspected token, which no key verified.
+    keys: Option<Arc<IssuerKeys>>,
     /// The key-snapshot generation it was verified against.
     generation: u64,
     /// The `kid` and fingerprint of the key that verified the signature.
@@ -115,7 +118,8 @@ impl Verified {
         if now >= identity.valid_until {
             return false;
         }
-        match identity.keys.load().as_ref() {
+        let Some(keys) = &identity.keys else { return false };
+        match keys.load().as_ref() {
             Some(snapshot) if snapshot.generation == identity.generation => true,
             // Keys changed: only a token that named its key can be vouched
             // for, and only while that name still means the same key.
@@ -203,6 +207,8 @@ pub struct Authenticator {
     /// What a verified token keeps of its claims; the cache holds only that.
     plan: ClaimPlan,
     max_json_depth: usize,
+    /// RFC 7662 endpoints (`introspected.rs`); empty unless configured.
+    introspection: introspected::Introspection,
 }
 
 /// The outcome of looking at one snapshot.
@@ -270,7 +276,15 @@ impl Authenticator {
                 }
             }
         }
-        Authenticator { issuers: exact, templates, spiffe_domains, cache, plan, max_json_depth }
+        Authenticator {
+            issuers: exact,
+            templates,
+            spiffe_domains,
+            cache,
+            plan,
+            max_json_depth,
+            introspection: Default::default(),
+        }
     }
 
     /// The configured issuer (as written) that `iss` selects, and the
@@ -321,11 +335,15 @@ impl Authenticator {
             && let Some(verified) = cache.get(key)
         {
             if verified.still_holds(now as f64) {
-                return Ok(verified);
+                return self.confirmed(verified, token, now, trace).await;
             }
             cache.remove(key);
         }
-        let parsed = token::parse(token, self.max_json_depth)?;
+        let parsed = match token::parse(token, self.max_json_depth) {
+            // Boxed: only opaque tokens carry the HTTP call's state.
+            Err(AuthFailure::NotJwt) => return Box::pin(self.verify_opaque(token, now, trace)).await,
+            parsed => parsed?,
+        };
         trace.passed("structure: three base64url segments, a JSON header with alg and no crit, a JSON object payload");
         let iss = parsed.claims.get("iss").map(|v| v.as_str().ok_or(AuthFailure::MissingIssuer)).transpose()?;
         let (issuer, tenant) = match iss.and_then(|iss| self.find_issuer(iss)) {
@@ -366,14 +384,14 @@ impl Authenticator {
             named_its_key: parsed.kid.is_some(),
             kept: self.plan.project(&claims, &issuer.scope_claims, claims_rewritten),
             valid_until: exp + issuer.leeway_secs as f64,
-            keys,
+            keys: Some(keys),
             generation,
             key,
         }));
         if let Some((cache, key)) = cached {
             cache.insert(key, verified.clone());
         }
-        Ok(verified)
+        self.confirmed(verified, token, now, trace).await
     }
 }
 

@@ -84,6 +84,13 @@ pub const BEARER_METHODS_SUPPORTED: [&str; 1] = ["header"];
 /// `cache.max_tokens`: verified tokens remembered at most.
 pub const CACHE_MAX_TOKENS: usize = 10_000;
 
+// [[issuers]] introspection (RFC 7662)
+
+/// `issuers[].cache_ttl`: an active introspection answer is reused this long at most (and never past its `exp`).
+pub const INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(60);
+/// `issuers[].introspection.timeout`: for the endpoint's whole answer.
+pub const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 // [tracing]
 
 /// `tracing.sample_ratio`: every request without a parent is recorded.

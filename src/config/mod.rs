@@ -6,6 +6,7 @@
 
 pub mod defaults;
 mod interpolate;
+mod introspection;
 mod raw;
 mod source;
 pub mod spiffe;
@@ -14,6 +15,7 @@ mod validate;
 mod values;
 mod wording;
 
+pub use introspection::{ClientAuth, IntrospectMode, IntrospectionConfig, Secret};
 pub use source::Position;
 pub use types::{
     AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig,

@@ -129,6 +129,20 @@ pub struct RawIssuer {
     pub max_tenants: Option<i64>,
     pub spiffe_bundle_url: Option<String>,
     pub spiffe_bundle_file: Option<String>,
+    pub introspection: Option<RawIntrospection>,
+    pub introspect: Option<String>,
+    pub cache_ttl: Option<String>,
+}
+
+/// `introspection = { … }` of an issuer: its RFC 7662 endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub auth: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -287,6 +287,8 @@ pub struct IssuerConfig {
     /// A SPIFFE trust domain (`issuer = "spiffe://TD"`) whose keys are its
     /// bundle's `jwt-svid` keys: its tokens are JWT-SVIDs.
     pub spiffe: bool,
+    /// RFC 7662 token introspection (`docs/introspection.md`).
+    pub introspection: Option<super::IntrospectionConfig>,
 }
 
 impl IssuerConfig {

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use crate::access::{Answer, BytesIn, Line, Record, Recorded};
 use crate::auth::cache::TokenCache;
 use crate::auth::identity::IdentityHeaders;
+use crate::auth::introspect::Introspector;
 use crate::auth::locations::{self, TokenLocation};
 use crate::auth::{AuthFailure, Authenticator, ClaimPlan, Trace, Verified};
 use crate::config::{AuthMode, Config, Edge, MethodOverride, Problem};
@@ -176,7 +177,8 @@ impl Gateway {
                 TokenCache::new(config.cache.max_tokens, Arc::clone(&metrics)),
                 plan,
                 config.limits.max_json_depth,
-            ),
+            )
+            .with_introspection(Introspector::for_issuers(&config.issuers, config.limits.max_json_depth)?),
             routes,
             identity,
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),

@@ -112,6 +112,12 @@ impl Fetcher {
         Ok(Fetcher { client, otel: Otel::off() })
     }
 
+    /// The HTTP client, for other requests to the issuer (token
+    /// introspection) that trust the same roots.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The same fetcher, with a span for each fetch exported by `otel`.
     pub fn with_tracing(self, otel: &Otel) -> Fetcher {
         Fetcher { otel: otel.clone(), ..self }

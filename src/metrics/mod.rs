@@ -103,6 +103,9 @@ reasons! {
     InsufficientScope => "insufficient_scope",
     ClaimsMismatch => "claims_mismatch",
     IssuerNotAllowed => "issuer_not_allowed",
+    InactiveToken => "inactive_token",
+    IntrospectionUnavailable => "introspection_unavailable",
+    BoundToken => "bound_token",
 }
 
 /// Auth failures and JWKS fetches of one issuer.

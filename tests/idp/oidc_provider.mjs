@@ -13,6 +13,14 @@
 //                   default https://api.jwtgate.test
 //   RESOURCE_SCOPE  scopes that resource server knows; default "read write"
 //   TOKEN_TTL       access token lifetime in seconds; default 600
+//   INTROSPECTION   "1": RFC 7662 introspection at /token/introspection and
+//                   RFC 7009 revocation at /token/revocation (both clients
+//                   may use them); opaque client-credentials tokens then
+//                   carry sub "svc-<client_id>" and the claim
+//                   "https://jwtgate.test/tenant": "acme". GET /__introspections
+//                   answers {"calls": N}, the introspection requests so far.
+//   INTROSPECTION_DELAY_MS  with INTROSPECTION: each introspection answer
+//                   waits this long first (single-flight tests); default 0
 //
 // Clients (fixed, so tests and docs can name them):
 //   jwtgate-post  / secret post-secret      client_secret_post
@@ -23,8 +31,8 @@
 //
 // Without a resource= parameter oidc-provider issues an opaque access
 // token; with resource=$RESOURCE a JWT whose aud is $RESOURCE. To add
-// behaviour later (introspection, more clients), extend `configuration`
-// below, switched by a new environment variable.
+// behaviour later (more clients), extend `configuration` below, switched
+// by a new environment variable.
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
 import Provider, { errors } from 'oidc-provider';
@@ -33,6 +41,9 @@ const port = Number(process.env.PORT ?? 0);
 const resource = process.env.RESOURCE ?? 'https://api.jwtgate.test';
 const resourceScope = process.env.RESOURCE_SCOPE ?? 'read write';
 const tokenTtl = Number(process.env.TOKEN_TTL ?? 600);
+const introspection = process.env.INTROSPECTION === '1';
+const introspectionDelay = Number(process.env.INTROSPECTION_DELAY_MS ?? 0);
+let introspectionCalls = 0;
 
 export const CLIENTS = [
   { client_id: 'jwtgate-post', client_secret: 'post-secret', token_endpoint_auth_method: 'client_secret_post' },
@@ -57,6 +68,8 @@ function configuration() {
       // The interactive login pages are not used: client credentials only.
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      introspection: { enabled: introspection },
+      revocation: { enabled: introspection },
       resourceIndicators: {
         enabled: true,
         // No resource asked for: no default, so the token stays opaque.
@@ -76,6 +89,19 @@ function configuration() {
       },
     },
     ttl: { ClientCredentials: tokenTtl },
+    ...(introspection ? introspectionConfiguration() : {}),
+  };
+}
+
+// RFC 7662 and RFC 7009, and the identity an introspected token shows.
+function introspectionConfiguration() {
+  return {
+    extraTokenClaims(_ctx, token) {
+      if (token.kind === 'ClientCredentials' && !token.aud) {
+        return { sub: `svc-${token.clientId}`, 'https://jwtgate.test/tenant': 'acme' };
+      }
+      return undefined;
+    },
   };
 }
 
@@ -87,6 +113,21 @@ server.listen(port, '127.0.0.1', () => {
   // Failures a test would otherwise only see as a 500 or 400.
   for (const event of ['server_error', 'grant.error']) {
     provider.on(event, (_ctx, error) => console.error(`${event}: ${error.message} ${error.error_description ?? ''}`));
+  }
+  if (introspection) {
+    provider.use(async (ctx, next) => {
+      if (ctx.path === '/__introspections') {
+        ctx.body = { calls: introspectionCalls };
+        return;
+      }
+      if (ctx.path === '/token/introspection') {
+        introspectionCalls += 1;
+        if (introspectionDelay > 0) {
+          await new Promise((resolve) => setTimeout(resolve, introspectionDelay));
+        }
+      }
+      await next();
+    });
   }
   server.on('request', provider.callback());
   console.log(`listening ${issuer}`);

@@ -19,6 +19,7 @@ mod explain;
 mod forward_auth;
 mod fuzz_corpus;
 mod grpc;
+mod introspection;
 mod keys;
 mod limits;
 mod operations;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
 
-use super::{Problems, is_loopback};
+use super::{Problems, introspection, is_loopback};
 use crate::config::raw::RawIssuer;
 use crate::config::{
     ClaimPath, IssuerConfig, JwksLimits, JwksSource, SUPPORTED_ALGORITHMS, TENANT, Tenants, TokenLocation, defaults,
@@ -215,7 +215,9 @@ fn issuer(
         Some(JwksSource::Discovery { discovery_url }) => https(discovery_url),
         Some(JwksSource::File(_)) | None => false,
     };
-    if ca_file.is_some() && jwks.is_some() && !fetched_over_https {
+    let introspection = introspection::introspection(key, raw, p);
+    let introspected_over_https = introspection.as_ref().is_some_and(|i| https(&i.url));
+    if ca_file.is_some() && jwks.is_some() && !fetched_over_https && !introspected_over_https {
         p.add(
             &format!("{key}.ca_file"),
             "applies only to keys fetched over https (discovery or jwks_url), not to jwks_file or http:// URLs",
@@ -239,6 +241,7 @@ fn issuer(
         tenants,
         max_tenants,
         spiffe,
+        introspection,
     })
 }
 
