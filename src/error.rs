@@ -7,6 +7,7 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHE
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
+use crate::auth::dpop::DpopFailure;
 use crate::auth::{AuthFailure, CredentialError};
 use crate::metrics::Reason;
 
@@ -55,6 +56,12 @@ pub enum Refusal {
     /// The request itself is malformed (RFC 6750 `invalid_request`).
     InvalidRequest(&'static str),
     InvalidToken(AuthFailure),
+    /// RFC 9449: the token's DPoP binding does not hold; with a nonce to
+    /// use when the failure is `use_dpop_nonce`.
+    Dpop {
+        failure: DpopFailure,
+        nonce: Option<HeaderValue>,
+    },
     /// A valid token without what the route demands; `scope` is what it asks for.
     InsufficientScope {
         failure: ScopeFailure,
@@ -96,7 +103,7 @@ impl From<AuthFailure> for Refusal {
 impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingToken | Self::InvalidToken(_) | Self::Dpop { .. } => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -114,6 +121,7 @@ impl Refusal {
             Self::MissingToken => "missing_token",
             Self::InvalidRequest(_) | Self::BadPath(_) | Self::TooLarge(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
+            Self::Dpop { failure, .. } => failure.error(),
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::CorsNotAllowed(_) => "cors_not_allowed",
             Self::KeysUnavailable | Self::IntrospectionUnavailable | Self::UpstreamBusy => "temporarily_unavailable",
@@ -127,6 +135,7 @@ impl Refusal {
             Self::MissingToken => "this route needs a bearer token in the Authorization header",
             Self::InvalidRequest(why) | Self::BadPath(why) | Self::TooLarge(why) | Self::CorsNotAllowed(why) => why,
             Self::InvalidToken(failure) => failure.description(),
+            Self::Dpop { failure, .. } => failure.description(),
             Self::InsufficientScope { failure, .. } => failure.description(),
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
             Self::IntrospectionUnavailable => AuthFailure::IntrospectionUnavailable.description(),
@@ -142,6 +151,7 @@ impl Refusal {
             Self::MissingToken => Some(Reason::MissingToken),
             Self::InvalidRequest(_) => Some(Reason::InvalidRequest),
             Self::InvalidToken(failure) => Some(failure.reason()),
+            Self::Dpop { failure, .. } => Some(failure.reason()),
             Self::InsufficientScope { failure, .. } => Some(failure.reason()),
             Self::KeysUnavailable => Some(Reason::KeysUnavailable),
             Self::IntrospectionUnavailable => Some(Reason::IntrospectionUnavailable),
@@ -173,6 +183,15 @@ impl Refusal {
         let error = match self {
             // RFC 6750 §3.1: no error code when the request had no credentials.
             Self::MissingToken => return Some(format!("Bearer realm=\"{realm}\"{metadata}")),
+            // RFC 9449 §7.1: the DPoP scheme's challenge, naming the algorithms proofs may use.
+            Self::Dpop { failure, .. } => {
+                return Some(format!(
+                    "DPoP realm=\"{realm}\"{metadata}, algs=\"{}\", error=\"{}\", error_description=\"{}\"",
+                    crate::auth::dpop::algorithms_text(),
+                    failure.error(),
+                    failure.description()
+                ));
+            }
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope { .. } => "insufficient_scope",
@@ -209,6 +228,9 @@ impl Refusal {
             Self::UpstreamBusy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::Dpop { nonce: Some(nonce), .. } => {
+                headers.insert(DPOP_NONCE.clone(), nonce.clone());
+            }
             _ => {}
         }
         response
@@ -217,13 +239,13 @@ impl Refusal {
     /// The gRPC code for this refusal (grpc/doc/statuscodes.md).
     pub fn grpc_status(&self) -> u8 {
         match self {
-            Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) => 16, // UNAUTHENTICATED
-            Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => 7,              // PERMISSION_DENIED
-            Self::BadPath(_) => 3,                                                      // INVALID_ARGUMENT
-            Self::KeysUnavailable | Self::IntrospectionUnavailable => 14,               // UNAVAILABLE
-            Self::UpstreamBusy | Self::BadGateway(_) => 14,                             // UNAVAILABLE
-            Self::GatewayTimeout(_) => 4,                                               // DEADLINE_EXCEEDED
-            Self::TooLarge(_) => 8,                                                     // RESOURCE_EXHAUSTED
+            Self::MissingToken | Self::InvalidRequest(_) | Self::InvalidToken(_) | Self::Dpop { .. } => 16, // UNAUTHENTICATED
+            Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => 7, // PERMISSION_DENIED
+            Self::BadPath(_) => 3,                                         // INVALID_ARGUMENT
+            Self::KeysUnavailable | Self::IntrospectionUnavailable => 14,  // UNAVAILABLE
+            Self::UpstreamBusy | Self::BadGateway(_) => 14,                // UNAVAILABLE
+            Self::GatewayTimeout(_) => 4,                                  // DEADLINE_EXCEEDED
+            Self::TooLarge(_) => 8,                                        // RESOURCE_EXHAUSTED
         }
     }
 
@@ -253,6 +275,7 @@ pub struct Challenge {
     pub resource_metadata: Option<String>,
 }
 
+static DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 

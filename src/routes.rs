@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::auth::claims::{ClaimPath, claim_matches};
 use crate::auth::{ClaimPlan, ScopeSlot, ValueSlot, Verified};
 use crate::config::spiffe::SpiffePattern;
-use crate::config::{AuthMode, RouteConfig};
+use crate::config::{AuthMode, DpopMode, RouteConfig};
 use crate::cors::Cors;
 use crate::error::{Refusal, ScopeFailure};
 
@@ -37,6 +37,8 @@ pub struct Route<U = ()> {
     issuers: Option<Vec<String>>,
     /// Empty: any caller; else the JWT-SVID SPIFFE IDs allowed.
     spiffe_ids: Vec<SpiffePattern>,
+    /// Overrides the issuer's `dpop`.
+    dpop: Option<DpopMode>,
     public_preflight: bool,
     /// Upgrades may be opened through this route.
     websocket: bool,
@@ -87,6 +89,7 @@ impl<U: Clone> RouteTable<U> {
     ) -> Result<RouteTable<U>, String> {
         let default = RouteConfig {
             spiffe_ids: Vec::new(),
+            dpop: None,
             path: "/".into(),
             methods: None,
             auth: AuthMode::Required,
@@ -183,6 +186,7 @@ impl<U: Clone> Route<U> {
             kept,
             issuers: config.issuers.clone(),
             spiffe_ids: config.spiffe_ids.clone(),
+            dpop: config.dpop,
             public_preflight: config.public_preflight,
             websocket: config.websocket,
             cors: config.cors.as_ref().map(Cors::new),
@@ -201,6 +205,11 @@ impl<U> Route<U> {
     /// Its place in the table: configured routes from 0, the default last.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// The route's `dpop`, when it overrides the issuer's.
+    pub fn dpop(&self) -> Option<DpopMode> {
+        self.dpop
     }
 
     /// The route's demands, for `jwtgate explain`.
@@ -419,6 +428,7 @@ mod tests {
             upstream: None,
             websocket: true,
             spiffe_ids: Vec::new(),
+            dpop: None,
             cors: None,
         }
     }

@@ -25,7 +25,8 @@ pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<Option<&str
         Some(i) => (&value[..i], &value[i..]),
         None => (value, &value[value.len()..]),
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    // RFC 9449: `DPoP` carries a token as `Bearer` does; its proof is judged once the token is verified.
+    if !scheme.eq_ignore_ascii_case(b"bearer") && !scheme.eq_ignore_ascii_case(b"dpop") {
         return Ok(None);
     }
     if rest.contains(&b'\t') {
@@ -43,6 +44,14 @@ pub fn bearer_token(headers: &HeaderMap, max_bytes: usize) -> Result<Option<&str
     }
     // is_b64token admits ASCII only, so this cannot fail.
     std::str::from_utf8(token).map(Some).map_err(|_| CredentialError::Malformed("the Bearer token is not ASCII"))
+}
+
+/// Whether the request's (one) `Authorization` uses the DPoP scheme.
+pub fn dpop_scheme(headers: &HeaderMap) -> bool {
+    headers.get(AUTHORIZATION).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.len() > 5 && value[..4].eq_ignore_ascii_case(b"dpop") && matches!(value[4], b' ' | b'\t')
+    })
 }
 
 fn trim_spaces(bytes: &[u8]) -> &[u8] {

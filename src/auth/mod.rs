@@ -12,6 +12,7 @@
 pub mod bearer;
 pub mod cache;
 pub mod claims;
+pub mod dpop;
 pub mod identity;
 pub mod introspect;
 pub mod locations;

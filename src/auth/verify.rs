@@ -14,7 +14,7 @@ use super::claims::{self, ClaimPath};
 use super::locations::TokenLocation;
 use super::projection::{ClaimPlan, HeaderClaim, HeaderSlot, Kept, ScopeSlot, ValueSlot};
 use super::token::{self, Unverified};
-use crate::config::{IssuerConfig, TENANT, Tenants};
+use crate::config::{DpopMode, IssuerConfig, TENANT, Tenants};
 use crate::keys::{IssuerKeys, IssuerStore, KeyBinding, TenantRefusal, VerifyingKey};
 use crate::metrics::IssuerCounters;
 
@@ -52,6 +52,8 @@ struct IssuerProfile {
     name: String,
     /// A SPIFFE trust domain: its tokens' `sub` is a checked SPIFFE ID.
     spiffe: bool,
+    /// `dpop` of the issuer (a route's may override it).
+    dpop: DpopMode,
     counters: Arc<IssuerCounters>,
     token_from: Vec<TokenLocation>,
 }
@@ -79,6 +81,11 @@ impl Verified {
     /// `sub`, when it is a string.
     pub fn subject(&self) -> Option<&str> {
         self.0.kept.subject()
+    }
+
+    /// The issuer's `dpop`.
+    pub fn dpop_mode(&self) -> DpopMode {
+        self.0.profile.dpop
     }
 
     /// The SPIFFE ID of a JWT-SVID (its `sub`, checked to be a SPIFFE ID
@@ -239,6 +246,7 @@ impl Authenticator {
                 profile: Arc::new(IssuerProfile {
                     name: config.issuer.clone(),
                     spiffe: config.spiffe,
+                    dpop: config.dpop,
                     counters: match keys {
                         IssuerStore::Shared(keys) => keys.counters_arc(),
                         IssuerStore::PerTenant(tenants) => tenants.counters_arc(),

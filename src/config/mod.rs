@@ -18,10 +18,10 @@ mod wording;
 pub use introspection::{ClientAuth, IntrospectMode, IntrospectionConfig, Secret};
 pub use source::Position;
 pub use types::{
-    AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig,
-    JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, ResourceMetadataConfig, RouteConfig, ServerConfig,
-    ServerTlsConfig, TENANT, Tenants, TracingConfig, TracingProtocol, UpstreamConfig, UpstreamProtocol,
-    fetchable_tenant,
+    AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, DpopMode, Edge, ForwardAuthConfig, HeadersConfig,
+    IssuerConfig, JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, PublicUrl, ResourceMetadataConfig,
+    RouteConfig, ServerConfig, ServerTlsConfig, TENANT, Tenants, TracingConfig, TracingProtocol, UpstreamConfig,
+    UpstreamProtocol, fetchable_tenant,
 };
 pub use validate::is_loopback;
 pub use values::{

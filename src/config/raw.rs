@@ -83,6 +83,8 @@ pub struct RawServer {
     pub websocket_idle_timeout: Option<String>,
     pub send_timeout: Option<String>,
     pub protocols: Option<Vec<String>>,
+    pub public_url: Option<String>,
+    pub dpop_nonce: Option<bool>,
     pub tls: Option<RawServerTls>,
 }
 
@@ -132,6 +134,7 @@ pub struct RawIssuer {
     pub introspection: Option<RawIntrospection>,
     pub introspect: Option<String>,
     pub cache_ttl: Option<String>,
+    pub dpop: Option<String>,
 }
 
 /// `introspection = { … }` of an issuer: its RFC 7662 endpoint.
@@ -159,6 +162,7 @@ pub struct RawRoute {
     pub upstream: Option<String>,
     pub websocket: Option<bool>,
     pub spiffe_ids: Option<Vec<String>>,
+    pub dpop: Option<String>,
     pub cors: Option<RawCors>,
 }
 

@@ -188,6 +188,11 @@ pub struct ServerConfig {
     pub send_timeout: Duration,
     /// What the proxy listener speaks.
     pub protocols: Protocols,
+    /// The URL clients call the gateway by (DPoP's `htu`); `None`: the
+    /// listener's scheme and the request's Host.
+    pub public_url: Option<PublicUrl>,
+    /// DPoP proofs must carry a nonce of the gateway's (`use_dpop_nonce`).
+    pub dpop_nonce: bool,
     /// TLS on the proxy listener; `None`: plain HTTP/1.1 and h2c.
     pub tls: Option<ServerTlsConfig>,
 }
@@ -289,6 +294,7 @@ pub struct IssuerConfig {
     pub spiffe: bool,
     /// RFC 7662 token introspection (`docs/introspection.md`).
     pub introspection: Option<super::IntrospectionConfig>,
+    pub dpop: DpopMode,
 }
 
 impl IssuerConfig {
@@ -329,6 +335,40 @@ pub fn fetchable_tenant(name: &str) -> bool {
         && !name.starts_with('.')
         && !name.ends_with('.')
         && !name.contains("..")
+}
+
+/// `[server] public_url`: scheme, host (lower case) and port clients
+/// call, and the path prefix an edge strips before jwtgate sees a request
+/// (empty, or `/api` without a trailing `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub base_path: String,
+}
+
+/// RFC 9449 DPoP for an issuer's tokens (`dpop`), or a route's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DpopMode {
+    /// Bearer only; a DPoP-bound token is refused whatever the scheme.
+    #[default]
+    Off,
+    /// Bearer for unbound tokens, DPoP (with a proof) for bound ones.
+    Allowed,
+    /// DPoP-bound tokens with a proof only.
+    Required,
+}
+
+impl DpopMode {
+    pub fn parse(text: &str) -> Option<DpopMode> {
+        match text {
+            "off" => Some(DpopMode::Off),
+            "allowed" => Some(DpopMode::Allowed),
+            "required" => Some(DpopMode::Required),
+            _ => None,
+        }
+    }
 }
 
 /// The tenants of a templated issuer (`https://login.example.com/{tenant}/v2.0`).
@@ -373,6 +413,8 @@ pub struct RouteConfig {
     pub websocket: bool,
     /// Empty: any caller; else a JWT-SVID whose SPIFFE ID one of them allows.
     pub spiffe_ids: Vec<SpiffePattern>,
+    /// Overrides the issuer's `dpop` on this route.
+    pub dpop: Option<DpopMode>,
     /// `[routes.cors]`: CORS answered by the gateway for this route.
     pub cors: Option<CorsConfig>,
 }

@@ -67,6 +67,13 @@ impl ClaimPath {
         Ok(ClaimPath { name: name.into(), tokens })
     }
 
+    /// The nested claim at these member names (`["cnf", "jkt"]`: `/cnf/jkt`),
+    /// for the claims the gateway itself reads.
+    pub fn nested(members: &[&str]) -> ClaimPath {
+        let escaped: Vec<String> = members.iter().map(|m| m.replace('~', "~0").replace('/', "~1")).collect();
+        ClaimPath { name: format!("/{}", escaped.join("/")), tokens: members.iter().map(|m| m.to_string()).collect() }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -2,6 +2,9 @@
 //! mode: the one place that makes the proof an upstream requires.
 
 use super::*;
+use crate::auth::bearer;
+use crate::auth::dpop::{DpopFailure, ProofTarget};
+use crate::config::DpopMode;
 
 impl Gateway {
     /// Steps 2 to 4 for the request `ask` describes, shared by inline and
@@ -17,7 +20,7 @@ impl Gateway {
         notes: &mut Notes<'a>,
         trace: &mut impl Trace,
     ) -> Result<(&'a GatewayRoute, Admitted<'r>), Refusal> {
-        let Ask { method, path, query, deadline, at } = ask;
+        let Ask { method, path, query, deadline, at, sent_method, origin } = ask;
         // 2. Match a route.
         let route = self.routes.find(method, path);
         notes.route = Some(route);
@@ -62,6 +65,29 @@ impl Gateway {
                     self.metrics.auth_failure(Some(verified.issuer_counters()), AuthFailure::WrongLocation.reason());
                     return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
                 }
+                // RFC 9449: a bound token only with its proof, on every request (cached or not).
+                let dpop_scheme = location == Some(TokenLocation::Header) && bearer::dpop_scheme(headers);
+                let authority = origin.as_ref().and_then(|o| {
+                    o.authority.or_else(|| headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+                });
+                let target = ProofTarget {
+                    method: sent_method,
+                    path,
+                    https: origin.as_ref().is_some_and(|o| o.https),
+                    authority,
+                };
+                let now = || at.unwrap_or_else(crate::auth::dpop::unix_now);
+                let mode = route.dpop().unwrap_or(verified.dpop_mode());
+                if let Err(failure) = self.dpop.judge(mode, verified, token, dpop_scheme, headers, &target, now) {
+                    self.metrics.auth_failure(Some(verified.issuer_counters()), failure.reason());
+                    let nonce = (failure == DpopFailure::NonceRequired).then(|| self.dpop.nonce(now())).flatten();
+                    return Err(Refusal::Dpop { failure, nonce });
+                }
+                if dpop_scheme || mode != DpopMode::Off {
+                    trace.passed(
+                        "DPoP: a proof of the token's key for this request, or an unbound token where DPoP is allowed",
+                    );
+                }
                 route.authorize(verified).inspect_err(|refusal| {
                     if let Some(reason) = refusal.auth_reason() {
                         self.metrics.auth_failure(Some(verified.issuer_counters()), reason);
@@ -93,4 +119,16 @@ pub(super) struct Ask<'r> {
     /// `jwtgate explain`: judge as of this time (seconds since the epoch)
     /// instead of the clock.
     pub(super) at: Option<u64>,
+    /// The method as the client sent it (a DPoP proof's `htm`).
+    pub(super) sent_method: &'r Method,
+    /// Where the client sent the request (a DPoP proof's `htu`, when
+    /// `[server] public_url` does not say); `None` in forward-auth mode.
+    pub(super) origin: Option<Origin<'r>>,
+}
+
+/// The scheme and authority a request came with.
+pub(super) struct Origin<'r> {
+    pub(super) https: bool,
+    /// `:authority`; the `Host` header when `None`.
+    pub(super) authority: Option<&'r str>,
 }

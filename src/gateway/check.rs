@@ -30,7 +30,15 @@ impl Gateway {
         }
         let preflight_body = check.declares_body(&headers);
         let upgrade = headers.contains_key(http::header::UPGRADE);
-        let ask = Ask { method: &method, path: &path, query, deadline, at: None };
+        let ask = Ask {
+            method: &method,
+            path: &path,
+            query,
+            deadline,
+            at: None,
+            sent_method: &original.method,
+            origin: None,
+        };
         let (route, admitted) = self.admit(ask, &mut headers, notes, &mut ()).await?;
         route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;
         let mut response = Response::new(Either::Right(Full::default()));

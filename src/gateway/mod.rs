@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use crate::access::{Answer, BytesIn, Line, Record, Recorded};
 use crate::auth::cache::TokenCache;
+use crate::auth::dpop::Dpop;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::introspect::Introspector;
 use crate::auth::locations::{self, TokenLocation};
@@ -40,7 +41,7 @@ use crate::routes::{Route, RouteTable, Upstreams};
 pub(crate) type GatewayRoute = Route<Arc<Upstream>>;
 use crate::upgrade;
 use crate::{headers, path};
-use admit::Ask;
+use admit::{Ask, Origin};
 use notes::{Notes, Unanswered, bytes_in};
 
 /// An answer's body: the upstream's, or the gateway's own.
@@ -86,6 +87,8 @@ pub struct Gateway {
     /// Each route holds its upstream (own pool and timeouts).
     routes: RouteTable<Arc<Upstream>>,
     identity: IdentityHeaders,
+    /// RFC 9449 proofs for DPoP-bound tokens.
+    dpop: Dpop,
     /// `[forward_auth]`: answer checks at this path instead of proxying them.
     forward_auth: Option<ForwardAuth>,
     /// `[resource_metadata]`: served at its well-known paths, without a token.
@@ -161,6 +164,7 @@ impl Gateway {
         let routes = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes, &mut plan)
             .map_err(GatewayError::Routes)?;
         let identity = IdentityHeaders::new(&config.headers, &mut plan);
+        let dpop = Dpop::new(config.server.public_url.clone(), config.server.dpop_nonce, &mut plan);
         let route_series = routes.all().map(|route| metrics.route_series(route.name())).collect();
         Ok(Gateway {
             challenge: Challenge {
@@ -181,6 +185,7 @@ impl Gateway {
             .with_introspection(Introspector::for_issuers(&config.issuers, config.limits.max_json_depth)?),
             routes,
             identity,
+            dpop,
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
             keys,
             metrics,
@@ -231,7 +236,8 @@ impl Gateway {
         let route = self.routes.find(&method, &path);
         let mut notes = Notes::default();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let ask = Ask { method: &method, path: &path, query, deadline, at: Some(at) };
+        let origin = Some(Origin { https: false, authority: None });
+        let ask = Ask { method: &method, path: &path, query, deadline, at: Some(at), sent_method: &method, origin };
         let result =
             self.admit(ask, &mut headers, &mut notes, trace).await.map(|(_, admitted)| admitted.into_identity());
         Decision { route: Some(route), result }
@@ -356,7 +362,11 @@ impl Gateway {
             }
         }
         // 5–6. Route, strip, authenticate and authorise.
-        let ask = Ask { method: &judged, path: &path, query: uri.query(), deadline, at: None };
+        // The method as sent (standard methods clone without allocating): a DPoP proof's htm.
+        let sent = parts.method.clone();
+        let origin = Some(Origin { https: peer.tls, authority: uri.authority().map(|a| a.as_str()) });
+        let ask =
+            Ask { method: &judged, path: &path, query: uri.query(), deadline, at: None, sent_method: &sent, origin };
         let (route, admitted) = self.admit(ask, &mut parts.headers, notes, &mut ()).await?;
         // 7. Prepare the upstream request and stream it through.
         let websocket = upgrade::take(&mut parts);

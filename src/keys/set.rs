@@ -72,6 +72,12 @@ pub struct KeyBinding {
 }
 
 impl VerifyingKey {
+    /// A key from one public JWK (a DPoP proof's `jwk`), checked as a
+    /// JWKS's keys are; why it cannot be used, otherwise.
+    pub fn from_jwk(jwk: serde_json::Value) -> Result<VerifyingKey, String> {
+        parse_key(jwk, KeyPurpose::Tokens)
+    }
+
     pub fn kid(&self) -> Option<&str> {
         self.binding.kid.as_deref()
     }

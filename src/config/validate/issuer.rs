@@ -10,7 +10,8 @@ use reqwest::Url;
 use super::{Problems, introspection, is_loopback};
 use crate::config::raw::RawIssuer;
 use crate::config::{
-    ClaimPath, IssuerConfig, JwksLimits, JwksSource, SUPPORTED_ALGORITHMS, TENANT, Tenants, TokenLocation, defaults,
+    ClaimPath, DpopMode, IssuerConfig, JwksLimits, JwksSource, SUPPORTED_ALGORITHMS, TENANT, Tenants, TokenLocation,
+    defaults,
 };
 
 /// Every `[[issuers]]` table (at least one), each issuer once.
@@ -242,7 +243,18 @@ fn issuer(
         max_tenants,
         spiffe,
         introspection,
+        dpop: dpop_mode(&format!("{key}.dpop"), raw.dpop.as_deref(), p).unwrap_or_default(),
     })
+}
+
+/// `dpop` of an issuer or a route.
+pub(super) fn dpop_mode(key: &str, raw: Option<&str>, p: &mut Problems) -> Option<DpopMode> {
+    let text = raw?;
+    let mode = DpopMode::parse(text);
+    if mode.is_none() {
+        p.add(key, format!("must be \"off\", \"allowed\" or \"required\" (got {text:?})"));
+    }
+    mode
 }
 
 /// A SPIFFE trust domain's keys: its bundle, from an endpoint or a file;

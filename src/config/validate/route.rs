@@ -162,6 +162,7 @@ fn route(key: &str, raw: &RawRoute, names: &Names<'_>, p: &mut Problems) -> Opti
         // A tunnel carries bytes no one judges: not opened without a token unless asked for.
         websocket: raw.websocket.unwrap_or(auth != AuthMode::Public),
         spiffe_ids,
+        dpop: super::issuer::dpop_mode(&format!("{key}.dpop"), raw.dpop.as_deref(), p),
         cors: raw.cors.as_ref().map(|cors| route_cors(&format!("{key}.cors"), cors, p)),
     })
 }

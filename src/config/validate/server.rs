@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::Problems;
 use crate::config::raw::{RawServer, RawServerTls};
-use crate::config::{MethodOverride, Protocols, ServerConfig, ServerTlsConfig, defaults};
+use crate::config::{MethodOverride, Protocols, PublicUrl, ServerConfig, ServerTlsConfig, defaults};
 
 /// hyper refuses a read buffer below 8 KiB.
 const MIN_HEADER_BYTES: i64 = 8 * 1024;
@@ -21,6 +21,37 @@ fn not_an_address(name: &str, text: &str) -> String {
         "not an address (got {text:?}) — write {name} = \"0.0.0.0:{port}\" (all interfaces) or \"127.0.0.1:{port}\" \
          (this host only)"
     )
+}
+
+/// `public_url`: an http(s) origin, perhaps with the path prefix an edge strips.
+fn public_url(text: &str, p: &mut Problems) -> Option<PublicUrl> {
+    let parsed = match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => url,
+        _ => {
+            p.add(
+                "server.public_url",
+                format!("not an http(s) URL (got {text:?}) — write e.g. \"https://api.example.com\""),
+            );
+            return None;
+        }
+    };
+    if parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        p.add(
+            "server.public_url",
+            format!("the scheme, host, port and path clients call, without user, query or fragment (got {text:?})"),
+        );
+        return None;
+    }
+    Some(PublicUrl {
+        scheme: parsed.scheme().to_string(),
+        host: parsed.host_str().unwrap_or_default().to_ascii_lowercase(),
+        port: parsed.port_or_known_default().unwrap_or(443),
+        base_path: parsed.path().trim_end_matches('/').to_string(),
+    })
 }
 
 pub(super) fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> ServerConfig {
@@ -75,6 +106,7 @@ pub(super) fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> Serv
         p.add("server.realm", format!("must be non-empty printable ASCII without '\"' or '\\' (got {realm:?})"));
     }
     let protocols = protocols(raw.protocols.as_deref(), raw.tls.is_some(), p);
+    let public_url = raw.public_url.as_deref().and_then(|text| public_url(text, p));
     ServerConfig {
         listen,
         admin_listen,
@@ -108,6 +140,8 @@ pub(super) fn server(raw: &RawServer, base_dir: &Path, p: &mut Problems) -> Serv
             defaults::WEBSOCKET_IDLE_TIMEOUT,
         ),
         send_timeout: p.duration("server.send_timeout", raw.send_timeout.as_deref(), defaults::SEND_TIMEOUT),
+        public_url,
+        dpop_nonce: raw.dpop_nonce.unwrap_or(false),
         protocols,
         tls: raw.tls.as_ref().and_then(|tls| server_tls(tls, base_dir, protocols, p)),
     }
