@@ -123,6 +123,15 @@ impl DpopFailure {
     }
 }
 
+/// How the token came: the token, whether under the DPoP scheme, and the
+/// headers its proof is in.
+#[derive(Clone, Copy)]
+pub struct Presented<'a> {
+    pub token: &'a str,
+    pub dpop_scheme: bool,
+    pub headers: &'a HeaderMap,
+}
+
 /// The request a proof must be for.
 pub struct ProofTarget<'a> {
     /// As the client sent it (before any method override).
@@ -176,12 +185,11 @@ impl Dpop {
         &self,
         mode: DpopMode,
         verified: &Verified,
-        token: &str,
-        dpop_scheme: bool,
-        headers: &HeaderMap,
+        presented: &Presented<'_>,
         target: &ProofTarget<'_>,
         now: impl FnOnce() -> u64,
     ) -> Result<(), DpopFailure> {
+        let Presented { token, dpop_scheme, headers } = *presented;
         let bound = verified.value(self.jkt).map(|jkt| jkt.as_str().unwrap_or_default());
         if !dpop_scheme {
             return match (bound, mode) {
@@ -320,7 +328,7 @@ fn header_len(proof: &str) -> usize {
 /// RFC 7638: base64url(SHA-256) of the key's required members, in
 /// lexicographic order, without whitespace.
 pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
-    let member = |name: &str| jwk.get(name).and_then(Value::as_str).map(|v| serde_json::to_string(v).ok()).flatten();
+    let member = |name: &str| jwk.get(name).and_then(Value::as_str).and_then(|v| serde_json::to_string(v).ok());
     let canonical = match jwk.get("kty").and_then(Value::as_str)? {
         "RSA" => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, member("e")?, member("n")?),
         "EC" => format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, member("crv")?, member("x")?, member("y")?),

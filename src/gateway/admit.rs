@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::auth::bearer;
-use crate::auth::dpop::{DpopFailure, ProofTarget};
+use crate::auth::dpop::{DpopFailure, Presented, ProofTarget};
 use crate::config::DpopMode;
 
 impl Gateway {
@@ -78,7 +78,8 @@ impl Gateway {
                 };
                 let now = || at.unwrap_or_else(crate::auth::dpop::unix_now);
                 let mode = route.dpop().unwrap_or(verified.dpop_mode());
-                if let Err(failure) = self.dpop.judge(mode, verified, token, dpop_scheme, headers, &target, now) {
+                let presented = Presented { token, dpop_scheme, headers };
+                if let Err(failure) = self.dpop.judge(mode, verified, &presented, &target, now) {
                     self.metrics.auth_failure(Some(verified.issuer_counters()), failure.reason());
                     let nonce = (failure == DpopFailure::NonceRequired).then(|| self.dpop.nonce(now())).flatten();
                     return Err(Refusal::Dpop { failure, nonce });
