@@ -15,9 +15,9 @@ mod wording;
 
 pub use source::Position;
 pub use types::{
-    AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig, IssuerConfig,
-    JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, ResourceMetadataConfig, RouteConfig, ServerConfig,
-    ServerTlsConfig, TENANT, Tenants, TracingConfig, TracingProtocol, UpstreamConfig, UpstreamProtocol,
+    AuthMode, CacheConfig, ClientAuth, ClientIdentity, Config, CorsConfig, Edge, ForwardAuthConfig, HeadersConfig,
+    IssuerConfig, JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, ResourceMetadataConfig, RouteConfig,
+    ServerConfig, ServerTlsConfig, TENANT, Tenants, TracingConfig, TracingProtocol, UpstreamConfig, UpstreamProtocol,
 };
 pub use validate::is_loopback;
 pub use values::{

@@ -91,6 +91,8 @@ pub struct RawServer {
 pub struct RawServerTls {
     pub cert: Option<String>,
     pub key: Option<String>,
+    pub client_ca_file: Option<String>,
+    pub client_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +128,7 @@ pub struct RawIssuer {
     pub required_claims: Option<Vec<String>>,
     pub token_from: Option<Vec<String>>,
     pub tenants: Option<Vec<String>>,
+    pub require_cert_binding: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +163,8 @@ pub struct RawCors {
 pub struct RawHeaders {
     pub claims: Option<BTreeMap<String, String>>,
     pub payload: Option<String>,
+    pub client_cert_subject: Option<String>,
+    pub client_spiffe_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -191,6 +191,7 @@ fn issuer(
         required_claims,
         token_from,
         tenants,
+        require_cert_binding: raw.require_cert_binding.unwrap_or(false),
     })
 }
 
