@@ -14,7 +14,8 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::config::{Config, JwksSource};
+use crate::client_cert::ClientCert;
+use crate::config::{ClientAuth, Config, JwksSource};
 use crate::error::Refusal;
 use crate::gateway::Gateway;
 
@@ -26,6 +27,8 @@ pub struct Options {
     pub jwks: Option<PathBuf>,
     /// Seconds since the epoch to judge at; the clock when absent.
     pub at: Option<u64>,
+    /// The client certificate (PEM, leaf first) the connection presents.
+    pub client_cert: Option<PathBuf>,
 }
 
 /// The report, and whether the request would be let through.
@@ -43,6 +46,15 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     let mut out = String::new();
 
     let _ = writeln!(out, "request   {} {}", options.method, options.path);
+    let client_cert = match &options.client_cert {
+        Some(file) => {
+            let chain = crate::tls::read_certificates("--client-cert", file)
+                .map_err(|p| format!("{}: {}", p.key, p.message))?;
+            chain.first().map(|leaf| ClientCert::from_der(leaf))
+        }
+        None => None,
+    };
+    describe_client_cert(&mut out, client_cert.as_ref(), &config);
     describe_token(&mut out, token, now);
 
     let _ = writeln!(out, "keys");
@@ -76,7 +88,8 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
         headers.insert(AUTHORIZATION, value);
     }
     let mut passed: Vec<&'static str> = Vec::new();
-    let decision = gateway.decide(&options.method, &options.path, headers, now, &mut passed).await;
+    let decision =
+        gateway.decide(&options.method, &options.path, headers, now, client_cert.as_ref(), &mut passed).await;
 
     let _ = writeln!(out, "checks");
     for check in &passed {
@@ -230,6 +243,20 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
                 format!("the token lacks {} that issuers[{i}].required_claims lists", missing.join(", "))
             }
             F::WrongLocation => format!("send the token where issuers[{i}].token_from allows, or add that place to it"),
+            F::CertificateNotPresented => {
+                "the token is bound to a client certificate (cnf x5t#S256): the client must present it over TLS, with \
+                 [server.tls] client_auth = \"optional\" or \"required\" and client_ca_file; to explain, give it with --client-cert FILE"
+                    .to_string()
+            }
+            F::CertificateMismatch => format!(
+                "the token is bound to the certificate with x5t#S256 {}: present that certificate, or get a token bound to this one",
+                parsed.as_ref().and_then(|p| p.claims.get("cnf")).and_then(|cnf| cnf.get("x5t#S256")).map_or_else(|| "?".to_string(), Value::to_string)
+            ),
+            F::CertificateUnseen => "a forward-auth check cannot see the client's certificate: let clients with bound tokens reach jwtgate directly, over TLS with [server.tls] client_auth".to_string(),
+            F::CertificateBindingRequired => format!(
+                "issuers[{i}].require_cert_binding = true: ask the identity provider for a certificate-bound token \
+                 (RFC 8705: the token request made over mutual TLS), or set issuers[{i}].require_cert_binding = false"
+            ),
         },
         Refusal::InsufficientScope { failure, scope } => {
             let has = issuer
@@ -258,6 +285,33 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
         Refusal::KeysUnavailable => format!("the keys of issuers[{i}] did not load (see keys above): `jwtgate check --online` says why"),
         _ => return None,
     })
+}
+
+/// The client certificate the request is judged with, and whether the
+/// listener would ask for one at all.
+fn describe_client_cert(out: &mut String, certificate: Option<&ClientCert>, config: &Config) {
+    let asks = match config.server.tls.as_ref().map(|tls| &tls.client_auth) {
+        None | Some(ClientAuth::None) => "the listener asks for none ([server.tls] client_auth = \"none\")",
+        Some(ClientAuth::Optional(_)) => "the listener asks for one (client_auth = \"optional\")",
+        Some(ClientAuth::Required(_)) => "the listener requires one (client_auth = \"required\")",
+    };
+    let Some(certificate) = certificate else {
+        // Said only where certificates play a part: a bound token says so in its checks.
+        if !matches!(config.server.tls.as_ref().map(|tls| &tls.client_auth), None | Some(ClientAuth::None)) {
+            let _ = writeln!(out, "client    no certificate (--client-cert FILE to give one); {asks}");
+        }
+        return;
+    };
+    let text = |value: Option<&HeaderValue>| {
+        value.map_or("none".to_string(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let _ = writeln!(
+        out,
+        "client    certificate x5t#S256 {} (as given: not checked against client_ca_file); {asks}",
+        certificate.thumbprint()
+    );
+    let _ = writeln!(out, "  subject: {}", text(certificate.subject()));
+    let _ = writeln!(out, "  SPIFFE ID: {}", text(certificate.spiffe_id()));
 }
 
 /// Which configured issuer the token's `iss` selects, and which of its

@@ -10,6 +10,7 @@
 //! while it is unexpired and its key is still published.
 
 pub mod bearer;
+pub mod binding;
 pub mod cache;
 pub mod claims;
 pub mod identity;
@@ -66,6 +67,16 @@ pub enum AuthFailure {
     MissingRequiredClaim,
     /// Sent in a cookie or query parameter its issuer's `token_from` does not list.
     WrongLocation,
+    /// RFC 8705: bound to a client certificate (`cnf.x5t#S256`), and the
+    /// connection presented none.
+    CertificateNotPresented,
+    /// Bound to a client certificate other than the one presented.
+    CertificateMismatch,
+    /// Bound, and asked about in a forward-auth check, which cannot see the
+    /// client's certificate.
+    CertificateUnseen,
+    /// Not bound, and its issuer has `require_cert_binding = true`.
+    CertificateBindingRequired,
 }
 
 impl AuthFailure {
@@ -94,6 +105,18 @@ impl AuthFailure {
             Self::LifetimeTooLong => "token lifetime (exp - iat) is longer than this issuer allows",
             Self::MissingRequiredClaim => "token lacks a claim this issuer requires",
             Self::WrongLocation => "this issuer's tokens are not accepted from where this one was sent (token_from)",
+            Self::CertificateNotPresented => {
+                "token is bound to a client certificate that this connection did not present (RFC 8705 cnf x5t#S256)"
+            }
+            Self::CertificateMismatch => {
+                "token is bound to a different client certificate than the one this connection presented"
+            }
+            Self::CertificateUnseen => {
+                "token is bound to a client certificate, which a forward-auth check cannot see: send it to the gateway directly"
+            }
+            Self::CertificateBindingRequired => {
+                "this issuer accepts only tokens bound to a client certificate (cnf x5t#S256), and this one is not"
+            }
         }
     }
 
@@ -119,6 +142,9 @@ impl AuthFailure {
             Self::LifetimeTooLong => Reason::LifetimeTooLong,
             Self::MissingRequiredClaim => Reason::MissingClaim,
             Self::WrongLocation => Reason::WrongLocation,
+            Self::CertificateNotPresented | Self::CertificateUnseen => Reason::CertNotPresented,
+            Self::CertificateMismatch => Reason::CertMismatch,
+            Self::CertificateBindingRequired => Reason::CertBindingRequired,
         }
     }
 }

@@ -17,7 +17,7 @@ impl Gateway {
         notes: &mut Notes<'a>,
         trace: &mut impl Trace,
     ) -> Result<(&'a GatewayRoute, Admitted<'r>), Refusal> {
-        let Ask { method, path, query, deadline, at } = ask;
+        let Ask { method, path, query, deadline, at, presented } = ask;
         // 2. Match a route.
         let route = self.routes.find(method, path);
         notes.route = Some(route);
@@ -40,7 +40,7 @@ impl Gateway {
             }
         };
         let location = token.map(|(_, location)| location.clone());
-        let identity = match (token.map(|(token, _)| token), mode) {
+        let mut identity = match (token.map(|(token, _)| token), mode) {
             (Some(token), _) => {
                 // Only an unknown-kid refetch waits here; the timer is armed only then.
                 let verification = async {
@@ -63,6 +63,12 @@ impl Gateway {
                         .auth_failure(Some(verified.issuer_keys().counters()), AuthFailure::WrongLocation.reason());
                     return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
                 }
+                // RFC 8705, on every request: a cached verification knows
+                // nothing of the connection it is now used on.
+                self.binding.check(verified, presented, trace).map_err(|failure| {
+                    self.metrics.auth_failure(Some(verified.issuer_keys().counters()), failure.reason());
+                    Refusal::InvalidToken(failure)
+                })?;
                 route.authorize(verified).inspect_err(|refusal| {
                     if let Some(reason) = refusal.auth_reason() {
                         self.metrics.auth_failure(Some(verified.issuer_keys().counters()), reason);
@@ -79,6 +85,9 @@ impl Gateway {
                 Vec::new()
             }
         };
+        if let Presented::Certificate(certificate) = presented {
+            self.identity.add_certificate(certificate, &mut identity);
+        }
         Ok((route, Admitted::judged(path, identity, location)))
     }
 }
@@ -94,4 +103,7 @@ pub(super) struct Ask<'r> {
     /// `jwtgate explain`: judge as of this time (seconds since the epoch)
     /// instead of the clock.
     pub(super) at: Option<u64>,
+    /// The client certificate of the request's connection, for tokens
+    /// bound to one and the certificate identity headers.
+    pub(super) presented: Presented<'r>,
 }

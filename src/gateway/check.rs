@@ -30,7 +30,9 @@ impl Gateway {
         }
         let preflight_body = check.declares_body(&headers);
         let upgrade = headers.contains_key(http::header::UPGRADE);
-        let ask = Ask { method: &method, path: &path, query, deadline, at: None };
+        // The edge terminated the client's TLS: no certificate can be seen,
+        // so a certificate-bound token cannot be approved here.
+        let ask = Ask { method: &method, path: &path, query, deadline, at: None, presented: Presented::Unseen };
         let (route, admitted) = self.admit(ask, &mut headers, notes, &mut ()).await?;
         route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;
         let mut response = Response::new(Either::Right(Full::default()));

@@ -1,0 +1,281 @@
+//! Client certificates on the listener (`[server.tls] client_auth`) and
+//! certificate-bound access tokens (RFC 8705): a CA and client certificates
+//! made here with rcgen, the gateway's real TLS listener, and rustls clients
+//! presenting one certificate or none.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::support::certs::{Leaf, TestCa};
+use crate::support::keys::{SigningKey, claims};
+use crate::support::{TestGateway, TestIdp, TestUpstream, toml};
+
+const NOT_PRESENTED: &str =
+    "token is bound to a client certificate that this connection did not present (RFC 8705 cnf x5t#S256)";
+const MISMATCH: &str = "token is bound to a different client certificate than the one this connection presented";
+const SPIFFE_ID: &str = "spiffe://example.org/ns/billing/sa/api";
+
+struct World {
+    key: SigningKey,
+    idp: TestIdp,
+    upstream: TestUpstream,
+    /// Signs the listener's certificate.
+    server_ca: TestCa,
+    /// Signs the clients' certificates (`client_ca_file`).
+    client_ca: TestCa,
+    dir: tempfile::TempDir,
+    /// A workload certificate: CN billing, O Acme, a SPIFFE ID.
+    billing: Leaf,
+    /// Another certificate from the same CA.
+    other: Leaf,
+}
+
+impl World {
+    async fn new() -> World {
+        let key = SigningKey::rsa("k");
+        let idp = TestIdp::start(&[&key]).await;
+        let upstream = TestUpstream::start().await;
+        let (server_ca, client_ca) = (TestCa::new("listener CA"), TestCa::new("clients CA"));
+        let billing = client_ca.workload("billing", SPIFFE_ID);
+        let other = client_ca.client("other");
+        World { key, idp, upstream, server_ca, client_ca, dir: tempfile::tempdir().unwrap(), billing, other }
+    }
+
+    /// A gateway whose listener asks for client certificates as
+    /// `client_auth` says, with the certificate headers, and these lines
+    /// added to its issuer.
+    async fn gateway(&self, client_auth: &str, issuer_lines: &str) -> TestGateway {
+        let server = self.server_ca.server().write(self.dir.path(), "server");
+        let ca_file = self.dir.path().join("clients-ca.pem");
+        std::fs::write(&ca_file, self.client_ca.pem()).unwrap();
+        let text = toml(&self.upstream.url(), &self.idp.issuer)
+            .server(&format!(
+                "[server.tls]\ncert = {:?}\nkey = {:?}\nclient_ca_file = {:?}\nclient_auth = {client_auth:?}\n",
+                server.cert.display().to_string(),
+                server.key.display().to_string(),
+                ca_file.display().to_string(),
+            ))
+            .issuer(issuer_lines)
+            .issuer(
+                "[headers]\nclaims = { sub = \"X-Auth-Subject\" }\n\
+                 client_cert_subject = \"X-Client-Cert-Subject\"\nclient_spiffe_id = \"X-Client-Spiffe-Id\"\n",
+            )
+            .text();
+        let gateway = TestGateway::start(&text).await;
+        gateway.wait_for_keys().await;
+        gateway
+    }
+
+    /// A token bound to `leaf` (RFC 8705 §3.1: `cnf` with `x5t#S256`).
+    fn bound_to(&self, leaf: &Leaf) -> String {
+        let mut claims = claims(&self.idp.issuer, "api");
+        claims["cnf"] = json!({ "x5t#S256": leaf.thumbprint() });
+        self.key.mint(&claims)
+    }
+
+    fn unbound(&self) -> String {
+        self.key.mint(&claims(&self.idp.issuer, "api"))
+    }
+
+    /// An HTTPS client of its own (its own connections) presenting `leaf`, or no certificate.
+    fn client(&self, leaf: Option<&Leaf>) -> reqwest::Client {
+        let config = match leaf {
+            Some(leaf) => leaf.client_config(&self.server_ca),
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(self.server_ca.der()).unwrap();
+                rustls::ClientConfig::builder_with_provider(jwtgate::tls::provider())
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth()
+            }
+        };
+        reqwest::Client::builder().no_proxy().tls_backend_preconfigured(config).build().unwrap()
+    }
+}
+
+/// GET `path` on `gateway` with `client`: status and JSON body.
+async fn get(
+    client: &reqwest::Client,
+    gateway: &TestGateway,
+    path: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = client.get(format!("https://localhost:{}{path}", gateway.addr.port())).bearer_auth(token);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn assert_invalid_token(answer: &(u16, Value), description: &str) {
+    assert_eq!(answer.0, 401, "{}", answer.1);
+    assert_eq!(answer.1["error"], "invalid_token", "{}", answer.1);
+    assert_eq!(answer.1["error_description"], description, "{}", answer.1);
+}
+
+#[tokio::test]
+async fn a_bound_token_with_its_certificate_passes_with_the_certificate_identity() {
+    let w = World::new().await;
+    let gateway = w.gateway("optional", "").await;
+    let answer = get(&w.client(Some(&w.billing)), &gateway, "/orders", &w.bound_to(&w.billing), &[]).await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    let seen = w.upstream.last();
+    assert_eq!(seen.headers["x-client-cert-subject"], "CN=billing,O=Acme");
+    assert_eq!(seen.headers["x-client-spiffe-id"], SPIFFE_ID);
+    assert_eq!(seen.headers["x-auth-subject"], "user-1");
+
+    // An unbound token over the same kind of connection: passes, and the
+    // certificate's identity still goes upstream (it is the connection's).
+    let answer = get(&w.client(Some(&w.other)), &gateway, "/plain", &w.unbound(), &[]).await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    let seen = w.upstream.last();
+    assert_eq!(seen.headers["x-client-cert-subject"], "CN=other");
+    assert!(!seen.headers.contains_key("x-client-spiffe-id"), "a certificate without a SPIFFE ID");
+}
+
+#[tokio::test]
+async fn a_bound_token_over_a_connection_with_another_certificate_or_none_is_refused() {
+    let w = World::new().await;
+    let gateway = w.gateway("optional", "").await;
+    let token = w.bound_to(&w.billing);
+    assert_invalid_token(&get(&w.client(Some(&w.other)), &gateway, "/", &token, &[]).await, MISMATCH);
+    assert_invalid_token(&get(&w.client(None), &gateway, "/", &token, &[]).await, NOT_PRESENTED);
+    assert_eq!(w.upstream.count(), 0);
+    let metrics = gateway.metrics_text().await;
+    for reason in ["cert_mismatch", "cert_not_presented"] {
+        let line = format!("jwtgate_auth_failures_total{{issuer=\"{}\",reason=\"{reason}\"}} 1\n", w.idp.issuer);
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
+}
+
+/// The verified-token cache answers the second request without verifying
+/// the token again; the binding must still be checked against the
+/// connection that request came on.
+#[tokio::test]
+async fn a_bound_token_admitted_from_the_cache_is_still_checked_against_each_connection() {
+    let w = World::new().await;
+    let gateway = w.gateway("optional", "").await;
+    let token = w.bound_to(&w.billing);
+    let billing = w.client(Some(&w.billing));
+    assert_eq!(get(&billing, &gateway, "/first", &token, &[]).await.0, 200);
+    // Replayed: from the cache now, over connections with another certificate, and with none.
+    assert_invalid_token(&get(&w.client(Some(&w.other)), &gateway, "/replay", &token, &[]).await, MISMATCH);
+    assert_invalid_token(&get(&w.client(None), &gateway, "/replay", &token, &[]).await, NOT_PRESENTED);
+    // The rightful client still passes, on its open connection and on a new one.
+    assert_eq!(get(&billing, &gateway, "/again", &token, &[]).await.0, 200);
+    assert_eq!(get(&w.client(Some(&w.billing)), &gateway, "/again", &token, &[]).await.0, 200);
+    assert_eq!(w.upstream.count(), 3);
+    let metrics = gateway.metrics_text().await;
+    let hits: f64 = metrics
+        .lines()
+        .find(|line| line.starts_with("jwtgate_token_cache_lookups_total{result=\"hit\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    assert!(hits >= 3.0, "the replays were answered from the cache: {hits} hits\n{metrics}");
+}
+
+#[tokio::test]
+async fn require_cert_binding_refuses_an_unbound_token_of_that_issuer() {
+    let w = World::new().await;
+    let gateway = w.gateway("optional", "require_cert_binding = true\n").await;
+    let billing = w.client(Some(&w.billing));
+    assert_invalid_token(
+        &get(&billing, &gateway, "/", &w.unbound(), &[]).await,
+        "this issuer accepts only tokens bound to a client certificate (cnf x5t#S256), and this one is not",
+    );
+    assert_eq!(get(&billing, &gateway, "/", &w.bound_to(&w.billing), &[]).await.0, 200);
+    let metrics = gateway.metrics_text().await;
+    assert!(metrics.contains("reason=\"cert_binding_required\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn client_auth_required_fails_the_handshake_without_a_trusted_certificate() {
+    let w = World::new().await;
+    let gateway = w.gateway("required", "").await;
+    // No certificate: no request gets through (TLS 1.3 may finish the
+    // client's side of the handshake; the server's alert ends it).
+    let url = format!("https://localhost:{}/", gateway.addr.port());
+    assert!(w.client(None).get(&url).bearer_auth(w.unbound()).send().await.is_err());
+    // A certificate from a CA the listener does not trust: the same.
+    let stranger = TestCa::new("stranger CA").client("stranger");
+    assert!(w.client(Some(&stranger)).get(&url).bearer_auth(w.unbound()).send().await.is_err());
+    assert_eq!(w.upstream.count(), 0);
+    // A certificate from client_ca_file: served.
+    assert_eq!(get(&w.client(Some(&w.billing)), &gateway, "/", &w.bound_to(&w.billing), &[]).await.0, 200);
+
+    // The same, at the TLS layer: the connection is closed with an alert, never served.
+    let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(w.server_ca.der()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(jwtgate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let outcome = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n").await?;
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    match outcome.await {
+        Err(error) => assert!(error.to_string().to_lowercase().contains("certificate"), "{error}"),
+        Ok(answer) => assert!(answer.is_empty(), "served without a certificate: {}", String::from_utf8_lossy(&answer)),
+    }
+}
+
+#[tokio::test]
+async fn certificate_identity_headers_sent_by_the_client_are_stripped() {
+    let w = World::new().await;
+    let gateway = w.gateway("optional", "").await;
+    let spoofed = [("X-Client-Cert-Subject", "CN=admin"), ("X-Client-Spiffe-Id", "spiffe://example.org/ns/admin")];
+    // No certificate: the client's values are removed, none added.
+    let answer = get(&w.client(None), &gateway, "/", &w.unbound(), &spoofed).await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    let seen = w.upstream.last();
+    assert!(!seen.headers.contains_key("x-client-cert-subject"), "{:?}", seen.headers);
+    assert!(!seen.headers.contains_key("x-client-spiffe-id"), "{:?}", seen.headers);
+    // With a certificate: only the gateway's values, once each.
+    assert_eq!(get(&w.client(Some(&w.billing)), &gateway, "/", &w.unbound(), &spoofed).await.0, 200);
+    let seen = w.upstream.last();
+    let values =
+        |name: &str| seen.headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(values("x-client-cert-subject"), ["CN=billing,O=Acme"]);
+    assert_eq!(values("x-client-spiffe-id"), [SPIFFE_ID]);
+}
+
+/// Forward-auth: the edge terminates the client's TLS, so the gateway never
+/// sees the certificate a bound token needs; such a token is refused there.
+#[tokio::test]
+async fn a_forward_auth_check_refuses_a_bound_token() {
+    let w = World::new().await;
+    let gateway = toml(&w.upstream.url(), &w.idp.issuer).issuer("[forward_auth]\npath = \"/auth\"\n").start().await;
+    let check = |token: String| {
+        crate::support::client()
+            .get(gateway.url("/auth"))
+            .header("x-original-uri", "/orders")
+            .header("x-original-method", "GET")
+            .bearer_auth(token)
+            .send()
+    };
+    let refused = check(w.bound_to(&w.billing)).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        body["error_description"],
+        "token is bound to a client certificate, which a forward-auth check cannot see: send it to the gateway directly"
+    );
+    assert_eq!(check(w.unbound()).await.unwrap().status(), 200);
+}
