@@ -279,3 +279,127 @@ async fn a_forward_auth_check_refuses_a_bound_token() {
     );
     assert_eq!(check(w.unbound()).await.unwrap().status(), 200);
 }
+
+/// `jwtgate explain --client-cert FILE`: the binding check reported, and
+/// without the certificate (or with an unbound token) the key to change.
+#[test]
+fn explain_reports_the_binding_and_names_the_key_to_change() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::rsa("k1");
+    let (server_ca, client_ca) = (TestCa::new("listener CA"), TestCa::new("clients CA"));
+    let server = server_ca.server().write(dir.path(), "server");
+    let billing = client_ca.workload("billing", SPIFFE_ID);
+    billing.write(dir.path(), "billing");
+    client_ca.client("other").write(dir.path(), "other");
+    std::fs::write(dir.path().join("clients-ca.pem"), client_ca.pem()).unwrap();
+    std::fs::write(dir.path().join("jwks.json"), json!({"keys": [key.jwk()]}).to_string()).unwrap();
+    let config = format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}\nclient_ca_file = \"clients-ca.pem\"\nclient_auth = \"optional\"\n\
+         [upstream]\nurl = \"http://127.0.0.1:9\"\n\
+         [[issuers]]\nissuer = \"https://issuer.example/\"\naudiences = [\"api\"]\nrequire_cert_binding = true\n\
+         [headers]\nclient_cert_subject = \"X-Client-Cert-Subject\"\nclient_spiffe_id = \"X-Client-Spiffe-Id\"\n",
+        server.cert.display().to_string(),
+        server.key.display().to_string()
+    );
+    std::fs::write(dir.path().join("jwtgate.toml"), config).unwrap();
+    let at = 1_800_000_000u64;
+    let mint = |cnf: Option<String>| {
+        let mut claims =
+            json!({"iss": "https://issuer.example/", "aud": "api", "sub": "alice", "iat": at - 60, "exp": at + 600});
+        if let Some(thumbprint) = cnf {
+            claims["cnf"] = json!({ "x5t#S256": thumbprint });
+        }
+        key.mint(&claims)
+    };
+    let explain = |token: &str, cert: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"));
+        command.current_dir(dir.path()).args(["explain", "-c", "jwtgate.toml", "--offline", "--jwks", "jwks.json"]);
+        command.args(["--at", &at.to_string()]);
+        if let Some(cert) = cert {
+            command.args(["--client-cert", cert]);
+        }
+        let mut child = command
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = String::from_utf8(output.stdout).unwrap() + &String::from_utf8_lossy(&output.stderr);
+        (text, output.status.code().unwrap())
+    };
+    let bound = mint(Some(billing.thumbprint()));
+
+    let (out, code) = explain(&bound, Some("billing.pem"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("client    certificate x5t#S256 {}", billing.thumbprint())), "{out}");
+    assert!(out.contains("  subject: CN=billing,O=Acme\n"), "{out}");
+    assert!(out.contains(&format!("  SPIFFE ID: {SPIFFE_ID}\n")), "{out}");
+    assert!(
+        out.contains(
+            "  pass  certificate binding: cnf x5t#S256 is the thumbprint of the client certificate presented\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("  x-client-cert-subject: CN=billing,O=Acme\n"), "{out}");
+    assert!(out.contains(&format!("  x-client-spiffe-id: {SPIFFE_ID}\n")), "{out}");
+
+    let (out, code) = explain(&bound, None);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("client    no certificate (--client-cert FILE to give one)"), "{out}");
+    assert!(out.contains(&format!("  FAIL  {NOT_PRESENTED}\n")), "{out}");
+    assert!(out.contains("fix   the token is bound to a client certificate (cnf x5t#S256)"), "{out}");
+    assert!(out.contains("[server.tls] client_auth"), "{out}");
+
+    let (out, code) = explain(&bound, Some("other.pem"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("  FAIL  {MISMATCH}\n")), "{out}");
+
+    let (out, code) = explain(&mint(None), Some("billing.pem"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("fix   issuers[0].require_cert_binding = true"), "{out}");
+}
+
+/// `client_ca_file` is read again on reload, like the listener's
+/// certificate: new handshakes trust the new CA; a file that does not load
+/// keeps the running one.
+#[tokio::test]
+async fn a_reload_swaps_the_client_ca_and_keeps_it_when_the_new_file_is_broken() {
+    let w = World::new().await;
+    let gateway = w.gateway("required", "").await;
+    let config_path = w.dir.path().join("jwtgate.toml");
+    let ca_file = w.dir.path().join("clients-ca.pem");
+    // The same text the gateway started from, as a file.
+    let server = w.dir.path().join("server.pem");
+    let text = format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}\nclient_ca_file = {:?}\nclient_auth = \"required\"\n\
+         [upstream]\nurl = \"{}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n",
+        server.display().to_string(),
+        w.dir.path().join("server-key.pem").display().to_string(),
+        ca_file.display().to_string(),
+        w.upstream.url(),
+        w.idp.issuer
+    );
+    std::fs::write(&config_path, &text).unwrap();
+    let config = jwtgate::Config::load(&config_path).unwrap();
+    let reloader =
+        jwtgate::reload::Reloader::new(config_path, Arc::clone(&gateway.shared), config, gateway.tls.clone());
+    let url = format!("https://localhost:{}/", gateway.addr.port());
+    let token = w.unbound();
+    assert_eq!(get(&w.client(Some(&w.billing)), &gateway, "/", &token, &[]).await.0, 200);
+
+    let rotated = TestCa::new("rotated clients CA");
+    let renewed = rotated.client("billing");
+    std::fs::write(&ca_file, rotated.pem()).unwrap();
+    assert!(reloader.reload());
+    assert!(w.client(Some(&w.billing)).get(&url).bearer_auth(&token).send().await.is_err());
+    assert_eq!(get(&w.client(Some(&renewed)), &gateway, "/", &token, &[]).await.0, 200);
+
+    // A broken CA file: logged, and the rotated CA stays in service.
+    std::fs::write(&ca_file, "-----BEGIN CERTIFICATE-----\n!!!\n").unwrap();
+    reloader.reload();
+    assert_eq!(get(&w.client(Some(&renewed)), &gateway, "/", &token, &[]).await.0, 200);
+}
