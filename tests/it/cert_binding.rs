@@ -403,3 +403,26 @@ async fn a_reload_swaps_the_client_ca_and_keeps_it_when_the_new_file_is_broken()
     reloader.reload();
     assert_eq!(get(&w.client(Some(&renewed)), &gateway, "/", &token, &[]).await.0, 200);
 }
+
+/// The complete configuration of docs/client-certificates.md passes
+/// `jwtgate check` beside the three PEM files it names.
+#[test]
+fn the_documented_configuration_passes_check() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/client-certificates.md")).unwrap();
+    let start = docs.find("## A complete configuration").unwrap();
+    let block = docs[start..].split("```ini\n").nth(1).unwrap().split("```").next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (server_ca, client_ca) = (TestCa::new("listener CA"), TestCa::new("clients CA"));
+    server_ca.server().write(dir.path(), "server");
+    std::fs::write(dir.path().join("clients-ca.pem"), client_ca.pem()).unwrap();
+    std::fs::write(dir.path().join("jwtgate.toml"), block).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+        .current_dir(dir.path())
+        .args(["check", "-c", "jwtgate.toml"])
+        .env_remove("JWTGATE_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("TLS: HTTP/1.1 and h2, client certificates optional"), "{text}");
+}
