@@ -50,11 +50,13 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
         Some(file) => {
             let chain = crate::tls::read_certificates("--client-cert", file)
                 .map_err(|p| format!("{}: {}", p.key, p.message))?;
-            chain.first().map(|leaf| ClientCert::from_der(leaf))
+            let verdict = config.server.tls.as_ref().and_then(|tls| crate::tls::check_client_chain(tls, &chain, now));
+            chain.first().map(|leaf| (ClientCert::from_der(leaf), verdict))
         }
         None => None,
     };
     describe_client_cert(&mut out, client_cert.as_ref(), &config);
+    let client_cert = client_cert.map(|(certificate, _)| certificate);
     describe_token(&mut out, token, now);
 
     let _ = writeln!(out, "keys");
@@ -287,15 +289,20 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
     })
 }
 
-/// The client certificate the request is judged with, and whether the
-/// listener would ask for one at all.
-fn describe_client_cert(out: &mut String, certificate: Option<&ClientCert>, config: &Config) {
+/// The client certificate the request is judged with, whether it passes
+/// the listener's handshake (`None`: no CA to check it with), and whether
+/// the listener would ask for one at all.
+fn describe_client_cert(
+    out: &mut String,
+    certificate: Option<&(ClientCert, Option<Result<(), String>>)>,
+    config: &Config,
+) {
     let asks = match config.server.tls.as_ref().map(|tls| &tls.client_auth) {
         None | Some(ClientAuth::None) => "the listener asks for none ([server.tls] client_auth = \"none\")",
         Some(ClientAuth::Optional(_)) => "the listener asks for one (client_auth = \"optional\")",
         Some(ClientAuth::Required(_)) => "the listener requires one (client_auth = \"required\")",
     };
-    let Some(certificate) = certificate else {
+    let Some((certificate, verdict)) = certificate else {
         // Said only where certificates play a part: a bound token says so in its checks.
         if !matches!(config.server.tls.as_ref().map(|tls| &tls.client_auth), None | Some(ClientAuth::None)) {
             let _ = writeln!(out, "client    no certificate (--client-cert FILE to give one); {asks}");
@@ -305,11 +312,15 @@ fn describe_client_cert(out: &mut String, certificate: Option<&ClientCert>, conf
     let text = |value: Option<&HeaderValue>| {
         value.map_or("none".to_string(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
-    let _ = writeln!(
-        out,
-        "client    certificate x5t#S256 {} (as given: not checked against client_ca_file); {asks}",
-        certificate.thumbprint()
-    );
+    let _ = writeln!(out, "client    certificate x5t#S256 {}; {asks}", certificate.thumbprint());
+    let _ = match verdict {
+        Some(Ok(())) => writeln!(out, "  handshake: verifies against [server.tls] client_ca_file"),
+        Some(Err(error)) => writeln!(
+            out,
+            "  handshake: FAILS against [server.tls] client_ca_file ({error}): no request would get through"
+        ),
+        None => writeln!(out, "  handshake: not checked (no [server.tls] client_ca_file)"),
+    };
     let _ = writeln!(out, "  subject: {}", text(certificate.subject()));
     let _ = writeln!(out, "  SPIFFE ID: {}", text(certificate.spiffe_id()));
 }

@@ -92,6 +92,24 @@ fn client_verifier(
         .map_err(|e| Problem::new(KEY, format!("{}: cannot verify client certificates with it: {e}", file.display())))
 }
 
+/// Whether `chain` (leaf first) passes the listener's client-certificate
+/// check at `now` (seconds since the epoch): what `jwtgate explain
+/// --client-cert` reports. `None`: the listener asks for no certificate.
+pub fn check_client_chain(
+    config: &ServerTlsConfig,
+    chain: &[CertificateDer<'_>],
+    now: u64,
+) -> Option<Result<(), String>> {
+    let file = config.client_auth.ca_file()?;
+    let verifier = match client_verifier(file, true) {
+        Ok(verifier) => verifier,
+        Err(problem) => return Some(Err(format!("{}: {}", problem.key, problem.message))),
+    };
+    let Some((leaf, intermediates)) = chain.split_first() else { return Some(Err("no certificate".into())) };
+    let at = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now));
+    Some(verifier.verify_client_cert(leaf, intermediates, at).map(|_| ()).map_err(|e| e.to_string()))
+}
+
 /// The client configuration for an https upstream: the system's roots plus
 /// `ca_file`, and the client certificate when one is configured. A plain
 /// http:// upstream gets one that trusts nothing, never used.

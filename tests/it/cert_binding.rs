@@ -292,6 +292,7 @@ fn explain_reports_the_binding_and_names_the_key_to_change() {
     let billing = client_ca.workload("billing", SPIFFE_ID);
     billing.write(dir.path(), "billing");
     client_ca.client("other").write(dir.path(), "other");
+    TestCa::new("stranger CA").client("stranger").write(dir.path(), "stranger");
     std::fs::write(dir.path().join("clients-ca.pem"), client_ca.pem()).unwrap();
     std::fs::write(dir.path().join("jwks.json"), json!({"keys": [key.jwk()]}).to_string()).unwrap();
     let config = format!(
@@ -336,6 +337,7 @@ fn explain_reports_the_binding_and_names_the_key_to_change() {
     let (out, code) = explain(&bound, Some("billing.pem"));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("client    certificate x5t#S256 {}", billing.thumbprint())), "{out}");
+    assert!(out.contains("  handshake: verifies against [server.tls] client_ca_file\n"), "{out}");
     assert!(out.contains("  subject: CN=billing,O=Acme\n"), "{out}");
     assert!(out.contains(&format!("  SPIFFE ID: {SPIFFE_ID}\n")), "{out}");
     assert!(
@@ -357,6 +359,9 @@ fn explain_reports_the_binding_and_names_the_key_to_change() {
     let (out, code) = explain(&bound, Some("other.pem"));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("  FAIL  {MISMATCH}\n")), "{out}");
+
+    let (out, _) = explain(&bound, Some("stranger.pem"));
+    assert!(out.contains("  handshake: FAILS against [server.tls] client_ca_file ("), "{out}");
 
     let (out, code) = explain(&mint(None), Some("billing.pem"));
     assert_eq!(code, 1, "{out}");
