@@ -148,10 +148,14 @@ async fn a_bound_token_over_a_connection_with_another_certificate_or_none_is_ref
     let token = w.bound_to(&w.billing);
     assert_invalid_token(&get(&w.client(Some(&w.other)), &gateway, "/", &token, &[]).await, MISMATCH);
     assert_invalid_token(&get(&w.client(None), &gateway, "/", &token, &[]).await, NOT_PRESENTED);
+    // A cnf x5t#S256 that is not a string binds to no certificate at all.
+    let mut odd = claims(&w.idp.issuer, "api");
+    odd["cnf"] = json!({ "x5t#S256": [w.billing.thumbprint()] });
+    assert_invalid_token(&get(&w.client(Some(&w.billing)), &gateway, "/", &w.key.mint(&odd), &[]).await, MISMATCH);
     assert_eq!(w.upstream.count(), 0);
     let metrics = gateway.metrics_text().await;
-    for reason in ["cert_mismatch", "cert_not_presented"] {
-        let line = format!("jwtgate_auth_failures_total{{issuer=\"{}\",reason=\"{reason}\"}} 1\n", w.idp.issuer);
+    for (reason, count) in [("cert_mismatch", 2), ("cert_not_presented", 1)] {
+        let line = format!("jwtgate_auth_failures_total{{issuer=\"{}\",reason=\"{reason}\"}} {count}\n", w.idp.issuer);
         assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
     }
 }
@@ -430,4 +434,31 @@ fn the_documented_configuration_passes_check() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("TLS: HTTP/1.1 and h2, client certificates optional"), "{text}");
+}
+
+/// HTTP/2 (ALPN h2) over mutual TLS: every stream of the connection carries
+/// the certificate the handshake verified.
+#[tokio::test]
+async fn http2_streams_are_judged_with_their_connections_certificate() {
+    let w = World::new().await;
+    let gateway = w.gateway("optional", "").await;
+    let mut config = w.billing.client_config(&w.server_ca);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    for (token, status) in [(w.bound_to(&w.billing), 200), (w.bound_to(&w.other), 401), (w.bound_to(&w.billing), 200)] {
+        let mut client = client.clone().ready().await.unwrap();
+        let request = hyper::Request::get(format!("https://localhost:{}/h2", gateway.addr.port()))
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), status);
+    }
+    assert_eq!(w.upstream.count(), 2);
+    assert_eq!(w.upstream.last().headers["x-client-spiffe-id"], SPIFFE_ID);
 }
