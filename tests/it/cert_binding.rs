@@ -47,10 +47,15 @@ impl World {
     /// `client_auth` says, with the certificate headers, and these lines
     /// added to its issuer.
     async fn gateway(&self, client_auth: &str, issuer_lines: &str) -> TestGateway {
+        self.gateway_for(&self.idp.issuer, client_auth, issuer_lines).await
+    }
+
+    /// The same, for the issuer `issuer` (a `{tenant}` template, say).
+    async fn gateway_for(&self, issuer: &str, client_auth: &str, issuer_lines: &str) -> TestGateway {
         let server = self.server_ca.server().write(self.dir.path(), "server");
         let ca_file = self.dir.path().join("clients-ca.pem");
         std::fs::write(&ca_file, self.client_ca.pem()).unwrap();
-        let text = toml(&self.upstream.url(), &self.idp.issuer)
+        let text = toml(&self.upstream.url(), issuer)
             .server(&format!(
                 "[server.tls]\ncert = {:?}\nkey = {:?}\nclient_ca_file = {:?}\nclient_auth = {client_auth:?}\n",
                 server.cert.display().to_string(),
@@ -199,6 +204,23 @@ async fn require_cert_binding_refuses_an_unbound_token_of_that_issuer() {
     assert_eq!(get(&billing, &gateway, "/", &w.bound_to(&w.billing), &[]).await.0, 200);
     let metrics = gateway.metrics_text().await;
     assert!(metrics.contains("reason=\"cert_binding_required\"} 1"), "{metrics}");
+}
+
+/// `require_cert_binding` holds for every tenant of a `{tenant}` issuer.
+#[tokio::test]
+async fn require_cert_binding_holds_for_each_tenant_of_a_template_issuer() {
+    let w = World::new().await;
+    let template = "https://login.example.com/{tenant}/v2.0";
+    let lines = format!("tenants = [\"acme\"]\njwks_url = \"{}\"\nrequire_cert_binding = true\n", w.idp.jwks_url());
+    let gateway = w.gateway_for(template, "optional", &lines).await;
+    let mut unbound = claims(&template.replace("{tenant}", "acme"), "api");
+    let billing = w.client(Some(&w.billing));
+    assert_invalid_token(
+        &get(&billing, &gateway, "/", &w.key.mint(&unbound), &[]).await,
+        "this issuer accepts only tokens bound to a client certificate (cnf x5t#S256), and this one is not",
+    );
+    unbound["cnf"] = json!({ "x5t#S256": w.billing.thumbprint() });
+    assert_eq!(get(&billing, &gateway, "/", &w.key.mint(&unbound), &[]).await.0, 200);
 }
 
 #[tokio::test]
