@@ -85,7 +85,7 @@ async fn measure(
         let value = HeaderValue::try_from(format!("Bearer {token}"));
         async {
             headers.insert(AUTHORIZATION, value?);
-            let decision = gateway.decide(&Method::GET, "/", headers, now, &mut ()).await;
+            let decision = gateway.decide(&Method::GET, "/", headers, now, None, &mut ()).await;
             match decision.result {
                 Ok(_) => Ok::<_, Box<dyn std::error::Error>>(()),
                 Err(refusal) => Err(format!("refused: {}", refusal.description()).into()),

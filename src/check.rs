@@ -18,7 +18,12 @@ use http::Method;
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
     let up = &config.upstream;
-    let protocols = if config.server.tls.is_some() { "TLS: HTTP/1.1 and h2" } else { "HTTP/1.1 and h2c" };
+    let protocols = match config.server.tls.as_ref().map(|tls| &tls.client_auth) {
+        None => "HTTP/1.1 and h2c",
+        Some(crate::config::ClientAuth::None) => "TLS: HTTP/1.1 and h2",
+        Some(crate::config::ClientAuth::Optional(_)) => "TLS: HTTP/1.1 and h2, client certificates optional",
+        Some(crate::config::ClientAuth::Required(_)) => "TLS: HTTP/1.1 and h2, client certificates required",
+    };
     let _ = writeln!(out, "listen      {} ({protocols})", config.server.listen);
     let upstream_line = |up: &crate::config::UpstreamConfig| {
         let protocol = match up.protocol {
@@ -56,8 +61,8 @@ pub fn summary(config: &Config) -> String {
                 "  opaque    {} (RFC 7662, auth {}, {}, answers reused {})",
                 introspection.url,
                 match introspection.auth {
-                    crate::config::ClientAuth::Basic => "basic",
-                    crate::config::ClientAuth::Post => "post",
+                    crate::config::IntrospectionAuth::Basic => "basic",
+                    crate::config::IntrospectionAuth::Post => "post",
                 },
                 match introspection.mode {
                     crate::config::IntrospectMode::Opaque => "non-JWT tokens",

@@ -67,6 +67,14 @@ pub enum Command {
         /// Judge as of this time (RFC 3339, or seconds since the epoch) instead of now
         #[arg(long)]
         at: Option<String>,
+        /// The client certificate (PEM, leaf first) the request's TLS connection presents,
+        /// for tokens bound to one (RFC 8705 cnf x5t#S256) and the certificate headers
+        #[arg(long, value_name = "FILE")]
+        client_cert: Option<PathBuf>,
+        /// A DPoP proof (RFC 9449) sent with the token, which then goes as `Authorization: DPoP`;
+        /// its htu is checked against [server] public_url
+        #[arg(long, value_name = "PROOF")]
+        dpop: Option<String>,
         /// The token; "-" or nothing reads it from standard input
         token: Option<String>,
     },

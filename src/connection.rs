@@ -14,6 +14,8 @@ use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
+use crate::client_cert::ClientCert;
+
 /// A connection's place under `max_connections`, handed to an upgraded
 /// session so that it holds the place until the session ends.
 #[derive(Clone)]
@@ -58,13 +60,22 @@ pub struct Peer {
     pub tls: bool,
     /// The client's IP as `X-Forwarded-For` writes it, formatted once per connection.
     pub ip_header: HeaderValue,
+    /// The certificate the client presented in the TLS handshake, verified
+    /// against `[server.tls] client_ca_file`; read once per connection.
+    pub client_cert: Option<Arc<ClientCert>>,
 }
 
 impl Peer {
     pub fn new(addr: SocketAddr, tls: bool) -> Peer {
         let ip_header =
             HeaderValue::try_from(addr.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { addr, tls, ip_header }
+        Peer { addr, tls, ip_header, client_cert: None }
+    }
+
+    /// The same peer, having presented the certificate whose DER is `der`
+    /// (the leaf of the chain rustls verified).
+    pub fn with_client_cert(self, der: Option<&[u8]>) -> Peer {
+        Peer { client_cert: der.map(|der| Arc::new(ClientCert::from_der(der))), ..self }
     }
 
     pub fn proto(&self) -> &'static str {

@@ -15,11 +15,13 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::config::{Config, JwksSource};
+use crate::client_cert::ClientCert;
+use crate::config::{ClientAuth, Config, JwksSource};
 use crate::error::Refusal;
 use crate::gateway::Gateway;
 use crate::keys::{IssuerKeys, IssuerStore};
 
+#[derive(Default)]
 pub struct Options {
     pub method: Method,
     /// Path and query, as a client would send them.
@@ -28,6 +30,10 @@ pub struct Options {
     pub jwks: Option<PathBuf>,
     /// Seconds since the epoch to judge at; the clock when absent.
     pub at: Option<u64>,
+    /// The client certificate (PEM, leaf first) the connection presents.
+    pub client_cert: Option<PathBuf>,
+    /// A DPoP proof: the token is sent as `Authorization: DPoP` with it.
+    pub dpop: Option<String>,
 }
 
 /// The report, and whether the request would be let through.
@@ -45,6 +51,17 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     let mut out = String::new();
 
     let _ = writeln!(out, "request   {} {}", options.method, options.path);
+    let client_cert = match &options.client_cert {
+        Some(file) => {
+            let chain = crate::tls::read_certificates("--client-cert", file)
+                .map_err(|p| format!("{}: {}", p.key, p.message))?;
+            let verdict = config.server.tls.as_ref().and_then(|tls| crate::tls::check_client_chain(tls, &chain, now));
+            chain.first().map(|leaf| (ClientCert::from_der(leaf), verdict))
+        }
+        None => None,
+    };
+    describe_client_cert(&mut out, client_cert.as_ref(), &config);
+    let client_cert = client_cert.map(|(certificate, _)| certificate);
     match opaque_route(&config, token) {
         Some(line) => {
             let _ = writeln!(out, "{line}");
@@ -74,11 +91,16 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     describe_issuer_and_key(&mut out, &gateway, token);
 
     let mut headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::try_from(format!("Bearer {token}")) {
+    let scheme = if options.dpop.is_some() { "DPoP" } else { "Bearer" };
+    if let Ok(value) = HeaderValue::try_from(format!("{scheme} {token}")) {
         headers.insert(AUTHORIZATION, value);
     }
+    if let Some(proof) = options.dpop.as_deref().and_then(|proof| HeaderValue::try_from(proof.trim()).ok()) {
+        headers.insert(http::HeaderName::from_static("dpop"), proof);
+    }
     let mut passed: Vec<&'static str> = Vec::new();
-    let decision = gateway.decide(&options.method, &options.path, headers, now, &mut passed).await;
+    let decision =
+        gateway.decide(&options.method, &options.path, headers, now, client_cert.as_ref(), &mut passed).await;
 
     let _ = writeln!(out, "checks");
     for check in &passed {
@@ -292,6 +314,20 @@ fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option<usize>) ->
                 "issuers[{i}].introspection.url gave no usable answer (the log says why): check the url, client_id, client_secret and auth, and issuers[{i}].ca_file for a private CA"
             ),
             F::BoundWithoutProof => "the token is sender-constrained (cnf): send it with its DPoP proof or over its client certificate".to_string(),
+            F::CertificateNotPresented => {
+                "the token is bound to a client certificate (cnf x5t#S256): the client must present it over TLS, with \
+                 [server.tls] client_auth = \"optional\" or \"required\" and client_ca_file; to explain, give it with --client-cert FILE"
+                    .to_string()
+            }
+            F::CertificateMismatch => format!(
+                "the token is bound to the certificate with x5t#S256 {}: present that certificate, or get a token bound to this one",
+                parsed.as_ref().and_then(|p| p.claims.get("cnf")).and_then(|cnf| cnf.get("x5t#S256")).map_or_else(|| "?".to_string(), Value::to_string)
+            ),
+            F::CertificateUnseen => "a forward-auth check cannot see the client's certificate: let clients with bound tokens reach jwtgate directly, over TLS with [server.tls] client_auth".to_string(),
+            F::CertificateBindingRequired => format!(
+                "issuers[{i}].require_cert_binding = true: ask the identity provider for a certificate-bound token \
+                 (RFC 8705: the token request made over mutual TLS), or set issuers[{i}].require_cert_binding = false"
+            ),
         },
         Refusal::InsufficientScope { failure, scope } => {
             let has = issuer
@@ -348,6 +384,42 @@ fn opaque_route(config: &Config, token: &str) -> Option<String> {
         ),
         None => "token     opaque (not a JWT), and no issuer has an introspection endpoint".to_string(),
     })
+}
+
+/// The client certificate the request is judged with, whether it passes
+/// the listener's handshake (`None`: no CA to check it with), and whether
+/// the listener would ask for one at all.
+fn describe_client_cert(
+    out: &mut String,
+    certificate: Option<&(ClientCert, Option<Result<(), String>>)>,
+    config: &Config,
+) {
+    let asks = match config.server.tls.as_ref().map(|tls| &tls.client_auth) {
+        None | Some(ClientAuth::None) => "the listener asks for none ([server.tls] client_auth = \"none\")",
+        Some(ClientAuth::Optional(_)) => "the listener asks for one (client_auth = \"optional\")",
+        Some(ClientAuth::Required(_)) => "the listener requires one (client_auth = \"required\")",
+    };
+    let Some((certificate, verdict)) = certificate else {
+        // Said only where certificates play a part: a bound token says so in its checks.
+        if !matches!(config.server.tls.as_ref().map(|tls| &tls.client_auth), None | Some(ClientAuth::None)) {
+            let _ = writeln!(out, "client    no certificate (--client-cert FILE to give one); {asks}");
+        }
+        return;
+    };
+    let text = |value: Option<&HeaderValue>| {
+        value.map_or("none".to_string(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let _ = writeln!(out, "client    certificate x5t#S256 {}; {asks}", certificate.thumbprint());
+    let _ = match verdict {
+        Some(Ok(())) => writeln!(out, "  handshake: verifies against [server.tls] client_ca_file"),
+        Some(Err(error)) => writeln!(
+            out,
+            "  handshake: FAILS against [server.tls] client_ca_file ({error}): no request would get through"
+        ),
+        None => writeln!(out, "  handshake: not checked (no [server.tls] client_ca_file)"),
+    };
+    let _ = writeln!(out, "  subject: {}", text(certificate.subject()));
+    let _ = writeln!(out, "  SPIFFE ID: {}", text(certificate.spiffe_id()));
 }
 
 /// Which configured issuer the token's `iss` selects, and which of its

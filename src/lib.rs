@@ -38,7 +38,7 @@
 //! otel          [tracing]: server, upstream-call and key-fetch spans over OTLP; off is a None
 //! server        transport only: accept, serve any handler, drain in phases; idle (buffers let go)
 //! connection    Peer, connection slots, shutdown phases (a leaf)
-//! tls, outbound, logging, version
+//! tls, outbound, logging, version, client_cert (what a verified client certificate says)
 //! config        the TOML file → typed values; uses only path (a leaf)
 //! ```
 
@@ -48,6 +48,7 @@ pub mod app;
 pub mod auth;
 pub mod check;
 pub mod cli;
+pub mod client_cert;
 pub mod config;
 pub(crate) mod connection;
 pub(crate) mod cors;

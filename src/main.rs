@@ -42,8 +42,9 @@ fn main() -> ExitCode {
         Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, online } => check(&config, online),
         Command::Demo { listen } => demo(listen),
-        Command::Explain { config, method, path, offline: _, jwks, at, token } => {
-            explain(&config, &method, path, jwks, at.as_deref(), token.as_deref())
+        Command::Explain { config, method, path, offline: _, jwks, at, client_cert, dpop, token } => {
+            let options = Explain { method: &method, request_path: path, jwks, at: at.as_deref(), client_cert, dpop };
+            explain(&config, options, token.as_deref())
         }
         Command::Token {
             token_url,
@@ -213,14 +214,18 @@ fn check(path: &Path, online: bool) -> ExitCode {
     }
 }
 
-fn explain(
-    path: &Path,
-    method: &str,
+/// `jwtgate explain`'s options, as given.
+struct Explain<'a> {
+    method: &'a str,
     request_path: String,
     jwks: Option<PathBuf>,
-    at: Option<&str>,
-    token: Option<&str>,
-) -> ExitCode {
+    at: Option<&'a str>,
+    client_cert: Option<PathBuf>,
+    dpop: Option<String>,
+}
+
+fn explain(path: &Path, options: Explain<'_>, token: Option<&str>) -> ExitCode {
+    let Explain { method, request_path, jwks, at, client_cert, dpop } = options;
     let usage = |message: String| {
         eprintln!("{message}");
         ExitCode::from(EXIT_USAGE)
@@ -258,7 +263,7 @@ fn explain(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let options = jwtgate::explain::Options { method, path: request_path, jwks, at };
+    let options = jwtgate::explain::Options { method, path: request_path, jwks, at, client_cert, dpop };
     match runtime.block_on(jwtgate::explain::explain(&config, &token, &options)) {
         Ok((report, allowed)) => {
             say(&report);

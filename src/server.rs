@@ -179,10 +179,12 @@ where
                 let mut watch = ShutdownWatch::new(phase.subscribe());
                 let seen_h2 = Arc::new(AtomicBool::new(false));
                 let activity = Arc::new(Activity::default());
-                let service = {
+                // Made once the connection's peer is known: over TLS, after
+                // the handshake, with the client certificate it verified.
+                let service_for = {
                     let (watch, seen_h2, draining) = (watch.clone(), Arc::clone(&seen_h2), Arc::clone(&draining));
                     let activity = Arc::clone(&activity);
-                    service_fn(move |mut request: Request<Incoming>| {
+                    move |peer: Peer| service_fn(move |mut request: Request<Incoming>| {
                         let upgrade = request.headers().contains_key(http::header::UPGRADE)
                             || request.method() == http::Method::CONNECT;
                         if upgrade {
@@ -234,7 +236,7 @@ where
                     let served = match acceptor {
                         None => {
                             let cleartext = Cleartext { auto: &builder, http1: &http1, send_timeout, idle_wait: handshake_timeout };
-                            cleartext.serve(stream, service, watch, &seen_h2, activity).await
+                            cleartext.serve(stream, service_for(peer), watch, &seen_h2, activity).await
                         }
                         Some(acceptor) => {
                             // The handshake is bounded like a request head: a client that stalls it holds a slot.
@@ -245,6 +247,9 @@ where
                             };
                             match handshake {
                                 Ok(Ok(stream)) => {
+                                    // rustls verified the chain (`client_auth`); its leaf is read once, here.
+                                    let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+                                    let service = service_for(peer.with_client_cert(leaf.map(|der| der.as_ref())));
                                     let io = TokioIo::new(SendGuard::new(stream, send_timeout));
                                     let connection = Box::pin(builder.serve_connection_with_upgrades(io, service).into_owned());
                                     drive(connection, GracefulConnection::graceful_shutdown, watch, &seen_h2).await

@@ -1,6 +1,7 @@
 //! TLS on both sides, on one crypto provider: aws-lc-rs, the library that
-//! already checks token signatures. The proxy listener's certificate
-//! (`[server.tls]`, swapped on reload without touching open connections),
+//! already checks token signatures. The proxy listener's certificate and
+//! its client-certificate CA (`[server.tls]`, both swapped on reload without
+//! touching open connections),
 //! the client side of https upstreams (system roots plus `upstream.ca_file`,
 //! optionally a client certificate), and key fetches.
 //!
@@ -14,10 +15,11 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, ServerConfig};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_platform_verifier::Verifier;
 
-use crate::config::{Problem, ServerTlsConfig, UpstreamConfig};
+use crate::config::{ClientAuth, Problem, ServerTlsConfig, UpstreamConfig};
 
 /// The one provider every TLS configuration is built on.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -49,19 +51,63 @@ impl ServerTls {
 }
 
 /// TLS 1.2 and 1.3, ALPN h2 then http/1.1 (those `server.protocols`
-/// names), no client certificates.
+/// names), client certificates as `client_auth` says.
 fn server_config(config: &ServerTlsConfig) -> Result<Arc<ServerConfig>, Problem> {
     let chain = read_certificates("server.tls.cert", &config.cert)?;
     let key = read_private_key("server.tls.key", &config.key)?;
-    let mut server = ServerConfig::builder_with_provider(provider())
+    let versions = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Problem::new("server.tls", e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| Problem::new("server.tls", e.to_string()))?;
+    let builder = match &config.client_auth {
+        ClientAuth::None => versions.with_no_client_auth(),
+        ClientAuth::Optional(file) => versions.with_client_cert_verifier(client_verifier(file, false)?),
+        ClientAuth::Required(file) => versions.with_client_cert_verifier(client_verifier(file, true)?),
+    };
+    let mut server = builder
         .with_single_cert(chain, key)
         .map_err(|e| Problem::new("server.tls.key", format!("cannot be used with server.tls.cert: {e}")))?;
     let offered = [(config.protocols.http2, &b"h2"[..]), (config.protocols.http1, &b"http/1.1"[..])];
     server.alpn_protocols = offered.iter().filter(|(on, _)| *on).map(|(_, name)| name.to_vec()).collect();
     Ok(Arc::new(server))
+}
+
+/// rustls' WebPKI verification of client certificates against the roots
+/// in `file` (chain, validity, the clientAuth extended key usage). Not
+/// `required`: a client may send no certificate, and then has none.
+fn client_verifier(
+    file: &Path,
+    required: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Problem> {
+    const KEY: &str = "server.tls.client_ca_file";
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(KEY, file)? {
+        roots.add(certificate).map_err(|e| {
+            Problem::new(KEY, format!("{}: a certificate is not a usable CA certificate: {e}", file.display()))
+        })?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if required { builder } else { builder.allow_unauthenticated() };
+    builder
+        .build()
+        .map_err(|e| Problem::new(KEY, format!("{}: cannot verify client certificates with it: {e}", file.display())))
+}
+
+/// Whether `chain` (leaf first) passes the listener's client-certificate
+/// check at `now` (seconds since the epoch): what `jwtgate explain
+/// --client-cert` reports. `None`: the listener asks for no certificate.
+pub fn check_client_chain(
+    config: &ServerTlsConfig,
+    chain: &[CertificateDer<'_>],
+    now: u64,
+) -> Option<Result<(), String>> {
+    let file = config.client_auth.ca_file()?;
+    let verifier = match client_verifier(file, true) {
+        Ok(verifier) => verifier,
+        Err(problem) => return Some(Err(format!("{}: {}", problem.key, problem.message))),
+    };
+    let Some((leaf, intermediates)) = chain.split_first() else { return Some(Err("no certificate".into())) };
+    let at = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now));
+    Some(verifier.verify_client_cert(leaf, intermediates, at).map(|_| ()).map_err(|e| e.to_string()))
 }
 
 /// The client configuration for an https upstream: the system's roots plus
@@ -168,6 +214,7 @@ mod tests {
             cert: missing.clone(),
             key: missing.clone(),
             protocols: crate::config::Protocols::default(),
+            client_auth: ClientAuth::None,
         })
         .err()
         .unwrap();
@@ -178,6 +225,7 @@ mod tests {
             cert: empty.clone(),
             key: empty,
             protocols: crate::config::Protocols::default(),
+            client_auth: ClientAuth::None,
         })
         .err()
         .unwrap();
@@ -187,6 +235,7 @@ mod tests {
             cert: garbage,
             key: missing,
             protocols: crate::config::Protocols::default(),
+            client_auth: ClientAuth::None,
         })
         .err()
         .unwrap();
@@ -204,6 +253,7 @@ mod tests {
             cert: cert.clone(),
             key,
             protocols: crate::config::Protocols::default(),
+            client_auth: ClientAuth::None,
         })
         .err()
         .unwrap();
@@ -214,12 +264,14 @@ mod tests {
             cert: cert.clone(),
             key: key.clone(),
             protocols: crate::config::Protocols::default(),
+            client_auth: ClientAuth::None,
         })
         .unwrap();
         assert_eq!(tls.current.load().alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
         // server.protocols = ["http1"]: ALPN offers HTTP/1.1 alone.
         let http1 = crate::config::Protocols { http1: true, http2: false };
-        let tls = ServerTls::load(&ServerTlsConfig { cert, key, protocols: http1 }).unwrap();
+        let tls =
+            ServerTls::load(&ServerTlsConfig { cert, key, protocols: http1, client_auth: ClientAuth::None }).unwrap();
         assert_eq!(tls.current.load().alpn_protocols, [b"http/1.1".to_vec()]);
     }
 }

@@ -126,7 +126,7 @@ impl DpopFailure {
 /// How the token came: the token, whether under the DPoP scheme, and the
 /// headers its proof is in.
 #[derive(Clone, Copy)]
-pub struct Presented<'a> {
+pub struct TokenSent<'a> {
     pub token: &'a str,
     pub dpop_scheme: bool,
     pub headers: &'a HeaderMap,
@@ -185,11 +185,11 @@ impl Dpop {
         &self,
         mode: DpopMode,
         verified: &Verified,
-        presented: &Presented<'_>,
+        sent: &TokenSent<'_>,
         target: &ProofTarget<'_>,
         now: impl FnOnce() -> u64,
     ) -> Result<(), DpopFailure> {
-        let Presented { token, dpop_scheme, headers } = *presented;
+        let TokenSent { token, dpop_scheme, headers } = *sent;
         let bound = verified.value(self.jkt).map(|jkt| jkt.as_str().unwrap_or_default());
         if !dpop_scheme {
             return match (bound, mode) {

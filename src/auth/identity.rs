@@ -1,6 +1,8 @@
-//! Identity headers: the verified caller handed to an unmodified backend.
-//! Every configured name is stripped from every incoming request first, so
-//! a client can never supply its own identity.
+//! Identity headers: the verified caller handed to an unmodified backend:
+//! claims of its token, and the subject and SPIFFE ID of the client
+//! certificate its connection presented. Every configured name is stripped
+//! from every incoming request first, so a client can never supply its own
+//! identity.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -9,12 +11,16 @@ use tracing::warn;
 
 use super::claims::ClaimPath;
 use super::{ClaimPlan, HeaderClaim, HeaderSlot, Verified};
+use crate::client_cert::ClientCert;
 use crate::config::HeadersConfig;
 
 pub struct IdentityHeaders {
     /// Each claim with its header and where a verified token keeps its value.
     claims: Vec<(ClaimPath, HeaderName, HeaderSlot)>,
     payload: Option<HeaderName>,
+    /// `client_cert_subject`, `client_spiffe_id`.
+    cert_subject: Option<HeaderName>,
+    spiffe_id: Option<HeaderName>,
 }
 
 impl IdentityHeaders {
@@ -25,7 +31,12 @@ impl IdentityHeaders {
         if config.payload.is_some() {
             plan.keep_payload();
         }
-        IdentityHeaders { claims, payload: config.payload.clone() }
+        IdentityHeaders {
+            claims,
+            payload: config.payload.clone(),
+            cert_subject: config.client_cert_subject.clone(),
+            spiffe_id: config.client_spiffe_id.clone(),
+        }
     }
 
     /// Removes every identity header the client sent, whatever the route.
@@ -37,7 +48,23 @@ impl IdentityHeaders {
 
     /// Every configured header name.
     pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
-        self.claims.iter().map(|(_, name, _)| name).chain(&self.payload)
+        self.claims
+            .iter()
+            .map(|(_, name, _)| name)
+            .chain(&self.payload)
+            .chain(&self.cert_subject)
+            .chain(&self.spiffe_id)
+    }
+
+    /// Adds to `out` the headers for the client certificate `certificate`,
+    /// verified in the connection's handshake, whatever the route.
+    pub fn add_certificate(&self, certificate: &ClientCert, out: &mut Vec<(HeaderName, HeaderValue)>) {
+        if let (Some(name), Some(subject)) = (&self.cert_subject, certificate.subject()) {
+            out.push((name.clone(), subject.clone()));
+        }
+        if let (Some(name), Some(id)) = (&self.spiffe_id, certificate.spiffe_id()) {
+            out.push((name.clone(), id.clone()));
+        }
     }
 
     /// The headers to add for `verified`, which was read from `token`. A

@@ -10,6 +10,7 @@
 //! while it is unexpired and its key is still published.
 
 pub mod bearer;
+pub mod binding;
 pub mod cache;
 pub mod claims;
 pub mod dpop;
@@ -81,6 +82,16 @@ pub enum AuthFailure {
     /// The introspection answer binds the token to a key or certificate
     /// (`cnf`), whose proof this gateway does not check yet.
     BoundWithoutProof,
+    /// RFC 8705: bound to a client certificate (`cnf.x5t#S256`), and the
+    /// connection presented none.
+    CertificateNotPresented,
+    /// Bound to a client certificate other than the one presented.
+    CertificateMismatch,
+    /// Bound, and asked about in a forward-auth check, which cannot see the
+    /// client's certificate.
+    CertificateUnseen,
+    /// Not bound, and its issuer has `require_cert_binding = true`.
+    CertificateBindingRequired,
 }
 
 impl AuthFailure {
@@ -114,6 +125,18 @@ impl AuthFailure {
             Self::Inactive => "token is not active",
             Self::IntrospectionUnavailable => "the token introspection endpoint did not answer usably; retry shortly",
             Self::BoundWithoutProof => "token is bound to a key or certificate (cnf) and was sent without its proof",
+            Self::CertificateNotPresented => {
+                "token is bound to a client certificate that this connection did not present (RFC 8705 cnf x5t#S256)"
+            }
+            Self::CertificateMismatch => {
+                "token is bound to a different client certificate than the one this connection presented"
+            }
+            Self::CertificateUnseen => {
+                "token is bound to a client certificate, which a forward-auth check cannot see: send it to the gateway directly"
+            }
+            Self::CertificateBindingRequired => {
+                "this issuer accepts only tokens bound to a client certificate (cnf x5t#S256), and this one is not"
+            }
         }
     }
 
@@ -144,6 +167,9 @@ impl AuthFailure {
             Self::Inactive => Reason::InactiveToken,
             Self::IntrospectionUnavailable => Reason::IntrospectionUnavailable,
             Self::BoundWithoutProof => Reason::BoundToken,
+            Self::CertificateNotPresented | Self::CertificateUnseen => Reason::CertNotPresented,
+            Self::CertificateMismatch => Reason::CertMismatch,
+            Self::CertificateBindingRequired => Reason::CertBindingRequired,
         }
     }
 }

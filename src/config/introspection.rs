@@ -12,7 +12,7 @@ pub struct IntrospectionConfig {
     pub url: String,
     pub client_id: String,
     pub client_secret: Secret,
-    pub auth: ClientAuth,
+    pub auth: IntrospectionAuth,
     /// For the endpoint's whole answer; past it the request gets 503.
     pub timeout: Duration,
     pub mode: IntrospectMode,
@@ -23,7 +23,7 @@ pub struct IntrospectionConfig {
 
 /// How jwtgate authenticates to the introspection endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
+pub enum IntrospectionAuth {
     /// `client_secret_basic`: HTTP Basic, id and secret form-encoded first.
     Basic,
     /// `client_secret_post`: `client_id` and `client_secret` in the form body.

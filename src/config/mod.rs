@@ -15,13 +15,13 @@ mod validate;
 mod values;
 mod wording;
 
-pub use introspection::{ClientAuth, IntrospectMode, IntrospectionConfig, Secret};
+pub use introspection::{IntrospectMode, IntrospectionAuth, IntrospectionConfig, Secret};
 pub use source::Position;
 pub use types::{
-    AuthMode, CacheConfig, ClientIdentity, Config, CorsConfig, DpopMode, Edge, ForwardAuthConfig, HeadersConfig,
-    IssuerConfig, JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, PublicUrl, ResourceMetadataConfig,
-    RouteConfig, ServerConfig, ServerTlsConfig, TENANT, Tenants, TracingConfig, TracingProtocol, UpstreamConfig,
-    UpstreamProtocol, fetchable_tenant,
+    AuthMode, CacheConfig, ClientAuth, ClientIdentity, Config, CorsConfig, DpopMode, Edge, ForwardAuthConfig,
+    HeadersConfig, IssuerConfig, JwksLimits, JwksSource, LimitsConfig, MethodOverride, Protocols, PublicUrl,
+    ResourceMetadataConfig, RouteConfig, ServerConfig, ServerTlsConfig, TENANT, Tenants, TracingConfig,
+    TracingProtocol, UpstreamConfig, UpstreamProtocol, fetchable_tenant,
 };
 pub use validate::is_loopback;
 pub use values::{

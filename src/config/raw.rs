@@ -93,6 +93,8 @@ pub struct RawServer {
 pub struct RawServerTls {
     pub cert: Option<String>,
     pub key: Option<String>,
+    pub client_ca_file: Option<String>,
+    pub client_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +137,7 @@ pub struct RawIssuer {
     pub introspect: Option<String>,
     pub cache_ttl: Option<String>,
     pub dpop: Option<String>,
+    pub require_cert_binding: Option<bool>,
 }
 
 /// `introspection = { … }` of an issuer: its RFC 7662 endpoint.
@@ -182,6 +185,8 @@ pub struct RawCors {
 pub struct RawHeaders {
     pub claims: Option<BTreeMap<String, String>>,
     pub payload: Option<String>,
+    pub client_cert_subject: Option<String>,
+    pub client_spiffe_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

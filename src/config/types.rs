@@ -220,6 +220,32 @@ pub struct ServerTlsConfig {
     pub key: PathBuf,
     /// Offered by ALPN (`server.protocols`).
     pub protocols: Protocols,
+    /// `client_auth` and `client_ca_file`: whether clients are asked for a certificate.
+    pub client_auth: ClientAuth,
+}
+
+/// `[server.tls] client_auth`, with the `client_ca_file` its certificates
+/// must chain to (RFC 8705 §2: the gateway, not the token, vouches for the
+/// certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No certificate is asked for (the default).
+    #[default]
+    None,
+    /// Asked for; a client may send none, and one it sends must verify.
+    Optional(PathBuf),
+    /// The handshake fails without a certificate that verifies.
+    Required(PathBuf),
+}
+
+impl ClientAuth {
+    /// The CA file, unless no certificate is asked for.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        match self {
+            ClientAuth::None => None,
+            ClientAuth::Optional(file) | ClientAuth::Required(file) => Some(file),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +321,8 @@ pub struct IssuerConfig {
     /// RFC 7662 token introspection (`docs/introspection.md`).
     pub introspection: Option<super::IntrospectionConfig>,
     pub dpop: DpopMode,
+    /// RFC 8705: only tokens bound to the client certificate (`cnf.x5t#S256`).
+    pub require_cert_binding: bool,
 }
 
 impl IssuerConfig {
@@ -439,6 +467,10 @@ pub struct CorsConfig {
 pub struct HeadersConfig {
     pub claims: Vec<(ClaimPath, HeaderName)>,
     pub payload: Option<HeaderName>,
+    /// The verified client certificate's subject (RFC 4514), with `[server.tls] client_auth`.
+    pub client_cert_subject: Option<HeaderName>,
+    /// Its SPIFFE ID (the one `spiffe://` URI SAN).
+    pub client_spiffe_id: Option<HeaderName>,
 }
 
 /// Where an issuer's keys come from.

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::auth::bearer;
-use crate::auth::dpop::{DpopFailure, Presented, ProofTarget};
+use crate::auth::dpop::{DpopFailure, ProofTarget, TokenSent};
 use crate::config::DpopMode;
 
 impl Gateway {
@@ -20,7 +20,7 @@ impl Gateway {
         notes: &mut Notes<'a>,
         trace: &mut impl Trace,
     ) -> Result<(&'a GatewayRoute, Admitted<'r>), Refusal> {
-        let Ask { method, path, query, deadline, at, sent_method, origin } = ask;
+        let Ask { method, path, query, deadline, at, sent_method, origin, presented } = ask;
         // 2. Match a route.
         let route = self.routes.find(method, path);
         notes.route = Some(route);
@@ -43,7 +43,7 @@ impl Gateway {
             }
         };
         let location = token.map(|(_, location)| location.clone());
-        let identity = match (token.map(|(token, _)| token), mode) {
+        let mut identity = match (token.map(|(token, _)| token), mode) {
             (Some(token), _) => {
                 // Only an unknown-kid refetch waits here; the timer is armed only then.
                 let verification = async {
@@ -65,6 +65,12 @@ impl Gateway {
                     self.metrics.auth_failure(Some(verified.issuer_counters()), AuthFailure::WrongLocation.reason());
                     return Err(Refusal::InvalidToken(AuthFailure::WrongLocation));
                 }
+                // RFC 8705, on every request: a cached verification knows
+                // nothing of the connection it is now used on.
+                self.binding.check(verified, presented, trace).map_err(|failure| {
+                    self.metrics.auth_failure(Some(verified.issuer_counters()), failure.reason());
+                    Refusal::InvalidToken(failure)
+                })?;
                 // RFC 9449: a bound token only with its proof, on every request (cached or not).
                 let dpop_scheme = location == Some(TokenLocation::Header) && bearer::dpop_scheme(headers);
                 let authority = origin.as_ref().and_then(|o| {
@@ -78,8 +84,8 @@ impl Gateway {
                 };
                 let now = || at.unwrap_or_else(crate::auth::dpop::unix_now);
                 let mode = route.dpop().unwrap_or(verified.dpop_mode());
-                let presented = Presented { token, dpop_scheme, headers };
-                if let Err(failure) = self.dpop.judge(mode, verified, &presented, &target, now) {
+                let sent = TokenSent { token, dpop_scheme, headers };
+                if let Err(failure) = self.dpop.judge(mode, verified, &sent, &target, now) {
                     self.metrics.auth_failure(Some(verified.issuer_counters()), failure.reason());
                     let nonce = (failure == DpopFailure::NonceRequired).then(|| self.dpop.nonce(now())).flatten();
                     return Err(Refusal::Dpop { failure, nonce });
@@ -105,6 +111,9 @@ impl Gateway {
                 Vec::new()
             }
         };
+        if let Presented::Certificate(certificate) = presented {
+            self.identity.add_certificate(certificate, &mut identity);
+        }
         Ok((route, Admitted::judged(path, identity, location)))
     }
 }
@@ -125,6 +134,9 @@ pub(super) struct Ask<'r> {
     /// Where the client sent the request (a DPoP proof's `htu`, when
     /// `[server] public_url` does not say); `None` in forward-auth mode.
     pub(super) origin: Option<Origin<'r>>,
+    /// The client certificate of the request's connection, for tokens
+    /// bound to one and the certificate identity headers.
+    pub(super) presented: Presented<'r>,
 }
 
 /// The scheme and authority a request came with.

@@ -30,6 +30,9 @@ impl Gateway {
         }
         let preflight_body = check.declares_body(&headers);
         let upgrade = headers.contains_key(http::header::UPGRADE);
+        // The edge terminated the client's TLS: no certificate can be seen,
+        // so a certificate-bound token cannot be approved here; a DPoP
+        // proof's URL is known only from [server] public_url.
         let ask = Ask {
             method: &method,
             path: &path,
@@ -38,6 +41,7 @@ impl Gateway {
             at: None,
             sent_method: &original.method,
             origin: None,
+            presented: Presented::Unseen,
         };
         let (route, admitted) = self.admit(ask, &mut headers, notes, &mut ()).await?;
         route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;

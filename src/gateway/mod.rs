@@ -17,12 +17,14 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::access::{Answer, BytesIn, Line, Record, Recorded};
+use crate::auth::binding::{CertBinding, Presented};
 use crate::auth::cache::TokenCache;
 use crate::auth::dpop::Dpop;
 use crate::auth::identity::IdentityHeaders;
 use crate::auth::introspect::Introspector;
 use crate::auth::locations::{self, TokenLocation};
 use crate::auth::{AuthFailure, Authenticator, ClaimPlan, Trace, Verified};
+use crate::client_cert::ClientCert;
 use crate::config::{AuthMode, Config, Edge, MethodOverride, Problem};
 use crate::connection::Peer;
 use crate::cors::{self, Cors};
@@ -89,6 +91,8 @@ pub struct Gateway {
     identity: IdentityHeaders,
     /// RFC 9449 proofs for DPoP-bound tokens.
     dpop: Dpop,
+    /// RFC 8705 certificate-bound tokens, checked after every verification.
+    binding: CertBinding,
     /// `[forward_auth]`: answer checks at this path instead of proxying them.
     forward_auth: Option<ForwardAuth>,
     /// `[resource_metadata]`: served at its well-known paths, without a token.
@@ -165,6 +169,7 @@ impl Gateway {
             .map_err(GatewayError::Routes)?;
         let identity = IdentityHeaders::new(&config.headers, &mut plan);
         let dpop = Dpop::new(config.server.public_url.clone(), config.server.dpop_nonce, &mut plan);
+        let binding = CertBinding::new(&config.issuers, &mut plan);
         let route_series = routes.all().map(|route| metrics.route_series(route.name())).collect();
         Ok(Gateway {
             challenge: Challenge {
@@ -186,6 +191,7 @@ impl Gateway {
             routes,
             identity,
             dpop,
+            binding,
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
             keys,
             metrics,
@@ -218,13 +224,15 @@ impl Gateway {
     /// What the request path decides for a request with this method, path
     /// and headers, as of `at` (seconds since the epoch), with each token
     /// check that passes told to `trace`: the same steps as [`handle`](Self::handle),
-    /// for `jwtgate explain`. Ok holds the identity headers that would be added.
+    /// for `jwtgate explain`, over a connection that presented `client_cert`.
+    /// Ok holds the identity headers that would be added.
     pub async fn decide(
         &self,
         method: &Method,
         path_and_query: &str,
         mut headers: HeaderMap,
         at: u64,
+        client_cert: Option<&ClientCert>,
         trace: &mut impl Trace,
     ) -> Decision<'_> {
         let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
@@ -237,7 +245,17 @@ impl Gateway {
         let mut notes = Notes::default();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let origin = Some(Origin { https: false, authority: None });
-        let ask = Ask { method: &method, path: &path, query, deadline, at: Some(at), sent_method: &method, origin };
+        let presented = Presented::of(client_cert);
+        let ask = Ask {
+            method: &method,
+            path: &path,
+            query,
+            deadline,
+            at: Some(at),
+            sent_method: &method,
+            origin,
+            presented,
+        };
         let result =
             self.admit(ask, &mut headers, &mut notes, trace).await.map(|(_, admitted)| admitted.into_identity());
         Decision { route: Some(route), result }
@@ -365,8 +383,17 @@ impl Gateway {
         // The method as sent (standard methods clone without allocating): a DPoP proof's htm.
         let sent = parts.method.clone();
         let origin = Some(Origin { https: peer.tls, authority: uri.authority().map(|a| a.as_str()) });
-        let ask =
-            Ask { method: &judged, path: &path, query: uri.query(), deadline, at: None, sent_method: &sent, origin };
+        let presented = Presented::of(peer.client_cert.as_deref());
+        let ask = Ask {
+            method: &judged,
+            path: &path,
+            query: uri.query(),
+            deadline,
+            at: None,
+            sent_method: &sent,
+            origin,
+            presented,
+        };
         let (route, admitted) = self.admit(ask, &mut parts.headers, notes, &mut ()).await?;
         // 7. Prepare the upstream request and stream it through.
         let websocket = upgrade::take(&mut parts);

@@ -11,6 +11,7 @@ mod attacks;
 mod auth;
 mod bypasses;
 mod cache;
+mod cert_binding;
 mod cli;
 mod demo;
 mod deploy;

@@ -318,12 +318,7 @@ async fn explain_and_check_online_see_each_tenants_own_keys() {
     let idp = RealmIdp::start(&["acme"]).await;
     let text = toml("http://127.0.0.1:9", &idp.template()).issuer("tenants = [\"*\"]\n").text();
     let config = jwtgate::Config::parse(&text, "test.toml", std::path::Path::new("."), &|_| None).unwrap();
-    let options = |path: &str| jwtgate::explain::Options {
-        method: http::Method::GET,
-        path: path.to_string(),
-        jwks: None,
-        at: None,
-    };
+    let options = |path: &str| jwtgate::explain::Options { path: path.to_string(), ..Default::default() };
     let (report, allowed) =
         jwtgate::explain::explain(&config, &idp.token("acme", "acme"), &options("/x")).await.unwrap();
     assert!(allowed, "{report}");

@@ -30,7 +30,7 @@ use self::answer::Answer;
 use super::cache::{TokenCache, TokenKey};
 use super::token::Claims;
 use super::{AuthFailure, Verified};
-use crate::config::{ClientAuth, IntrospectMode, IssuerConfig};
+use crate::config::{IntrospectMode, IntrospectionAuth, IssuerConfig};
 use crate::keys::{Fetcher, FetcherError};
 
 /// A refused token's verdict is reused this long: a client retrying a
@@ -95,7 +95,7 @@ impl Introspector {
             let Some(config) = &issuer.introspection else { continue };
             let fetcher = Fetcher::for_issuer(i, issuer.ca_file.as_deref())?;
             let credentials = match config.auth {
-                ClientAuth::Basic => {
+                IntrospectionAuth::Basic => {
                     // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
                     use base64::Engine;
                     let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -106,7 +106,7 @@ impl Introspector {
                     value.set_sensitive(true);
                     Credentials::Basic(value)
                 }
-                ClientAuth::Post => Credentials::Post {
+                IntrospectionAuth::Post => Credentials::Post {
                     client_id: config.client_id.clone(),
                     client_secret: config.client_secret.expose().to_string(),
                 },

@@ -65,7 +65,7 @@ fn every_problem_at_once_with_its_position_and_fix() {
             "test.toml:3:1: server.max_connections: expected a whole number such as 100, found the string \"30\" — write max_connections = 30 without quotes",
             "test.toml:7:1: issuers[0].audiences: expected a list such as [\"a\", \"b\"], found the string \"api\" — write audiences = [\"api\"]",
             "test.toml:8:1: issuers[0].leeway: expected a duration such as \"30s\", found the number 30 — write leeway = \"30s\" (units: ms, s, m, h)",
-            "test.toml:9:1: issuers[0].timout: unknown key — the keys allowed here are issuer, audiences, jwks_url, jwks_file, ca_file, algorithms, leeway, refresh_interval, min_refresh_interval, scope_claims, require_typ, max_lifetime, required_claims, token_from, tenants, max_tenants, spiffe_bundle_url, spiffe_bundle_file, introspection, introspect, cache_ttl, dpop",
+            "test.toml:9:1: issuers[0].timout: unknown key — the keys allowed here are issuer, audiences, jwks_url, jwks_file, ca_file, algorithms, leeway, refresh_interval, min_refresh_interval, scope_claims, require_typ, max_lifetime, required_claims, token_from, tenants, max_tenants, spiffe_bundle_url, spiffe_bundle_file, introspection, introspect, cache_ttl, dpop, require_cert_binding",
         ],
         "{error}"
     );

@@ -52,5 +52,8 @@ pub(super) fn headers(raw: &RawHeaders, p: &mut Problems) -> HeadersConfig {
         }
     }
     let payload = raw.payload.as_deref().and_then(|name| header("headers.payload", name, p));
-    HeadersConfig { claims, payload }
+    let client_cert_subject =
+        raw.client_cert_subject.as_deref().and_then(|name| header("headers.client_cert_subject", name, p));
+    let client_spiffe_id = raw.client_spiffe_id.as_deref().and_then(|name| header("headers.client_spiffe_id", name, p));
+    HeadersConfig { claims, payload, client_cert_subject, client_spiffe_id }
 }

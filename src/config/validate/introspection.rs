@@ -6,7 +6,7 @@ use reqwest::Url;
 
 use super::{Problems, is_loopback};
 use crate::config::raw::RawIssuer;
-use crate::config::{ClientAuth, IntrospectMode, IntrospectionConfig, IssuerConfig, Secret, TENANT, defaults};
+use crate::config::{IntrospectMode, IntrospectionAuth, IntrospectionConfig, IssuerConfig, Secret, TENANT, defaults};
 
 /// The issuer at `key`'s introspection; `None` when it has none (or a
 /// problem was reported).
@@ -40,11 +40,11 @@ pub(super) fn introspection(key: &str, raw: &RawIssuer, p: &mut Problems) -> Opt
         }
     }
     let auth = match table.auth.as_deref() {
-        None | Some("basic") => ClientAuth::Basic,
-        Some("post") => ClientAuth::Post,
+        None | Some("basic") => IntrospectionAuth::Basic,
+        Some("post") => IntrospectionAuth::Post,
         Some(other) => {
             p.add(&format!("{at}.auth"), format!("must be \"basic\" or \"post\" (got {other:?})"));
-            ClientAuth::Basic
+            IntrospectionAuth::Basic
         }
     };
     let timeout = p.duration(&format!("{at}.timeout"), table.timeout.as_deref(), defaults::INTROSPECTION_TIMEOUT);
@@ -116,7 +116,7 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::{ClientAuth, Config, IntrospectMode};
+    use crate::config::{Config, IntrospectMode, IntrospectionAuth};
 
     const BASE: &str = "[upstream]\nurl = \"http://127.0.0.1:9000\"\n";
 
@@ -136,7 +136,7 @@ mod tests {
         let config = parse(&issuer("https://idp.example", INTROSPECTION)).unwrap();
         let introspection = config.issuers[0].introspection.clone().unwrap();
         assert_eq!(introspection.client_secret.expose(), "from-env");
-        assert_eq!(introspection.auth, ClientAuth::Basic);
+        assert_eq!(introspection.auth, IntrospectionAuth::Basic);
         assert_eq!(introspection.mode, IntrospectMode::Opaque);
         assert_eq!(introspection.cache_ttl, Duration::from_secs(60));
         assert_eq!(introspection.timeout, Duration::from_secs(5));
@@ -149,7 +149,7 @@ mod tests {
             parse(&issuer("https://idp.example", &lines)).unwrap().issuers[0].introspection.clone().unwrap();
         assert_eq!(
             (introspection.auth, introspection.mode, introspection.cache_ttl),
-            (ClientAuth::Post, IntrospectMode::Always, Duration::ZERO)
+            (IntrospectionAuth::Post, IntrospectMode::Always, Duration::ZERO)
         );
     }
 

@@ -244,6 +244,7 @@ fn issuer(
         spiffe,
         introspection,
         dpop: dpop_mode(&format!("{key}.dpop"), raw.dpop.as_deref(), p).unwrap_or_default(),
+        require_cert_binding: raw.require_cert_binding.unwrap_or(false),
     })
 }
 

@@ -90,6 +90,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
         raw.resource_metadata.as_ref().and_then(|r| resource_metadata::resource_metadata(r, &raw.issuers, &mut p));
     let issuers = issuer::issuers(&raw.issuers, base_dir, limits.jwks, &mut p);
     introspection::one_endpoint(&issuers, &mut p);
+    server::cert_binding(&server, &issuers, &mut p);
     let routes = route::routes(&raw, &mut p);
     let headers = raw.headers.as_ref().map(|h| headers::headers(h, &mut p)).unwrap_or_default();
     let cache = cache::cache(raw.cache.as_ref(), &mut p);

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use super::Problems;
 use crate::config::raw::{RawServer, RawServerTls};
-use crate::config::{MethodOverride, Protocols, PublicUrl, ServerConfig, ServerTlsConfig, defaults};
+use crate::config::{
+    ClientAuth, IssuerConfig, MethodOverride, Protocols, PublicUrl, ServerConfig, ServerTlsConfig, defaults,
+};
 
 /// hyper refuses a read buffer below 8 KiB.
 const MIN_HEADER_BYTES: i64 = 8 * 1024;
@@ -184,5 +186,109 @@ fn protocols(raw: Option<&[String]>, tls: bool, p: &mut Problems) -> Protocols {
 fn server_tls(raw: &RawServerTls, base_dir: &Path, protocols: Protocols, p: &mut Problems) -> Option<ServerTlsConfig> {
     let cert = p.required("server.tls.cert", raw.cert.as_ref());
     let key = p.required("server.tls.key", raw.key.as_ref());
-    Some(ServerTlsConfig { cert: base_dir.join(cert?), key: base_dir.join(key?), protocols })
+    let client_auth = client_auth(raw, base_dir, p);
+    Some(ServerTlsConfig { cert: base_dir.join(cert?), key: base_dir.join(key?), protocols, client_auth })
+}
+
+/// `client_auth` and `client_ca_file` together: a certificate is asked for
+/// only with the CA it must chain to, and a CA file is never silently unused.
+fn client_auth(raw: &RawServerTls, base_dir: &Path, p: &mut Problems) -> ClientAuth {
+    let ca_file = raw.client_ca_file.as_deref().map(|file| base_dir.join(file));
+    let mode = raw.client_auth.as_deref().unwrap_or("none");
+    match (mode, ca_file) {
+        ("none", None) => ClientAuth::None,
+        ("none", Some(_)) => {
+            p.add(
+                "server.tls.client_ca_file",
+                "is set but client_auth is \"none\", so no client certificate is asked for — write client_auth = \
+                 \"optional\" or \"required\" under [server.tls], or remove client_ca_file",
+            );
+            ClientAuth::None
+        }
+        ("optional" | "required", None) => {
+            p.add(
+                "server.tls.client_auth",
+                format!(
+                    "{mode:?} needs the CA that signs client certificates — add client_ca_file = \"clients-ca.pem\" \
+                     under [server.tls]"
+                ),
+            );
+            ClientAuth::None
+        }
+        ("optional", Some(file)) => ClientAuth::Optional(file),
+        ("required", Some(file)) => ClientAuth::Required(file),
+        (other, _) => {
+            p.add("server.tls.client_auth", format!("must be \"none\", \"optional\" or \"required\" (got {other:?})"));
+            ClientAuth::None
+        }
+    }
+}
+
+/// RFC 8705: an issuer whose tokens must be bound to a client certificate
+/// needs a listener that asks for one, or every token of it is refused.
+pub(super) fn cert_binding(server: &ServerConfig, issuers: &[IssuerConfig], p: &mut Problems) {
+    let asks = server.tls.as_ref().is_some_and(|tls| tls.client_auth != ClientAuth::None);
+    if asks {
+        return;
+    }
+    for (i, issuer) in issuers.iter().enumerate() {
+        if issuer.require_cert_binding {
+            p.add(
+                &format!("issuers[{i}].require_cert_binding"),
+                "no client certificate is ever asked for, so every token of this issuer would be refused — set \
+                 client_auth = \"optional\" or \"required\" and client_ca_file under [server.tls], or remove \
+                 require_cert_binding",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::config::{ClientAuth, Config};
+
+    const BASE: &str = "[upstream]\nurl = \"http://127.0.0.1:9000\"\n[[issuers]]\nissuer = \"https://idp.example/\"\naudiences = [\"api\"]\n";
+
+    fn parse(tls: &str, issuer: &str) -> Result<Config, String> {
+        let text = format!("[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n{tls}\n{BASE}{issuer}");
+        Config::parse(&text, "test.toml", Path::new("/etc/jwtgate"), &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn client_auth_takes_its_ca_file_from_the_config_directory() {
+        let ca = || PathBuf::from("/etc/jwtgate/clients.pem");
+        let tls = |text: &str| parse(text, "").unwrap().server.tls.unwrap().client_auth;
+        assert_eq!(tls(""), ClientAuth::None);
+        assert_eq!(tls("client_auth = \"none\""), ClientAuth::None);
+        assert_eq!(tls("client_auth = \"optional\"\nclient_ca_file = \"clients.pem\""), ClientAuth::Optional(ca()));
+        assert_eq!(tls("client_auth = \"required\"\nclient_ca_file = \"clients.pem\""), ClientAuth::Required(ca()));
+        let bound =
+            parse("client_auth = \"optional\"\nclient_ca_file = \"clients.pem\"", "require_cert_binding = true");
+        assert!(bound.unwrap().issuers[0].require_cert_binding);
+    }
+
+    #[test]
+    fn client_auth_problems_name_the_key_and_the_fix() {
+        let problem = |tls: &str, issuer: &str| parse(tls, issuer).unwrap_err();
+        let error = problem("client_auth = \"required\"", "");
+        assert!(
+            error.contains(
+                "server.tls.client_auth: \"required\" needs the CA that signs client certificates — add client_ca_file"
+            ),
+            "{error}"
+        );
+        let error = problem("client_ca_file = \"clients.pem\"", "");
+        assert!(error.contains("server.tls.client_ca_file: is set but client_auth is \"none\""), "{error}");
+        let error = problem("client_auth = \"yes\"\nclient_ca_file = \"clients.pem\"", "");
+        assert!(
+            error.contains("server.tls.client_auth: must be \"none\", \"optional\" or \"required\" (got \"yes\")"),
+            "{error}"
+        );
+        let error = problem("", "require_cert_binding = true");
+        assert!(error.contains("issuers[0].require_cert_binding: no client certificate is ever asked for"), "{error}");
+        // Each with its line, like every configuration error.
+        assert!(error.starts_with("test.toml:"), "{error}");
+    }
 }

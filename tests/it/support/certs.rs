@@ -49,10 +49,31 @@ impl TestCa {
         self.leaf(&[name], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// A client certificate with CN `name` and the SPIFFE ID `spiffe_id` as its one URI SAN (an X.509-SVID).
+    pub fn workload(&self, name: &str, spiffe_id: &str) -> Leaf {
+        self.leaf_with(&[name], ExtendedKeyUsagePurpose::ClientAuth, |params| {
+            params.subject_alt_names.push(rcgen::SanType::URI(spiffe_id.try_into().unwrap()));
+            // Encoded O then CN, as CAs usually do: RFC 4514 writes it CN first.
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params.distinguished_name.push(rcgen::DnType::OrganizationName, "Acme");
+            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        })
+    }
+
     fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_with(names, usage, |_| {})
+    }
+
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        more: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
         params.extended_key_usages = vec![usage];
+        more(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf { cert: cert.pem(), key: key.serialize_pem() }
@@ -60,6 +81,28 @@ impl TestCa {
 }
 
 impl Leaf {
+    /// RFC 8705 `x5t#S256`: base64url SHA-256 of the certificate's DER, computed here on its own.
+    pub fn thumbprint(&self) -> String {
+        use base64::Engine;
+        let der = CertificateDer::from_pem_slice(self.cert.as_bytes()).unwrap();
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.as_ref())
+    }
+
+    /// A client configuration that trusts `ca` and presents this certificate.
+    pub fn client_config(&self, ca: &TestCa) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der()).unwrap();
+        let chain = vec![CertificateDer::from_pem_slice(self.cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes()).unwrap();
+        rustls::ClientConfig::builder_with_provider(jwtgate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap()
+    }
+
     pub fn write(&self, dir: &Path, name: &str) -> LeafFiles {
         let files = LeafFiles { cert: dir.join(format!("{name}.pem")), key: dir.join(format!("{name}-key.pem")) };
         std::fs::write(&files.cert, &self.cert).unwrap();
