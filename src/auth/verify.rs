@@ -19,6 +19,7 @@ use crate::keys::{IssuerKeys, IssuerStore, KeyBinding, TenantRefusal, VerifyingK
 use crate::metrics::IssuerCounters;
 
 mod introspected;
+mod lookup;
 
 /// Proof that a token passed every check; the only way to get one is
 /// [`Authenticator::verify`]. Cheap to clone: cached tokens share it.
@@ -295,40 +296,6 @@ impl Authenticator {
         }
     }
 
-    /// The configured issuer (as written) that `iss` selects, and the
-    /// tenant for a templated one: the lookup verification makes.
-    pub fn issuer_for<'i>(&self, iss: &'i str) -> Option<(&str, Option<&'i str>)> {
-        self.find_issuer(iss).map(|(issuer, tenant)| (issuer.profile.name.as_str(), tenant))
-    }
-
-    /// The issuer a token's `iss` names, and its tenant for a templated one.
-    fn find_issuer<'a, 'i>(&'a self, iss: &'i str) -> Option<(&'a Issuer, Option<&'i str>)> {
-        if let Some(issuer) = self.issuers.get(iss) {
-            return Some((issuer, None));
-        }
-        for (len, by_prefix) in &self.templates {
-            let Some(candidates) = iss.get(..*len).and_then(|prefix| by_prefix.get(prefix)) else { continue };
-            for template in candidates {
-                let Some(tenant) = iss[*len..].strip_suffix(template.suffix.as_str()) else { continue };
-                if tenant.is_empty() || tenant.contains('/') {
-                    continue;
-                }
-                if template.tenants.as_ref().is_some_and(|allowed| !allowed.contains(tenant)) {
-                    continue;
-                }
-                return Some((&template.issuer, Some(tenant)));
-            }
-        }
-        None
-    }
-
-    /// The SPIFFE issuer of the trust domain a token's `sub` names.
-    fn spiffe_issuer(&self, claims: &serde_json::Map<String, Value>) -> Option<&Issuer> {
-        let sub = claims.get("sub")?.as_str()?;
-        let domain = crate::config::spiffe::trust_domain(sub).ok()?;
-        self.spiffe_domains.get(domain).and_then(|name| self.issuers.get(name))
-    }
-
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejected<'_>> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.verify_traced(token, now, &mut ()).await
@@ -359,7 +326,9 @@ impl Authenticator {
             None => match self.spiffe_issuer(&parsed.claims) {
                 Some(issuer) => (issuer, None),
                 // A JWT-SVID of a trust domain not configured names an issuer, by its sub.
-                None if iss.is_none() && !is_spiffe_id(&parsed.claims) => return Err(AuthFailure::MissingIssuer.into()),
+                None if iss.is_none() && !lookup::is_spiffe_id(&parsed.claims) => {
+                    return Err(AuthFailure::MissingIssuer.into());
+                }
                 None => return Err(AuthFailure::UnknownIssuer.into()),
             },
         };
@@ -461,10 +430,6 @@ async fn verify_with(
         trace.passed("required claims: all present");
     }
     Ok(verified_by)
-}
-
-fn is_spiffe_id(claims: &serde_json::Map<String, Value>) -> bool {
-    claims.get("sub").and_then(Value::as_str).is_some_and(|sub| crate::config::spiffe::trust_domain(sub).is_ok())
 }
 
 /// RFC 7515 §4.1.9: `typ` compares case-insensitively, and the

@@ -4,6 +4,7 @@
 
 mod admit;
 mod check;
+mod decide;
 mod notes;
 
 use std::path::Path;
@@ -219,56 +220,6 @@ impl Gateway {
 
     pub fn otel(&self) -> &Otel {
         &self.otel
-    }
-
-    /// What the request path decides for a request with this method, path
-    /// and headers, as of `at` (seconds since the epoch), with each token
-    /// check that passes told to `trace`: the same steps as [`handle`](Self::handle),
-    /// for `jwtgate explain`, over a connection that presented `client_cert`.
-    /// Ok holds the identity headers that would be added.
-    pub async fn decide(
-        &self,
-        method: &Method,
-        path_and_query: &str,
-        mut headers: HeaderMap,
-        at: u64,
-        client_cert: Option<&ClientCert>,
-        trace: &mut impl Trace,
-    ) -> Decision<'_> {
-        let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
-        let path = match path::normalize(path) {
-            Ok(path) => path,
-            Err(why) => return Decision { route: None, result: Err(Refusal::BadPath(why)) },
-        };
-        let method = canonical_method(method);
-        let route = self.routes.find(&method, &path);
-        let mut notes = Notes::default();
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let origin = Some(Origin { https: false, authority: None });
-        let presented = Presented::of(client_cert);
-        let ask = Ask {
-            method: &method,
-            path: &path,
-            query,
-            deadline,
-            at: Some(at),
-            sent_method: &method,
-            origin,
-            presented,
-        };
-        let result =
-            self.admit(ask, &mut headers, &mut notes, trace).await.map(|(_, admitted)| admitted.into_identity());
-        Decision { route: Some(route), result }
-    }
-
-    /// The configured issuer a token's `iss` selects (and its tenant).
-    pub fn issuer_for<'i>(&self, iss: &'i str) -> Option<(&str, Option<&'i str>)> {
-        self.auth.issuer_for(iss)
-    }
-
-    /// The answer the gateway gives for `refusal`, exactly as a client gets it.
-    pub fn refusal_response(&self, refusal: &Refusal) -> Response<Full<Bytes>> {
-        refusal.to_response(&self.challenge)
     }
 
     pub async fn handle(&self, mut request: Request<Incoming>, peer: Peer) -> Response<Body> {
