@@ -105,7 +105,10 @@ impl DpopFailure {
     /// The challenge's `error`: the token's fault, the proof's, or a nonce to use.
     pub fn error(self) -> &'static str {
         match self {
-            Self::BoundAsBearer | Self::Required | Self::NotAccepted | Self::NotBound => "invalid_token",
+            // The token without its proof: RFC 6750's invalid_token, as the contract says.
+            Self::BoundAsBearer | Self::Required | Self::NotAccepted | Self::NotBound | Self::KeyMismatch => {
+                "invalid_token"
+            }
             Self::NonceRequired => "use_dpop_nonce",
             _ => "invalid_dpop_proof",
         }

@@ -16,6 +16,7 @@ mod cli;
 mod demo;
 mod deploy;
 mod differential;
+mod dpop;
 mod explain;
 mod forward_auth;
 mod fuzz_corpus;
