@@ -43,10 +43,29 @@ fn hot_path(c: &mut Criterion) {
     )
     .unwrap();
     group.bench_function("route: last of 20", |b| {
-        b.iter(|| table.find(black_box(&Method::GET), black_box("/service-19/items/42")).name().len())
+        b.iter(|| table.find(None, black_box(&Method::GET), black_box("/service-19/items/42")).name().len())
     });
     group.bench_function("route: no match (default)", |b| {
-        b.iter(|| table.find(black_box(&Method::GET), black_box("/elsewhere/42")).name().len())
+        b.iter(|| table.find(None, black_box(&Method::GET), black_box("/elsewhere/42")).name().len())
+    });
+    // The same 20 routes, each for its own host: the host is read, then
+    // matched in the same pass.
+    let mut by_host = config.clone();
+    for (i, route) in by_host.routes.iter_mut().enumerate() {
+        route.hosts = vec![jwtgate::config::hosts::HostPattern::parse(&format!("*.svc{i}.example.com")).unwrap()];
+    }
+    let by_host = RouteTable::new(
+        &by_host.routes,
+        &Upstreams { default: (), named: Vec::new() },
+        false,
+        &mut ClaimPlan::default(),
+    )
+    .unwrap();
+    group.bench_function("route with hosts: read Host, last of 20", |b| {
+        b.iter(|| {
+            let host = jwtgate::config::hosts::request_host(black_box("API.svc19.example.com:8443")).unwrap();
+            by_host.find(Some(&host), black_box(&Method::GET), black_box("/service-19/items/42")).name().len()
+        })
     });
 
     let upstream = Upstream::new("default", &config.upstream, config.server.send_timeout).unwrap();

@@ -15,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use jwtgate::gateway::Asked;
 use jwtgate::{Config, Gateway};
 use serde_json::json;
 
@@ -85,7 +86,9 @@ async fn measure(
         let value = HeaderValue::try_from(format!("Bearer {token}"));
         async {
             headers.insert(AUTHORIZATION, value?);
-            let decision = gateway.decide(&Method::GET, "/", headers, now, None, &mut ()).await;
+            let decision = gateway
+                .decide(Asked { method: &Method::GET, host: None, path_and_query: "/" }, headers, now, None, &mut ())
+                .await;
             match decision.result {
                 Ok(_) => Ok::<_, Box<dyn std::error::Error>>(()),
                 Err(refusal) => Err(format!("refused: {}", refusal.description()).into()),

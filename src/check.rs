@@ -10,7 +10,7 @@ use crate::config::{AuthMode, Config, IssuerConfig, JwksSource, Problem, Tenants
 use crate::keys::fetch::FetchError;
 use crate::keys::set::{KeyPurpose, KeySet};
 use crate::keys::{Fetcher, FetcherError, IssuerKeys};
-use crate::routes::{RouteTable, Upstreams};
+use crate::routes::{Route, RouteTable, Upstreams};
 use crate::tls::{self, ServerTls};
 use http::Method;
 
@@ -83,6 +83,10 @@ pub fn summary(config: &Config) -> String {
             .as_ref()
             .map_or_else(|| "any method".to_string(), |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","));
         let mut line = format!("route       {}  {methods}  auth {auth}", route.path);
+        if !route.hosts.is_empty() {
+            let hosts: Vec<String> = route.hosts.iter().map(ToString::to_string).collect();
+            let _ = write!(line, "  hosts {}", hosts.join(","));
+        }
         if !route.scopes.is_empty() {
             let _ = write!(line, "  scopes {}", route.scopes.join(" "));
         }
@@ -143,8 +147,11 @@ pub fn summary(config: &Config) -> String {
 /// from its admin handler too, so each protected route whose string-prefix
 /// extensions fall to a less demanding route is named here.
 pub fn warnings(config: &Config) -> Vec<String> {
-    let upstreams =
-        Upstreams { default: (), named: config.upstreams.iter().map(|(name, _)| (name.clone(), ())).collect() };
+    // Each route holds the name of its upstream ("" for [upstream]).
+    let upstreams = Upstreams {
+        default: String::new(),
+        named: config.upstreams.iter().map(|(name, _)| (name.clone(), name.clone())).collect(),
+    };
     // Validation has refused a route naming an unknown upstream.
     let Ok(table) =
         RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes, &mut ClaimPlan::default())
@@ -153,14 +160,46 @@ pub fn warnings(config: &Config) -> Vec<String> {
     };
     let mut out = Vec::new();
     for (i, (route, raw)) in table.routes().iter().zip(&config.routes).enumerate() {
+        let hosts = probe_hosts(route);
+        let methods = raw.methods.clone().unwrap_or_else(|| PROBE_METHODS.to_vec());
+        let reached = hosts.iter().any(|host| {
+            methods.iter().any(|method| std::ptr::eq(table.find(host.as_deref(), method, &raw.path), route))
+        });
+        if !reached {
+            let earlier = hosts
+                .first()
+                .and_then(|host| methods.first().map(|method| table.find(host.as_deref(), method, &raw.path)));
+            out.push(format!(
+                "routes[{i}] {} is unreachable: every request it would take is judged first by the earlier route {} \
+                 (the first match wins); move it above, or narrow the earlier one",
+                raw.path,
+                earlier.map_or("", |r| r.name())
+            ));
+            continue;
+        }
+        if !route.hosts().is_empty() {
+            // The same path with a Host this route does not list.
+            let other = table.find(Some("unlisted-host.invalid"), &methods[0], &raw.path);
+            if other.upstream() == route.upstream() && !other.at_least_as_strict_as(route) {
+                out.push(format!(
+                    "routes[{i}] {} (hosts {}): the same path with any other Host is judged by the less demanding \
+                     route {} and reaches the same upstream, which may not tell hosts apart; send this host's routes \
+                     to their own upstream, or make that route at least as strict",
+                    raw.path,
+                    route.hosts().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                    other.name()
+                ));
+            }
+        }
         if raw.path == "/" {
             continue;
         }
         let methods = raw.methods.clone().unwrap_or_else(|| vec![Method::GET]);
+        let host = hosts.first().and_then(|host| host.as_deref());
         let weaker = ["x", ".json", "-x", "%20", "~"].into_iter().find_map(|suffix| {
             let probe = format!("{}{suffix}", raw.path);
             methods.iter().find_map(|method| {
-                let other = table.find(method, &probe);
+                let other = table.find(host, method, &probe);
                 (!std::ptr::eq(other, route) && !other.at_least_as_strict_as(route)).then(|| (probe.clone(), other))
             })
         });
@@ -179,6 +218,19 @@ pub fn warnings(config: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// Methods a route without `methods` is probed with: the common ones and one no route names.
+const PROBE_METHODS: [Method; 6] =
+    [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
+
+/// Hosts a route takes, one per configured host (a name its wildcard
+/// matches); `[None]` when it takes any.
+fn probe_hosts<U>(route: &Route<U>) -> Vec<Option<String>> {
+    if route.hosts().is_empty() {
+        return vec![None];
+    }
+    route.hosts().iter().map(|host| Some(host.example())).collect()
 }
 
 /// Reads every file the configuration names (TLS, key sets), as `run`

@@ -58,6 +58,9 @@ pub enum Command {
         /// The request path, with a query if any
         #[arg(long, default_value = "/")]
         path: String,
+        /// The host the request is sent to (its Host header), for routes with `hosts`
+        #[arg(long)]
+        host: Option<String>,
         /// Do not fetch keys: take every issuer's keys from --jwks
         #[arg(long, requires = "jwks")]
         offline: bool,

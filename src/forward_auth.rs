@@ -20,6 +20,8 @@ static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-original-host");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_ORIGINAL_CONTENT_LENGTH: HeaderName = HeaderName::from_static("x-original-content-length");
 
 /// The request a check is about.
@@ -70,6 +72,24 @@ impl ForwardAuth {
             zero(&http::header::CONTENT_LENGTH)
         };
         !says_empty
+    }
+
+    /// The host the original request was sent to, from the edge's own
+    /// header: `X-Original-Host` (the shipped nginx file sets it to
+    /// `$host`), `X-Forwarded-Host` (Traefik, Caddy), or the check's own
+    /// `Host` (Envoy copies the original's). Read only where routes match
+    /// hosts; more than one is refused.
+    pub fn original_host<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h http::HeaderValue>, Refusal> {
+        let name = match self.edge {
+            Edge::Nginx => &X_ORIGINAL_HOST,
+            Edge::Traefik | Edge::Caddy => &X_FORWARDED_HOST,
+            Edge::Envoy => &http::header::HOST,
+        };
+        match headers.get_all(name).iter().count() {
+            0 => Ok(None),
+            1 => Ok(headers.get(name)),
+            _ => Err(Refusal::InvalidRequest("the forward-auth request carries more than one original host header")),
+        }
     }
 
     /// `None` when `path` is not a check request: not the configured path,

@@ -42,8 +42,9 @@ fn main() -> ExitCode {
         Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, online } => check(&config, online),
         Command::Demo { listen } => demo(listen),
-        Command::Explain { config, method, path, offline: _, jwks, at, client_cert, dpop, token } => {
-            let options = Explain { method: &method, request_path: path, jwks, at: at.as_deref(), client_cert, dpop };
+        Command::Explain { config, method, path, host, offline: _, jwks, at, client_cert, dpop, token } => {
+            let options =
+                Explain { method: &method, host, request_path: path, jwks, at: at.as_deref(), client_cert, dpop };
             explain(&config, options, token.as_deref())
         }
         Command::Token {
@@ -217,6 +218,7 @@ fn check(path: &Path, online: bool) -> ExitCode {
 /// `jwtgate explain`'s options, as given.
 struct Explain<'a> {
     method: &'a str,
+    host: Option<String>,
     request_path: String,
     jwks: Option<PathBuf>,
     at: Option<&'a str>,
@@ -225,7 +227,7 @@ struct Explain<'a> {
 }
 
 fn explain(path: &Path, options: Explain<'_>, token: Option<&str>) -> ExitCode {
-    let Explain { method, request_path, jwks, at, client_cert, dpop } = options;
+    let Explain { method, host, request_path, jwks, at, client_cert, dpop } = options;
     let usage = |message: String| {
         eprintln!("{message}");
         ExitCode::from(EXIT_USAGE)
@@ -263,7 +265,7 @@ fn explain(path: &Path, options: Explain<'_>, token: Option<&str>) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let options = jwtgate::explain::Options { method, path: request_path, jwks, at, client_cert, dpop };
+    let options = jwtgate::explain::Options { method, host, path: request_path, jwks, at, client_cert, dpop };
     match runtime.block_on(jwtgate::explain::explain(&config, &token, &options)) {
         Ok((report, allowed)) => {
             say(&report);

@@ -30,6 +30,8 @@ use crate::routes::RouteTable;
 pub struct Judge<'a, U> {
     pub routes: &'a RouteTable<U>,
     pub policy: MethodOverride,
+    /// The request's host, as routes match it.
+    pub host: Option<&'a str>,
 }
 
 impl<U> Judge<'_, U> {
@@ -45,7 +47,7 @@ impl<U> Judge<'_, U> {
         query: Option<&str>,
         deadline: tokio::time::Instant,
     ) -> Result<(Method, UpstreamBody), Refusal> {
-        if parts.method != Method::POST || !self.routes.depends_on_method(path) {
+        if parts.method != Method::POST || !self.routes.depends_on_method(self.host, path) {
             return Ok((parts.method.clone(), UpstreamBody::Streamed(body)));
         }
         let mut fields = match self.policy {
@@ -99,7 +101,7 @@ impl<U> Judge<'_, U> {
         query: Option<&str>,
         has_body: bool,
     ) -> Result<Method, Refusal> {
-        if !self.routes.depends_on_method(path) {
+        if !self.routes.depends_on_method(self.host, path) {
             return Ok(Method::POST);
         }
         let form = form_kind(headers);
@@ -122,11 +124,11 @@ impl<U> Judge<'_, U> {
     /// any override in forward-auth mode) is refused when it is unreadable
     /// or would be served by another route than the `POST`'s.
     fn refuse_route_changing(&self, fields: &[Field], path: &str) -> Result<(), Refusal> {
-        let post = self.routes.find(&Method::POST, path);
+        let post = self.routes.find(self.host, &Method::POST, path);
         for field in fields {
             let changes_route = match field {
                 Field::Unreadable => true,
-                Field::Method(asked) => !std::ptr::eq(self.routes.find(asked, path), post),
+                Field::Method(asked) => !std::ptr::eq(self.routes.find(self.host, asked, path), post),
             };
             if changes_route {
                 return Err(Refusal::InvalidRequest(

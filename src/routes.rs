@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::auth::claims::{ClaimPath, claim_matches};
 use crate::auth::{ClaimPlan, ScopeSlot, ValueSlot, Verified};
+use crate::config::hosts::HostPattern;
 use crate::config::spiffe::SpiffePattern;
 use crate::config::{AuthMode, DpopMode, RouteConfig};
 use crate::cors::Cors;
@@ -26,6 +27,8 @@ use crate::error::{Refusal, ScopeFailure};
 pub struct Route<U = ()> {
     /// The path prefix as configured, for logs; `(default)` for unmatched paths.
     name: String,
+    /// Empty: any host.
+    hosts: Vec<HostPattern>,
     segments: Vec<String>,
     methods: Option<Vec<Method>>,
     auth: AuthMode,
@@ -71,6 +74,8 @@ pub struct RouteTable<U = ()> {
     routes: Vec<Route<U>>,
     default: Route<U>,
     case_sensitive: bool,
+    /// Some route names hosts: only then is a request's host read.
+    by_host: bool,
     /// Every method some route names, and the common ones: what a method
     /// override could ask for that would change the route.
     probe_methods: Vec<Method>,
@@ -101,6 +106,7 @@ impl<U: Clone> RouteTable<U> {
             upstream: None,
             websocket: true,
             cors: None,
+            hosts: Vec::new(),
         };
         let mut default = Route::new(&default, upstreams, plan)?;
         default.name = "(default)".into();
@@ -121,32 +127,41 @@ impl<U: Clone> RouteTable<U> {
                 .collect::<Result<_, String>>()?,
             default,
             case_sensitive,
+            by_host: configs.iter().any(|c| !c.hosts.is_empty()),
             probe_methods,
         })
     }
 }
 
 impl<U> RouteTable<U> {
-    /// The first route whose prefix and methods match `path` (canonical);
-    /// the default otherwise.
-    pub fn find(&self, method: &Method, path: &str) -> &Route<U> {
+    /// The first route whose hosts, prefix and methods match the request
+    /// to `host` ([`request_host`](crate::config::hosts::request_host);
+    /// `None`: it has none) for `path` (canonical); the default otherwise.
+    pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> &Route<U> {
         // Without a `;` in the path, a route without escapes matches by one
         // prefix comparison (see `Route::matches`).
         let has_parameters = path.as_bytes().contains(&b';');
         self.routes
             .iter()
-            .find(|r| r.matches(method, path, self.case_sensitive, has_parameters))
+            .find(|r| r.matches_host(host) && r.matches(method, path, self.case_sensitive, has_parameters))
             .unwrap_or(&self.default)
     }
 
-    /// Whether the route for `path` (canonical) depends on the method: only
-    /// then can a method override change which rules judge a request.
-    pub fn depends_on_method(&self, path: &str) -> bool {
+    /// Whether some route names hosts: only then does a request's host
+    /// need reading (and [`find`](Self::find) ignores it otherwise).
+    pub fn by_host(&self) -> bool {
+        self.by_host
+    }
+
+    /// Whether the route for `path` (canonical) at `host` depends on the
+    /// method: only then can a method override change which rules judge a
+    /// request.
+    pub fn depends_on_method(&self, host: Option<&str>, path: &str) -> bool {
         if !self.routes.iter().any(|r| r.methods.is_some()) {
             return false;
         }
-        let post = self.find(&Method::POST, path);
-        self.probe_methods.iter().any(|method| !std::ptr::eq(self.find(method, path), post))
+        let post = self.find(host, &Method::POST, path);
+        self.probe_methods.iter().any(|method| !std::ptr::eq(self.find(host, method, path), post))
     }
 
     /// Every configured route, in order (not the default).
@@ -177,6 +192,7 @@ impl<U: Clone> Route<U> {
         };
         Ok(Route {
             name: config.path.clone(),
+            hosts: config.hosts.clone(),
             segments: config.path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
             methods: config.methods.clone(),
             auth: config.auth,
@@ -220,6 +236,10 @@ impl<U> Route<U> {
             AuthMode::Public => "public",
         };
         let mut out = format!("{}  auth {auth}", self.name);
+        if !self.hosts.is_empty() {
+            let hosts: Vec<String> = self.hosts.iter().map(HostPattern::to_string).collect();
+            out.push_str(&format!("  hosts {}", hosts.join(",")));
+        }
         if let Some(methods) = &self.methods {
             let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
             out.push_str(&format!("  methods {}", names.join(",")));
@@ -255,7 +275,7 @@ impl<U> Route<U> {
 
     /// Whether this route is at least as demanding as `other`: every
     /// request it lets through, `other` would let through too.
-    pub fn at_least_as_strict_as(&self, other: &Route) -> bool {
+    pub fn at_least_as_strict_as<V>(&self, other: &Route<V>) -> bool {
         let rank = |mode: AuthMode| match mode {
             AuthMode::Public => 0,
             AuthMode::Optional => 1,
@@ -269,6 +289,16 @@ impl<U> Route<U> {
                 .issuers
                 .as_ref()
                 .is_none_or(|o| self.issuers.as_ref().is_some_and(|s| s.iter().all(|i| o.contains(i))))
+    }
+
+    /// Whether the route takes requests to `host`.
+    fn matches_host(&self, host: Option<&str>) -> bool {
+        self.hosts.is_empty() || host.is_some_and(|host| self.hosts.iter().any(|pattern| pattern.matches(host)))
+    }
+
+    /// The configured hosts; empty: any.
+    pub fn hosts(&self) -> &[HostPattern] {
+        &self.hosts
     }
 
     /// Segment-prefix match on a canonical path: `/public` matches
@@ -430,6 +460,7 @@ mod tests {
             spiffe_ids: Vec::new(),
             dpop: None,
             cors: None,
+            hosts: Vec::new(),
         }
     }
 
@@ -439,7 +470,7 @@ mod tests {
             &[route("/public/health", Some(vec![Method::GET])), route("/public", None), route("/admin", None)],
             false,
         );
-        let find = |m: Method, p: &str| table.find(&m, p).name().to_string();
+        let find = |m: Method, p: &str| table.find(None, &m, p).name().to_string();
         assert_eq!(find(Method::GET, "/public"), "/public");
         assert_eq!(find(Method::GET, "/public/"), "/public");
         assert_eq!(find(Method::GET, "/public/x/y"), "/public");
@@ -460,19 +491,19 @@ mod tests {
         let folded = table(&routes, false);
         let exact = table(&routes, true);
         for path in ["/CAF%C3%89/ADMIN/x", "/caf%C3%A9/Admin", "/reports;v=1", "/REPORTS/"] {
-            assert_ne!(folded.find(&Method::GET, path).name(), "(default)", "{path}");
+            assert_ne!(folded.find(None, &Method::GET, path).name(), "(default)", "{path}");
         }
-        assert_eq!(exact.find(&Method::GET, "/CAF%C3%89/admin").name(), "(default)");
-        assert_eq!(exact.find(&Method::GET, "/reports").name(), "(default)");
-        assert_eq!(exact.find(&Method::GET, "/Reports/x").name(), "/Reports");
+        assert_eq!(exact.find(None, &Method::GET, "/CAF%C3%89/admin").name(), "(default)");
+        assert_eq!(exact.find(None, &Method::GET, "/reports").name(), "(default)");
+        assert_eq!(exact.find(None, &Method::GET, "/Reports/x").name(), "/Reports");
     }
 
     #[test]
     fn head_is_judged_as_get_but_not_the_reverse() {
         let table = table(&[route("/r", Some(vec![Method::GET])), route("/h", Some(vec![Method::HEAD]))], false);
-        assert_eq!(table.find(&Method::HEAD, "/r").name(), "/r");
-        assert_eq!(table.find(&Method::GET, "/h").name(), "(default)");
-        assert_eq!(table.find(&Method::POST, "/r").name(), "(default)");
+        assert_eq!(table.find(None, &Method::HEAD, "/r").name(), "/r");
+        assert_eq!(table.find(None, &Method::GET, "/h").name(), "(default)");
+        assert_eq!(table.find(None, &Method::POST, "/r").name(), "(default)");
     }
 
     #[test]
@@ -492,7 +523,7 @@ mod tests {
             &mut ClaimPlan::default(),
         )
         .unwrap();
-        let upstream = |p: &str| *table.find(&Method::GET, p).upstream();
+        let upstream = |p: &str| *table.find(None, &Method::GET, p).upstream();
         assert_eq!(
             (upstream("/billing/x"), upstream("/audit"), upstream("/other"), upstream("/")),
             ("billing", "audit", "[upstream]", "[upstream]")
@@ -505,7 +536,7 @@ mod tests {
     #[test]
     fn the_root_route_matches_everything() {
         let table = table(&[route("/", None)], false);
-        assert_eq!(table.find(&Method::GET, "/anything/at/all").name(), "/");
+        assert_eq!(table.find(None, &Method::GET, "/anything/at/all").name(), "/");
     }
 
     #[test]
@@ -524,5 +555,25 @@ mod tests {
         assert_eq!(lenient.auth_for(&Method::POST, &headers), AuthMode::Required);
         headers.remove(header::ORIGIN);
         assert_eq!(lenient.auth_for(&Method::OPTIONS, &headers), AuthMode::Required);
+    }
+
+    #[test]
+    fn hosts_are_checked_before_the_path_and_a_host_route_never_takes_other_hosts() {
+        let host = |path: &str, hosts: &[&str]| RouteConfig {
+            hosts: hosts.iter().map(|h| crate::config::hosts::HostPattern::parse(h).unwrap()).collect(),
+            ..route(path, None)
+        };
+        let table = table(
+            &[host("/admin", &["admin.example.com"]), host("/", &["*.example.com"]), route("/admin", None)],
+            false,
+        );
+        assert!(table.by_host());
+        let find = |h: Option<&str>, p: &str| table.find(h, &Method::GET, p).index();
+        assert_eq!(find(Some("admin.example.com"), "/admin/x"), 0);
+        assert_eq!(find(Some("api.example.com"), "/admin/x"), 1);
+        assert_eq!(find(Some("example.com"), "/admin/x"), 2);
+        assert_eq!(find(None, "/admin"), 2, "a request without a host is on no host's route");
+        assert_eq!(find(Some("other.org"), "/x"), 3);
+        assert!(!self::table(&[route("/a", None)], false).by_host());
     }
 }

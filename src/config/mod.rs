@@ -5,6 +5,7 @@
 //! every problem at once. What a key left out means is in [`defaults`].
 
 pub mod defaults;
+pub mod hosts;
 mod interpolate;
 mod introspection;
 mod raw;

@@ -166,6 +166,7 @@ pub struct RawRoute {
     pub websocket: Option<bool>,
     pub spiffe_ids: Option<Vec<String>>,
     pub dpop: Option<String>,
+    pub hosts: Option<Vec<String>>,
     pub cors: Option<RawCors>,
 }
 

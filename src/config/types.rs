@@ -9,6 +9,7 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
+use super::hosts::HostPattern;
 use super::spiffe::SpiffePattern;
 use super::{ClaimPath, TokenLocation, defaults};
 
@@ -445,6 +446,8 @@ pub struct RouteConfig {
     pub dpop: Option<DpopMode>,
     /// `[routes.cors]`: CORS answered by the gateway for this route.
     pub cors: Option<CorsConfig>,
+    /// Empty: any host; else the request's host must be one of these.
+    pub hosts: Vec<HostPattern>,
 }
 
 /// `[routes.cors]`: which browser origins may call the route, answered by

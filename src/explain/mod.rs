@@ -18,8 +18,9 @@ use serde_json::Value;
 use crate::client_cert::ClientCert;
 use crate::config::{ClientAuth, Config, JwksSource};
 use crate::error::Refusal;
-use crate::gateway::Gateway;
+use crate::gateway::{Asked, Gateway};
 use crate::keys::{IssuerKeys, IssuerStore};
+use crate::routes::Route;
 
 mod fix;
 use fix::fix;
@@ -27,6 +28,8 @@ use fix::fix;
 #[derive(Default)]
 pub struct Options {
     pub method: Method,
+    /// The host the request is sent to (`Host`), for routes with `hosts`.
+    pub host: Option<String>,
     /// Path and query, as a client would send them.
     pub path: String,
     /// Keys from this JWKS file for every issuer, instead of fetching.
@@ -102,15 +105,15 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
         headers.insert(http::HeaderName::from_static("dpop"), proof);
     }
     let mut passed: Vec<&'static str> = Vec::new();
-    let decision =
-        gateway.decide(&options.method, &options.path, headers, now, client_cert.as_ref(), &mut passed).await;
+    let asked = Asked { method: &options.method, host: options.host.as_deref(), path_and_query: &options.path };
+    let decision = gateway.decide(asked, headers, now, client_cert.as_ref(), &mut passed).await;
 
     let _ = writeln!(out, "checks");
     for check in &passed {
         let _ = writeln!(out, "  pass  {check}");
     }
     let fix = decision.result.as_ref().err().and_then(|refusal| {
-        let route_index = decision.route.and_then(|route| route_index(&config, route.name(), &options.method));
+        let route_index = decision.route.map(Route::index).filter(|&index| index < config.routes.len());
         fix(refusal, &config, token, route_index)
     });
     match &decision.result {
@@ -201,16 +204,6 @@ fn token_issuer(gateway: &Gateway, token: &str) -> Option<(String, Option<String
     let parsed = crate::auth::token::parse(token, crate::auth::DEFAULT_MAX_JSON_DEPTH).ok()?;
     let iss = parsed.claims.get("iss").and_then(Value::as_str)?;
     gateway.issuer_for(iss).map(|(name, tenant)| (name.to_owned(), tenant.map(str::to_owned)))
-}
-
-/// The index in `[[routes]]` of the route named `name` that takes `method`.
-fn route_index(config: &Config, name: &str, method: &Method) -> Option<usize> {
-    // Routes judge HEAD as GET.
-    let method = if method == Method::HEAD { &Method::GET } else { method };
-    config
-        .routes
-        .iter()
-        .position(|route| route.path == name && route.methods.as_ref().is_none_or(|methods| methods.contains(method)))
 }
 
 /// For a token that is not a JWT: where it is sent (RFC 7662), or that

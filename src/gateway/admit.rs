@@ -20,9 +20,9 @@ impl Gateway {
         notes: &mut Notes<'a>,
         trace: &mut impl Trace,
     ) -> Result<(&'a GatewayRoute, Admitted<'r>), Refusal> {
-        let Ask { method, path, query, deadline, at, sent_method, origin, presented } = ask;
+        let Ask { method, host, path, query, deadline, at, sent_method, origin, presented } = ask;
         // 2. Match a route.
-        let route = self.routes.find(method, path);
+        let route = self.routes.find(host, method, path);
         notes.route = Some(route);
         notes.served_as = Some(MethodLabel::of(method));
         notes.cors = route.cors();
@@ -122,6 +122,9 @@ impl Gateway {
 pub(super) struct Ask<'r> {
     /// As the upstream will serve it: canonical, overrides applied.
     pub(super) method: &'r Method,
+    /// As routes match it ([`hosts::request_host`]); `None` when no route
+    /// names hosts.
+    pub(super) host: Option<&'r str>,
     /// Canonical ([`path::normalize`]).
     pub(super) path: &'r str,
     pub(super) query: Option<&'r str>,

@@ -23,9 +23,13 @@ impl Gateway {
             ));
         }
         let query = original.query.as_deref();
+        // (Cloned, a reference count, only where routes read it: the headers change below.)
+        let host_header = if self.routes.by_host() { check.original_host(&headers)?.cloned() } else { None };
+        let host = self.route_host(None, host_header.as_ref())?;
+        let host = host.as_deref();
         let mut method = canonical_method(&original.method);
         if method == Method::POST {
-            let judge = Judge { routes: &self.routes, policy: self.method_override };
+            let judge = Judge { routes: &self.routes, policy: self.method_override, host };
             method = judge.check(&headers, &path, query, check.may_have_body(&headers))?;
         }
         let preflight_body = check.declares_body(&headers);
@@ -35,6 +39,7 @@ impl Gateway {
         // proof's URL is known only from [server] public_url.
         let ask = Ask {
             method: &method,
+            host,
             path: &path,
             query,
             deadline,

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// The request `jwtgate explain` asks about.
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    /// Its `Host`, for routes with `hosts`.
+    pub host: Option<&'a str>,
+    /// Path and query, as a client would send them.
+    pub path_and_query: &'a str,
+}
+
 impl Gateway {
     /// What the request path decides for a request with this method, path
     /// and headers, as of `at` (seconds since the epoch), with each token
@@ -11,26 +20,32 @@ impl Gateway {
     /// Ok holds the identity headers that would be added.
     pub async fn decide(
         &self,
-        method: &Method,
-        path_and_query: &str,
+        request: Asked<'_>,
         mut headers: HeaderMap,
         at: u64,
         client_cert: Option<&ClientCert>,
         trace: &mut impl Trace,
     ) -> Decision<'_> {
+        let Asked { method, host, path_and_query } = request;
         let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
         let path = match path::normalize(path) {
             Ok(path) => path,
             Err(why) => return Decision { route: None, result: Err(Refusal::BadPath(why)) },
         };
         let method = canonical_method(method);
-        let route = self.routes.find(&method, &path);
+        let host = match self.route_host(host, None) {
+            Ok(host) => host,
+            Err(refusal) => return Decision { route: None, result: Err(refusal) },
+        };
+        let host = host.as_deref();
+        let route = self.routes.find(host, &method, &path);
         let mut notes = Notes::default();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let origin = Some(Origin { https: false, authority: None });
         let presented = Presented::of(client_cert);
         let ask = Ask {
             method: &method,
+            host,
             path: &path,
             query,
             deadline,

@@ -7,6 +7,7 @@ mod check;
 mod decide;
 mod notes;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -26,6 +27,7 @@ use crate::auth::introspect::Introspector;
 use crate::auth::locations::{self, TokenLocation};
 use crate::auth::{AuthFailure, Authenticator, ClaimPlan, Trace, Verified};
 use crate::client_cert::ClientCert;
+use crate::config::hosts;
 use crate::config::{AuthMode, Config, Edge, MethodOverride, Problem};
 use crate::connection::Peer;
 use crate::cors::{self, Cors};
@@ -56,6 +58,7 @@ pub type Body = Recorded<Answered>;
 pub type SharedGateway = Arc<arc_swap::ArcSwap<Gateway>>;
 
 pub use crate::request_id::X_REQUEST_ID;
+pub use decide::Asked;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -311,8 +314,12 @@ impl Gateway {
         // (A clone of the Uri, so the path can be borrowed while parts move on.)
         let uri = parts.uri.clone();
         let path = path::normalize(uri.path()).map_err(Refusal::BadPath)?;
+        // (Host is cloned, a reference count, only where routes read it.)
+        let host_header = self.routes.by_host().then(|| parts.headers.get(http::header::HOST).cloned()).flatten();
+        let host = self.route_host(uri.authority().map(|a| a.as_str()), host_header.as_ref())?;
+        let host = host.as_deref();
         // 3. The method the request will be served as, overrides included.
-        let judge = Judge { routes: &self.routes, policy: self.method_override };
+        let judge = Judge { routes: &self.routes, policy: self.method_override, host };
         let (judged, mut body) = judge.inline(&parts, body, &path, uri.query(), deadline).await?;
         if let Some(counter) = notes.body_counter.take() {
             body = body.counted(counter);
@@ -322,8 +329,9 @@ impl Gateway {
         //    method the preflight asks about.
         if cors::is_preflight(&judged, &parts.headers) {
             let asked = cors::requested_method(&parts.headers).unwrap_or(Method::GET);
-            let for_asked = self.routes.find(&asked, &path);
-            let route = if for_asked.cors().is_some() { for_asked } else { self.routes.find(&Method::OPTIONS, &path) };
+            let for_asked = self.routes.find(host, &asked, &path);
+            let route =
+                if for_asked.cors().is_some() { for_asked } else { self.routes.find(host, &Method::OPTIONS, &path) };
             if let Some(policy) = route.cors() {
                 notes.route = Some(route);
                 notes.anonymous = true;
@@ -337,6 +345,7 @@ impl Gateway {
         let presented = Presented::of(peer.client_cert.as_deref());
         let ask = Ask {
             method: &judged,
+            host,
             path: &path,
             query: uri.query(),
             deadline,
@@ -372,6 +381,28 @@ impl Gateway {
             websocket.splice(&mut response, self.websocket_idle_timeout, self.metrics.websocket_sessions())?;
         }
         Ok(response.map(Either::Left))
+    }
+
+    /// The request's host as routes match it ([`hosts::request_host`]),
+    /// read only when some route names hosts; a request without one, or
+    /// with one servers could read differently, is then refused.
+    /// `authority`: the request target's; `header`: its `Host`.
+    fn route_host<'h>(
+        &self,
+        authority: Option<&'h str>,
+        header: Option<&'h HeaderValue>,
+    ) -> Result<Option<Cow<'h, str>>, Refusal> {
+        if !self.routes.by_host() {
+            return Ok(None);
+        }
+        let raw = match (authority, header) {
+            (Some(authority), _) => authority,
+            (None, Some(header)) => header.to_str().map_err(|_| Refusal::InvalidRequest(NOT_A_HOST))?,
+            (None, None) => {
+                return Err(Refusal::InvalidRequest("the request names no host (Host), and routes here match on it"));
+            }
+        };
+        hosts::request_host(raw).map(Some).map_err(Refusal::InvalidRequest)
     }
 
     /// Removes every place a credential could be, that the gateway reads,
@@ -427,6 +458,9 @@ fn check_authority(parts: &http::request::Parts) -> Result<(), Refusal> {
         _ => Ok(()),
     }
 }
+
+/// A `Host` that is not even text.
+const NOT_A_HOST: &str = "the request's host is not a host name";
 
 /// Whether a request carries a body, by its framing or its stream.
 fn has_body(headers: &HeaderMap, body: &UpstreamBody) -> bool {

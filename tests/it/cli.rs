@@ -356,6 +356,57 @@ fn check_warns_when_string_prefix_extensions_fall_to_a_weaker_route() {
     assert!(!stdout.contains("warning"), "a public route has nothing to lose: {stdout}");
 }
 
+/// Issue 20, part 2: `check` names routes no request can reach, and a
+/// route for some hosts whose path, with any other Host, reaches the same
+/// upstream through a weaker route; and refuses a host list with a port or
+/// an entry another covers.
+#[test]
+fn check_reports_unreachable_routes_and_hosts_sharing_an_upstream_with_a_weaker_route() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[upstreams.admin]\nurl = \"http://127.0.0.1:10\"\n\
+                [[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n";
+    let shadowed = format!(
+        "{base}[[routes]]\npath = \"/api\"\nhosts = [\"*.example.com\"]\n\
+         [[routes]]\npath = \"/api/admin\"\nhosts = [\"ops.example.com\"]\nscopes = [\"admin\"]\n\
+         [[routes]]\npath = \"/\"\nhosts = [\"admin.example.com\"]\nscopes = [\"admin\"]\n"
+    );
+    let (_dir, path) = write_config(&shadowed);
+    let out = jwtgate(&["check", "-c", &path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("warning     routes[1] /api/admin is unreachable: every request it would take is judged first by the earlier route /api"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning     routes[2] / (hosts admin.example.com): the same path with any other Host is judged by the less demanding route (default)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("routes[0]"), "{stdout}");
+    // Its own upstream: no warning.
+    let own = format!(
+        "{base}[[routes]]\npath = \"/\"\nhosts = [\"admin.example.com\"]\nscopes = [\"admin\"]\nupstream = \"admin\"\n"
+    );
+    let (_dir, path) = write_config(&own);
+    let stdout = String::from_utf8_lossy(&jwtgate(&["check", "-c", &path]).stdout).into_owned();
+    assert!(!stdout.contains("warning"), "{stdout}");
+
+    let bad = format!(
+        "{base}[[routes]]\npath = \"/\"\nhosts = [\"api.example.com:8443\", \"*.example.com\", \"API.example.com\"]\n"
+    );
+    let (_dir, path) = write_config(&bad);
+    let out = jwtgate(&["check", "-c", &path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("routes[0].hosts: \"api.example.com:8443\": the port is not part of a host match"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("routes[0].hosts: api.example.com is already covered by *.example.com; remove one"),
+        "{stderr}"
+    );
+}
+
 // ---- jwtgate token ----
 
 /// The resource server tests/idp/oidc_provider.mjs issues JWTs for.

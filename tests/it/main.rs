@@ -21,6 +21,7 @@ mod explain;
 mod forward_auth;
 mod fuzz_corpus;
 mod grpc;
+mod hosts;
 mod introspection;
 mod keys;
 mod limits;

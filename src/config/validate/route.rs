@@ -6,6 +6,7 @@ use http::{HeaderName, Method, Uri};
 use serde_json::Value;
 
 use super::{Problems, how_to_add};
+use crate::config::hosts::HostPattern;
 use crate::config::raw::{RawConfig, RawCors, RawRoute};
 use crate::config::spiffe::SpiffePattern;
 use crate::config::{AuthMode, ClaimPath, CorsConfig, RouteConfig, defaults};
@@ -164,7 +165,27 @@ fn route(key: &str, raw: &RawRoute, names: &Names<'_>, p: &mut Problems) -> Opti
         spiffe_ids,
         dpop: super::issuer::dpop_mode(&format!("{key}.dpop"), raw.dpop.as_deref(), p),
         cors: raw.cors.as_ref().map(|cors| route_cors(&format!("{key}.cors"), cors, p)),
+        hosts: hosts(&format!("{key}.hosts"), raw.hosts.as_deref(), p),
     })
+}
+
+/// `hosts`: each a name or `*.suffix`, normalised; one that another entry
+/// already covers is named, since it can only be a mistake.
+fn hosts(key: &str, raw: Option<&[String]>, p: &mut Problems) -> Vec<HostPattern> {
+    let Some(list) = raw else { return Vec::new() };
+    if list.is_empty() {
+        p.add(key, "list at least one host, or leave the key out to match every host");
+    }
+    let parsed: Vec<HostPattern> =
+        list.iter().filter_map(|text| HostPattern::parse(text).map_err(|why| p.add(key, why)).ok()).collect();
+    for (i, host) in parsed.iter().enumerate() {
+        if let Some(wider) =
+            parsed.iter().enumerate().find(|&(j, other)| j != i && host.within(other) && (j < i || !other.within(host)))
+        {
+            p.add(key, format!("{host} is already covered by {}; remove one", wider.1));
+        }
+    }
+    parsed
 }
 
 /// Method names, any case, upper-cased as requests are judged.
