@@ -284,8 +284,10 @@ impl Dpop {
         {
             return Err(DpopFailure::NonceRequired);
         }
-        // Last: only a proof that passed everything uses up its jti.
-        self.replay.first_use(&thumbprint, jti, now + MAX_AGE_SECS + MAX_AHEAD_SECS, now)
+        // Last: only a proof that passed everything uses up its jti. It
+        // passes the iat check up to now + MAX_AHEAD + MAX_AGE inclusive, so
+        // it is remembered one second past that (`first_use` forgets at `expires`).
+        self.replay.first_use(&thumbprint, jti, now + MAX_AGE_SECS + MAX_AHEAD_SECS + 1, now)
     }
 
     /// `htu` against the URL the request was made to: scheme, host and
@@ -430,6 +432,61 @@ mod tests {
         assert!(!nonce_holds(&key, &nonce, now + 2 * NONCE_PERIOD_SECS));
         assert!(!nonce_holds(&other, &nonce, now));
         assert!(!nonce_holds(&key, "not-a-nonce", now));
+    }
+
+    /// A P-256 key, its public JWK's thumbprint, and a proof by it for
+    /// `GET https://api.example.com/orders` with `token`'s `ath`.
+    fn signed_proof(token: &str, jti: &str, iat: u64) -> (String, String) {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])
+        });
+        let ath = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, token.as_bytes()));
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let claims = serde_json::json!({
+            "jti": jti, "htm": "GET", "htu": "https://api.example.com/orders", "iat": iat, "ath": ath
+        });
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature = pair.sign(&rng, input.as_bytes()).unwrap();
+        let proof = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+        (proof, thumbprint(jwk.as_object().unwrap()).unwrap())
+    }
+
+    fn public_dpop(nonces: bool) -> Dpop {
+        let public =
+            PublicUrl { scheme: "https".into(), host: "api.example.com".into(), port: 443, base_path: String::new() };
+        Dpop::new(Some(public), nonces, &mut ClaimPlan::default())
+    }
+
+    /// Red team: a proof dated `MAX_AHEAD_SECS` ahead passes the `iat`
+    /// check until `MAX_AGE_SECS` after its `iat`, inclusive; its `jti`
+    /// must be remembered that long, not a second less.
+    #[test]
+    fn dpop_proof_cannot_be_replayed_in_the_last_second_of_its_window() {
+        let dpop = public_dpop(false);
+        let target = ProofTarget { method: &Method::GET, path: "/orders", https: true, authority: None };
+        let first_use = 1_800_000_000;
+        let iat = first_use + MAX_AHEAD_SECS;
+        let (proof, jkt) = signed_proof("tok", "j-1", iat);
+        assert_eq!(dpop.check_proof(&proof, &jkt, "tok", &target, first_use), Ok(()));
+        for later in [first_use + 1, iat + MAX_AGE_SECS - 1, iat + MAX_AGE_SECS] {
+            assert_eq!(
+                dpop.check_proof(&proof, &jkt, "tok", &target, later),
+                Err(DpopFailure::Replayed),
+                "{} s after first use",
+                later - first_use
+            );
+        }
+        assert_eq!(
+            dpop.check_proof(&proof, &jkt, "tok", &target, iat + MAX_AGE_SECS + 1),
+            Err(DpopFailure::Stale),
+            "then too old anyway"
+        );
     }
 
     #[test]
