@@ -357,7 +357,8 @@ fn nonce_holds(key: &hmac::Key, nonce: &str, now: u64) -> bool {
     let Some((period, tag)) = bytes.split_first_chunk::<8>() else { return false };
     let period_value = u64::from_be_bytes(*period);
     let current = now / NONCE_PERIOD_SECS;
-    let fresh = period_value == current || period_value + 1 == current;
+    // The period is the client's to write: u64::MAX + 1 must not overflow.
+    let fresh = period_value == current || period_value.checked_add(1) == Some(current);
     let expected = hmac::sign(key, period);
     fresh && tag.len() == 16 && aws_lc_rs::constant_time::verify_slices_are_equal(tag, &expected.as_ref()[..16]).is_ok()
 }
@@ -487,6 +488,19 @@ mod tests {
             Err(DpopFailure::Stale),
             "then too old anyway"
         );
+    }
+
+    /// Red team: a nonce is any base64url string an attacker writes; its
+    /// period (the first 8 bytes) is theirs too, and `u64::MAX` must be a
+    /// stale nonce, not an overflow (a panic where overflow is checked).
+    #[test]
+    fn dpop_nonce_with_the_largest_period_is_refused_not_a_panic() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap();
+        let mut bytes = u64::MAX.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 16]);
+        let nonce = URL_SAFE_NO_PAD.encode(bytes);
+        assert!(!nonce_holds(&key, &nonce, 1_800_000_000));
     }
 
     #[test]
