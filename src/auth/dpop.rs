@@ -7,7 +7,7 @@
 //! as a JWKS key is (`VerifyingKey::from_jwk`), and never a private one.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_lc_rs::{digest, hmac};
 use base64::Engine;
@@ -154,7 +154,9 @@ pub struct Dpop {
     jkt: ValueSlot,
     public_url: Option<PublicUrl>,
     nonces: Option<hmac::Key>,
-    replay: ReplayCache,
+    /// Shared with the configurations a reload puts in its place, so a
+    /// reload never forgets a proof that could still be replayed.
+    replay: Arc<ReplayCache>,
 }
 
 /// The clock, in seconds since the epoch.
@@ -177,7 +179,19 @@ impl Dpop {
                 hmac::Key::generate(hmac::HMAC_SHA256, &rng)
                     .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &[0; 32]))
             }),
-            replay: ReplayCache::default(),
+            replay: Arc::default(),
+        }
+    }
+
+    /// Takes over what `previous` (the configuration a reload replaces)
+    /// remembers: the `jti`s of accepted proofs, and the nonce key when both
+    /// use nonces, so nonces already handed out still hold.
+    pub fn carry_over(&mut self, previous: &Dpop) {
+        self.replay = Arc::clone(&previous.replay);
+        if self.nonces.is_some()
+            && let Some(key) = &previous.nonces
+        {
+            self.nonces = Some(key.clone());
         }
     }
 
