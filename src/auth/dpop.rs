@@ -517,6 +517,38 @@ mod tests {
         assert!(!nonce_holds(&key, &nonce, 1_800_000_000));
     }
 
+    /// Red team (open): the bound is per shard and the shard is the hash
+    /// of the key's thumbprint and a `jti` the client chooses, so one
+    /// client with one bound token fills a single shard with
+    /// `REPLAY_CAPACITY / SHARDS` (65 536) proofs in the 360 s window,
+    /// about 180 requests a second, and every other client's proofs that
+    /// land there (1 in 16) are refused `Busy` meanwhile.
+    #[test]
+    #[ignore = "open finding: one client can fill one replay shard and deny 1/16 of everyone's proofs"]
+    fn dpop_replay_shard_cannot_be_filled_by_one_key() {
+        let cache = ReplayCache::default();
+        let shard_of = |thumbprint: &str, jti: &str| {
+            let mut context = digest::Context::new(&digest::SHA256);
+            context.update(thumbprint.as_bytes());
+            context.update(&[0]);
+            context.update(jti.as_bytes());
+            usize::from(context.finish().as_ref()[16]) % SHARDS
+        };
+        let (now, expires) = (1_800_000_000, 1_800_000_361);
+        let mut filled = 0;
+        let mut n = 0u64;
+        while filled < REPLAY_CAPACITY / SHARDS {
+            n += 1;
+            let jti = n.to_string();
+            if shard_of("attacker", &jti) == 0 {
+                assert_eq!(cache.first_use("attacker", &jti, expires, now), Ok(()));
+                filled += 1;
+            }
+        }
+        let victim_jti = (0u64..).map(|i| format!("v{i}")).find(|jti| shard_of("victim", jti) == 0).unwrap();
+        assert_eq!(cache.first_use("victim", &victim_jti, expires, now + 1), Ok(()), "another client's proof");
+    }
+
     #[test]
     fn a_jti_is_used_once_per_key_until_its_window_closes() {
         let cache = ReplayCache::default();
