@@ -7,7 +7,7 @@
 //! as a JWKS key is (`VerifyingKey::from_jwk`), and never a private one.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_lc_rs::{digest, hmac};
 use base64::Engine;
@@ -154,7 +154,9 @@ pub struct Dpop {
     jkt: ValueSlot,
     public_url: Option<PublicUrl>,
     nonces: Option<hmac::Key>,
-    replay: ReplayCache,
+    /// Shared with the configurations a reload puts in its place, so a
+    /// reload never forgets a proof that could still be replayed.
+    replay: Arc<ReplayCache>,
 }
 
 /// The clock, in seconds since the epoch.
@@ -177,7 +179,19 @@ impl Dpop {
                 hmac::Key::generate(hmac::HMAC_SHA256, &rng)
                     .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &[0; 32]))
             }),
-            replay: ReplayCache::default(),
+            replay: Arc::default(),
+        }
+    }
+
+    /// Takes over what `previous` (the configuration a reload replaces)
+    /// remembers: the `jti`s of accepted proofs, and the nonce key when both
+    /// use nonces, so nonces already handed out still hold.
+    pub fn carry_over(&mut self, previous: &Dpop) {
+        self.replay = Arc::clone(&previous.replay);
+        if self.nonces.is_some()
+            && let Some(key) = &previous.nonces
+        {
+            self.nonces = Some(key.clone());
         }
     }
 
@@ -284,8 +298,10 @@ impl Dpop {
         {
             return Err(DpopFailure::NonceRequired);
         }
-        // Last: only a proof that passed everything uses up its jti.
-        self.replay.first_use(&thumbprint, jti, now + MAX_AGE_SECS + MAX_AHEAD_SECS, now)
+        // Last: only a proof that passed everything uses up its jti. It
+        // passes the iat check up to now + MAX_AHEAD + MAX_AGE inclusive, so
+        // it is remembered one second past that (`first_use` forgets at `expires`).
+        self.replay.first_use(&thumbprint, jti, now + MAX_AGE_SECS + MAX_AHEAD_SECS + 1, now)
     }
 
     /// `htu` against the URL the request was made to: scheme, host and
@@ -355,7 +371,8 @@ fn nonce_holds(key: &hmac::Key, nonce: &str, now: u64) -> bool {
     let Some((period, tag)) = bytes.split_first_chunk::<8>() else { return false };
     let period_value = u64::from_be_bytes(*period);
     let current = now / NONCE_PERIOD_SECS;
-    let fresh = period_value == current || period_value + 1 == current;
+    // The period is the client's to write: u64::MAX + 1 must not overflow.
+    let fresh = period_value == current || period_value.checked_add(1) == Some(current);
     let expected = hmac::sign(key, period);
     fresh && tag.len() == 16 && aws_lc_rs::constant_time::verify_slices_are_equal(tag, &expected.as_ref()[..16]).is_ok()
 }
@@ -430,6 +447,106 @@ mod tests {
         assert!(!nonce_holds(&key, &nonce, now + 2 * NONCE_PERIOD_SECS));
         assert!(!nonce_holds(&other, &nonce, now));
         assert!(!nonce_holds(&key, "not-a-nonce", now));
+    }
+
+    /// A P-256 key, its public JWK's thumbprint, and a proof by it for
+    /// `GET https://api.example.com/orders` with `token`'s `ath`.
+    fn signed_proof(token: &str, jti: &str, iat: u64) -> (String, String) {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])
+        });
+        let ath = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, token.as_bytes()));
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let claims = serde_json::json!({
+            "jti": jti, "htm": "GET", "htu": "https://api.example.com/orders", "iat": iat, "ath": ath
+        });
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature = pair.sign(&rng, input.as_bytes()).unwrap();
+        let proof = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+        (proof, thumbprint(jwk.as_object().unwrap()).unwrap())
+    }
+
+    fn public_dpop(nonces: bool) -> Dpop {
+        let public =
+            PublicUrl { scheme: "https".into(), host: "api.example.com".into(), port: 443, base_path: String::new() };
+        Dpop::new(Some(public), nonces, &mut ClaimPlan::default())
+    }
+
+    /// Red team: a proof dated `MAX_AHEAD_SECS` ahead passes the `iat`
+    /// check until `MAX_AGE_SECS` after its `iat`, inclusive; its `jti`
+    /// must be remembered that long, not a second less.
+    #[test]
+    fn dpop_proof_cannot_be_replayed_in_the_last_second_of_its_window() {
+        let dpop = public_dpop(false);
+        let target = ProofTarget { method: &Method::GET, path: "/orders", https: true, authority: None };
+        let first_use = 1_800_000_000;
+        let iat = first_use + MAX_AHEAD_SECS;
+        let (proof, jkt) = signed_proof("tok", "j-1", iat);
+        assert_eq!(dpop.check_proof(&proof, &jkt, "tok", &target, first_use), Ok(()));
+        for later in [first_use + 1, iat + MAX_AGE_SECS - 1, iat + MAX_AGE_SECS] {
+            assert_eq!(
+                dpop.check_proof(&proof, &jkt, "tok", &target, later),
+                Err(DpopFailure::Replayed),
+                "{} s after first use",
+                later - first_use
+            );
+        }
+        assert_eq!(
+            dpop.check_proof(&proof, &jkt, "tok", &target, iat + MAX_AGE_SECS + 1),
+            Err(DpopFailure::Stale),
+            "then too old anyway"
+        );
+    }
+
+    /// Red team: a nonce is any base64url string an attacker writes; its
+    /// period (the first 8 bytes) is theirs too, and `u64::MAX` must be a
+    /// stale nonce, not an overflow (a panic where overflow is checked).
+    #[test]
+    fn dpop_nonce_with_the_largest_period_is_refused_not_a_panic() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap();
+        let mut bytes = u64::MAX.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 16]);
+        let nonce = URL_SAFE_NO_PAD.encode(bytes);
+        assert!(!nonce_holds(&key, &nonce, 1_800_000_000));
+    }
+
+    /// Red team (open): the bound is per shard and the shard is the hash
+    /// of the key's thumbprint and a `jti` the client chooses, so one
+    /// client with one bound token fills a single shard with
+    /// `REPLAY_CAPACITY / SHARDS` (65 536) proofs in the 360 s window,
+    /// about 180 requests a second, and every other client's proofs that
+    /// land there (1 in 16) are refused `Busy` meanwhile.
+    #[test]
+    #[ignore = "open finding: one client can fill one replay shard and deny 1/16 of everyone's proofs"]
+    fn dpop_replay_shard_cannot_be_filled_by_one_key() {
+        let cache = ReplayCache::default();
+        let shard_of = |thumbprint: &str, jti: &str| {
+            let mut context = digest::Context::new(&digest::SHA256);
+            context.update(thumbprint.as_bytes());
+            context.update(&[0]);
+            context.update(jti.as_bytes());
+            usize::from(context.finish().as_ref()[16]) % SHARDS
+        };
+        let (now, expires) = (1_800_000_000, 1_800_000_361);
+        let mut filled = 0;
+        let mut n = 0u64;
+        while filled < REPLAY_CAPACITY / SHARDS {
+            n += 1;
+            let jti = n.to_string();
+            if shard_of("attacker", &jti) == 0 {
+                assert_eq!(cache.first_use("attacker", &jti, expires, now), Ok(()));
+                filled += 1;
+            }
+        }
+        let victim_jti = (0u64..).map(|i| format!("v{i}")).find(|jti| shard_of("victim", jti) == 0).unwrap();
+        assert_eq!(cache.first_use("victim", &victim_jti, expires, now + 1), Ok(()), "another client's proof");
     }
 
     #[test]

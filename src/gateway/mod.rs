@@ -207,6 +207,13 @@ impl Gateway {
         })
     }
 
+    /// Takes over the state a reload must not lose from `previous`, the
+    /// gateway this one replaces: the DPoP proofs seen (a proof used just
+    /// before a reload must not be replayable just after it).
+    pub fn carry_over(&mut self, previous: &Gateway) {
+        self.dpop.carry_over(&previous.dpop);
+    }
+
     /// The key stores, one per configured issuer, in configuration order.
     pub fn issuer_keys(&self) -> &[IssuerStore] {
         &self.keys

@@ -371,3 +371,60 @@ async fn explain_judges_a_proof_and_forward_auth_needs_public_url() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-sub"], "jwtgate-post");
 }
+
+/// A DPoP-bound token minted locally (no node): `cnf.jkt` names `client`.
+fn bound_token(idp_key: &SigningKey, issuer: &str, client: &SigningKey) -> String {
+    let jwk = client.jwk();
+    let jkt = jwtgate::auth::dpop::thumbprint(jwk.as_object().unwrap()).unwrap();
+    let mut claims = claims(issuer, "api");
+    claims["cnf"] = json!({ "jkt": jkt });
+    idp_key.mint(&claims)
+}
+
+/// A proof by `client` for `GET url` with `token`'s `ath`, `jti` and `iat`.
+fn local_proof(client: &SigningKey, url: &str, token: &str, jti: &str, iat: u64) -> String {
+    let mut jwk = client.jwk();
+    jwk.as_object_mut().unwrap().remove("kid");
+    let ath = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
+    client.sign(
+        &json!({"typ": "dpop+jwt", "alg": client.alg(), "jwk": jwk}),
+        &json!({"jti": jti, "htm": "GET", "htu": url, "iat": iat, "ath": ath}),
+    )
+}
+
+/// Red team: the `jti`s of accepted proofs lived in the gateway a reload
+/// replaces, so every reload (SIGHUP, or any change `--watch` sees) forgot
+/// them and a proof used a moment before could be replayed at once.
+#[tokio::test]
+async fn dpop_replay_cache_survives_a_configuration_reload() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwtgate.toml");
+    let base = crate::support::toml(&upstream.url(), &idp.issuer).issuer("dpop = \"allowed\"\n").text();
+    std::fs::write(&path, &base).unwrap();
+    let gateway = TestGateway::start(&base).await;
+    gateway.wait_for_keys().await;
+    let running = jwtgate::Config::load(&path).unwrap();
+    let reloader = jwtgate::reload::Reloader::new(path.clone(), std::sync::Arc::clone(&gateway.shared), running, None);
+
+    let client_key = SigningKey::p256("client");
+    let token = bound_token(&key, &idp.issuer, &client_key);
+    let url = gateway.url("/orders");
+    let proof = local_proof(&client_key, &url, &token, "once", now());
+    let authorization = format!("DPoP {token}");
+    assert_eq!(send(&gateway, "/orders", &authorization, Some(&proof)).await.status(), 200);
+    assert_eq!(send(&gateway, "/orders", &authorization, Some(&proof)).await.status(), 401, "replayed");
+
+    // A reload that changes nothing about DPoP.
+    std::fs::write(&path, format!("{base}\n[[routes]]\npath = \"/open\"\nauth = \"public\"\n")).unwrap();
+    assert!(reloader.reload());
+    assert_eq!(get_status(&gateway.url("/open")).await, 200, "the new configuration is in force");
+    let (status, _, said) = refusal(send(&gateway, "/orders", &authorization, Some(&proof)).await).await;
+    assert_eq!((status, said.as_str()), (401, "DPoP proof was already used (jti seen before)"));
+}
+
+async fn get_status(url: &str) -> u16 {
+    client().get(url).send().await.unwrap().status().as_u16()
+}

@@ -573,3 +573,38 @@ async fn an_answer_is_not_reused_past_its_exp() {
     assert_refused(&refused, 401, "invalid_token", "token expired");
     assert_eq!(stub.calls(), 2, "asked again once exp passed");
 }
+
+/// Red team: a SPIFFE trust domain may introspect, and an answer's `sub`
+/// was taken as the workload's SPIFFE ID unchecked, so `spiffe_ids`
+/// matched a `sub` that is no SPIFFE ID of the trust domain (dot segments
+/// below an allowed prefix, or another trust domain). A JWT-SVID's `sub`
+/// is held to that; an answer's must be too.
+#[tokio::test]
+async fn introspected_spiffe_sub_outside_the_trust_domain_is_not_a_spiffe_id() {
+    let stub = Stub::start().await;
+    let upstream = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.json");
+    let mut jwk = SigningKey::p256("jwt-a").jwk();
+    jwk["use"] = json!("jwt-svid");
+    std::fs::write(&bundle, json!({"keys": [jwk]}).to_string()).unwrap();
+    let text = format!(
+        "[upstream]\nurl = \"{}\"\n[[issuers]]\nissuer = \"spiffe://example.org\"\naudiences = [\"api\"]\n\
+         spiffe_bundle_file = \"{}\"\ncache_ttl = \"0s\"\n\
+         introspection = {{ url = \"{}\", client_id = \"gw\", client_secret = \"s\" }}\n\
+         [[routes]]\npath = \"/billing\"\nspiffe_ids = [\"spiffe://example.org/ns/billing/*\"]\n",
+        upstream.url(),
+        bundle.display(),
+        stub.url
+    );
+    let gateway = gateway(&text).await;
+    stub.answer(200, &json!({"active": true, "sub": "spiffe://example.org/ns/billing/api"}).to_string());
+    assert_eq!(get(&gateway.url("/billing"), Some("opaque-good")).await.0, 200);
+    for (i, sub) in
+        ["spiffe://example.org/ns/billing/../../ops/sa/admin", "spiffe://other.org/ns/billing/api"].iter().enumerate()
+    {
+        stub.answer(200, &json!({"active": true, "sub": sub}).to_string());
+        let answer = get(&gateway.url("/billing"), Some(&format!("opaque-{i}"))).await;
+        assert_eq!(answer.0, 401, "{sub} admitted as a SPIFFE ID of example.org");
+    }
+}

@@ -115,6 +115,15 @@ impl Authenticator {
         if claims.contains_key("aud") {
             claims::check_audience(&claims, &issuer.audiences)?;
         }
+        // A trust domain's answer speaks for its own workloads only, as a
+        // JWT-SVID's sub does (verify_with): else spiffe_ids would match it.
+        // An answer without sub names no workload (spiffe_ids refuse it).
+        if let (Some(domain), Some(sub)) = (&issuer.spiffe_domain, claims.get("sub")) {
+            let sub = sub.as_str().unwrap_or_default();
+            if crate::config::spiffe::trust_domain(sub) != Ok(domain.as_str()) {
+                return Err(AuthFailure::NotSpiffeId);
+            }
+        }
         // RFC 8705 / RFC 9449: a bound token is good only with its proof,
         // which this gateway does not check yet.
         if claims.contains_key("cnf") {
