@@ -52,6 +52,20 @@ pub fn check_lifetime(claims: &Claims, max: u64) -> Result<(), AuthFailure> {
     if exp - iat > max as f64 { Err(AuthFailure::LifetimeTooLong) } else { Ok(()) }
 }
 
+/// RFC 7800 `cnf`: a token bound to a key or certificate is good only with
+/// its proof, and the gateway checks two kinds of binding, on every
+/// request: `jkt` (DPoP, RFC 9449) and `x5t#S256` (RFC 8705). A `cnf` that
+/// holds neither (a `jwk`, `jku`, `kid`…) binds the token to a proof the
+/// gateway cannot check, so the token is refused rather than taken as a
+/// bearer token.
+pub fn check_confirmation(claims: &Claims) -> Result<(), AuthFailure> {
+    match claims.get("cnf") {
+        None => Ok(()),
+        Some(Value::Object(cnf)) if cnf.contains_key("jkt") || cnf.contains_key("x5t#S256") => Ok(()),
+        Some(_) => Err(AuthFailure::BoundWithoutProof),
+    }
+}
+
 /// Every claim in `required` is present (any value, `null` included).
 pub fn check_required(claims: &Claims, required: &[ClaimPath]) -> Result<(), AuthFailure> {
     if required.iter().all(|path| path.lookup(claims).is_some()) {

@@ -382,11 +382,20 @@ fn nonce_holds(key: &hmac::Key, nonce: &str, now: u64) -> bool {
 /// remembering a proof is a write every one of them must make.
 struct ReplayCache {
     shards: [Mutex<HashMap<u128, u64>>; SHARDS],
+    /// Hashed before each key and `jti`: a client cannot choose `jti`s
+    /// that land in one shard and fill it (the bound is per shard), so
+    /// crowding others out takes filling them all, `REPLAY_CAPACITY`
+    /// proofs in one window.
+    salt: [u8; 32],
 }
 
 impl Default for ReplayCache {
     fn default() -> Self {
-        ReplayCache { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())) }
+        let mut salt = [0u8; 32];
+        // The system's randomness failing leaves a fixed salt: the cache
+        // still works, only its shards can be aimed at again.
+        let _ = aws_lc_rs::rand::fill(&mut salt);
+        ReplayCache { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())), salt }
     }
 }
 
@@ -394,6 +403,7 @@ impl ReplayCache {
     /// Remembers the key's `jti` until `expires`; `Replayed` if it is remembered already.
     fn first_use(&self, thumbprint: &str, jti: &str, expires: u64, now: u64) -> Result<(), DpopFailure> {
         let mut context = digest::Context::new(&digest::SHA256);
+        context.update(&self.salt);
         context.update(thumbprint.as_bytes());
         context.update(&[0]);
         context.update(jti.as_bytes());
@@ -517,14 +527,14 @@ mod tests {
         assert!(!nonce_holds(&key, &nonce, 1_800_000_000));
     }
 
-    /// Red team (open): the bound is per shard and the shard is the hash
-    /// of the key's thumbprint and a `jti` the client chooses, so one
-    /// client with one bound token fills a single shard with
+    /// Red team: the bound is per shard and the shard was the hash of the
+    /// key's thumbprint and a `jti` the client chooses, so one client with
+    /// one bound token could fill a single shard with
     /// `REPLAY_CAPACITY / SHARDS` (65 536) proofs in the 360 s window,
     /// about 180 requests a second, and every other client's proofs that
-    /// land there (1 in 16) are refused `Busy` meanwhile.
+    /// landed there (1 in 16) were refused `Busy`. With the cache's secret
+    /// salt hashed first, `jti`s aimed at one shard spread over all.
     #[test]
-    #[ignore = "open finding: one client can fill one replay shard and deny 1/16 of everyone's proofs"]
     fn dpop_replay_shard_cannot_be_filled_by_one_key() {
         let cache = ReplayCache::default();
         let shard_of = |thumbprint: &str, jti: &str| {

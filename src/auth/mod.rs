@@ -79,8 +79,8 @@ pub enum AuthFailure {
     /// The introspection endpoint could not be asked or gave no usable
     /// answer (503, never an allow).
     IntrospectionUnavailable,
-    /// The introspection answer binds the token to a key or certificate
-    /// (`cnf`), whose proof this gateway does not check yet.
+    /// The token is bound (`cnf`) by a method whose proof the gateway
+    /// cannot check: neither `jkt` (DPoP) nor `x5t#S256` (a certificate).
     BoundWithoutProof,
     /// RFC 8705: bound to a client certificate (`cnf.x5t#S256`), and the
     /// connection presented none.
@@ -124,7 +124,9 @@ impl AuthFailure {
             Self::NotSpiffeId => "token sub is not a SPIFFE ID of the issuer's trust domain",
             Self::Inactive => "token is not active",
             Self::IntrospectionUnavailable => "the token introspection endpoint did not answer usably; retry shortly",
-            Self::BoundWithoutProof => "token is bound to a key or certificate (cnf) and was sent without its proof",
+            Self::BoundWithoutProof => {
+                "token is bound (cnf) by a method this gateway cannot check: only cnf.jkt (DPoP) and cnf.x5t#S256 (a client certificate) are"
+            }
             Self::CertificateNotPresented => {
                 "token is bound to a client certificate that this connection did not present (RFC 8705 cnf x5t#S256)"
             }

@@ -429,6 +429,7 @@ async fn verify_with(
     if !issuer.required_claims.is_empty() {
         trace.passed("required claims: all present");
     }
+    claims::check_confirmation(&token.claims)?;
     Ok(verified_by)
 }
 

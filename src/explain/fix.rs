@@ -106,7 +106,7 @@ pub(super) fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option
             F::IntrospectionUnavailable => format!(
                 "issuers[{i}].introspection.url gave no usable answer (the log says why): check the url, client_id, client_secret and auth, and issuers[{i}].ca_file for a private CA"
             ),
-            F::BoundWithoutProof => "the token is sender-constrained (cnf): send it with its DPoP proof or over its client certificate".to_string(),
+            F::BoundWithoutProof => "the token is sender-constrained by a cnf method jwtgate cannot check: have the issuer bind it with DPoP (cnf.jkt) or a client certificate (cnf.x5t#S256)".to_string(),
             F::CertificateNotPresented => {
                 "the token is bound to a client certificate (cnf x5t#S256): the client must present it over TLS, with \
                  [server.tls] client_auth = \"optional\" or \"required\" and client_ca_file; to explain, give it with --client-cert FILE"

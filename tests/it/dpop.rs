@@ -382,7 +382,7 @@ fn bound_token(idp_key: &SigningKey, issuer: &str, client: &SigningKey) -> Strin
 }
 
 /// A proof by `client` for `GET url` with `token`'s `ath`, `jti` and `iat`.
-fn local_proof(client: &SigningKey, url: &str, token: &str, jti: &str, iat: u64) -> String {
+pub(crate) fn local_proof(client: &SigningKey, url: &str, token: &str, jti: &str, iat: u64) -> String {
     let mut jwk = client.jwk();
     jwk.as_object_mut().unwrap().remove("kid");
     let ath = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
@@ -427,4 +427,27 @@ async fn dpop_replay_cache_survives_a_configuration_reload() {
 
 async fn get_status(url: &str) -> u16 {
     client().get(url).send().await.unwrap().status().as_u16()
+}
+
+/// RFC 7800 `cnf` by a method the gateway cannot check (here `jwk`) binds
+/// the token to a proof nobody verifies: refused, never taken as bearer.
+#[tokio::test]
+async fn a_token_bound_by_a_cnf_method_the_gateway_cannot_check_is_refused() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = crate::support::toml(&upstream.url(), &idp.issuer).issuer("dpop = \"allowed\"\n").start().await;
+    let mut bound = claims(&idp.issuer, "api");
+    bound["cnf"] = json!({"jwk": SigningKey::p256("client").jwk()});
+    let (status, _, said) =
+        refusal(send(&gateway, "/orders", &format!("Bearer {}", key.mint(&bound)), None).await).await;
+    assert_eq!(
+        (status, said.as_str()),
+        (
+            401,
+            "token is bound (cnf) by a method this gateway cannot check: only cnf.jkt (DPoP) and cnf.x5t#S256 (a client certificate) are"
+        )
+    );
+    bound["cnf"] = json!("not an object");
+    assert_eq!(send(&gateway, "/orders", &format!("Bearer {}", key.mint(&bound)), None).await.status(), 401);
 }

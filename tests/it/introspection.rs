@@ -388,7 +388,13 @@ async fn an_active_answer_must_hold_like_a_jwt() {
             200,
             json!({"active": true, "cnf": {"jkt": "x"}}).to_string(),
             401,
-            "token is bound to a key or certificate (cnf) and was sent without its proof",
+            "token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
+        ),
+        (
+            200,
+            json!({"active": true, "cnf": {"jwk": {"kty": "EC"}}}).to_string(),
+            401,
+            "token is bound (cnf) by a method this gateway cannot check: only cnf.jkt (DPoP) and cnf.x5t#S256 (a client certificate) are",
         ),
         (
             200,
@@ -607,4 +613,34 @@ async fn introspected_spiffe_sub_outside_the_trust_domain_is_not_a_spiffe_id() {
         let answer = get(&gateway.url("/billing"), Some(&format!("opaque-{i}"))).await;
         assert_eq!(answer.0, 401, "{sub} admitted as a SPIFFE ID of example.org");
     }
+}
+
+/// An introspection answer bound to a DPoP key (RFC 9449 §6.2 `cnf.jkt`)
+/// passes with a proof of that key, and only with one, as a bound JWT does:
+/// the binding is checked after every verification, introspected or not.
+#[tokio::test]
+async fn an_introspected_dpop_bound_token_passes_only_with_its_proof() {
+    let idp = TestIdp::start(&[&SigningKey::rsa("k1")]).await;
+    let stub = Stub::start().await;
+    let upstream = TestUpstream::start().await;
+    let gateway = stub_gateway(&idp, &stub, &upstream, "dpop = \"allowed\"").await;
+    let client_key = SigningKey::p256("client");
+    let jkt = jwtgate::auth::dpop::thumbprint(client_key.jwk().as_object().unwrap()).unwrap();
+    stub.answer(200, &json!({"active": true, "sub": "svc", "cnf": {"jkt": jkt}}).to_string());
+    let token = "opaque-bound-token";
+    let url = gateway.url("/orders");
+    let send = |scheme: &str, proof: Option<String>| {
+        let mut request = client().get(&url).header("authorization", format!("{scheme} {token}"));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let proof = crate::dpop::local_proof(&client_key, &url, token, "j1", crate::support::keys::now());
+    assert_eq!(send("DPoP", Some(proof.clone())).await, 200);
+    assert_eq!(send("DPoP", Some(proof)).await, 401, "replayed");
+    assert_eq!(send("Bearer", None).await, 401, "the bound token as a bearer token");
+    let stranger = SigningKey::p256("stranger");
+    let proof = crate::dpop::local_proof(&stranger, &url, token, "j2", crate::support::keys::now());
+    assert_eq!(send("DPoP", Some(proof)).await, 401, "a proof of another key");
 }

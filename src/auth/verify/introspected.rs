@@ -125,10 +125,10 @@ impl Authenticator {
             }
         }
         // RFC 8705 / RFC 9449: a bound token is good only with its proof,
-        // which this gateway does not check yet.
-        if claims.contains_key("cnf") {
-            return Err(AuthFailure::BoundWithoutProof);
-        }
+        // which the gateway checks on every request after verification
+        // (the answer's cnf is kept like a JWT's); a binding it cannot check
+        // is refused.
+        claims::check_confirmation(&claims)?;
         if let Some(max) = issuer.max_lifetime_secs {
             claims::check_lifetime(&claims, max)?;
         }
