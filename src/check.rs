@@ -87,6 +87,11 @@ pub fn summary(config: &Config) -> String {
             let hosts: Vec<String> = route.hosts.iter().map(ToString::to_string).collect();
             let _ = write!(line, "  hosts {}", hosts.join(","));
         }
+        for (name, rule) in [("allow_if", &route.allow_if), ("deny_if", &route.deny_if)] {
+            if let Some(rule) = rule {
+                let _ = write!(line, "  {name} {}", rule.source.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
         if !route.scopes.is_empty() {
             let _ = write!(line, "  scopes {}", route.scopes.join(" "));
         }

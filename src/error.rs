@@ -26,6 +26,8 @@ pub enum ScopeFailure {
     Claims,
     /// The route's `spiffe_ids` allow no SPIFFE ID the token carries.
     SpiffeId,
+    /// A CEL rule (`allow_if`, `deny_if`) refused: the description names it.
+    Rule(&'static str),
 }
 
 impl ScopeFailure {
@@ -36,6 +38,7 @@ impl ScopeFailure {
             Self::AnyScopes => "token has none of the scopes this route accepts",
             Self::Claims => "token claims do not meet this route's requirements",
             Self::SpiffeId => "token SPIFFE ID is not allowed on this route",
+            Self::Rule(description) => description,
         }
     }
 
@@ -45,6 +48,7 @@ impl ScopeFailure {
             Self::Scopes | Self::AnyScopes => Reason::InsufficientScope,
             Self::Claims => Reason::ClaimsMismatch,
             Self::SpiffeId => Reason::SpiffeIdNotAllowed,
+            Self::Rule(_) => Reason::RuleDenied,
         }
     }
 }

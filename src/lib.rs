@@ -34,7 +34,7 @@
 //! access        each answer's access-log line and route metrics, written when its body ends
 //! proxy         Upstream::prepare accepts only an Admitted, which only Gateway::admit makes
 //! pool          upstream connections: reuse, max_connections, idle and stalled ones closed
-//! routes, auth, keys, error, metrics, headers, form, resource_metadata
+//! routes, policy (CEL rules), auth, keys, error, metrics, headers, form, resource_metadata
 //! otel          [tracing]: server, upstream-call and key-fetch spans over OTLP; off is a None
 //! server        transport only: accept, serve any handler, drain in phases; idle (buffers let go)
 //! connection    Peer, connection slots, shutdown phases (a leaf)
@@ -67,6 +67,7 @@ pub mod metrics;
 pub mod otel;
 pub(crate) mod outbound;
 pub mod path;
+pub mod policy;
 pub mod pool;
 pub mod probe;
 pub mod proxy;

@@ -15,12 +15,13 @@ use http::{HeaderMap, Method, header};
 use serde_json::Value;
 
 use crate::auth::claims::{ClaimPath, claim_matches};
-use crate::auth::{ClaimPlan, ScopeSlot, ValueSlot, Verified};
+use crate::auth::{ClaimPlan, ScopeSlot, Trace, ValueSlot, Verified};
 use crate::config::hosts::HostPattern;
 use crate::config::spiffe::SpiffePattern;
 use crate::config::{AuthMode, DpopMode, RouteConfig};
 use crate::cors::Cors;
 use crate::error::{Refusal, ScopeFailure};
+use crate::policy::{Facts, Policy};
 
 /// One configured route, compiled; `U` is where it sends requests (the
 /// gateway's `Arc<Upstream>`; `check` and tests use names or `()`).
@@ -47,6 +48,8 @@ pub struct Route<U = ()> {
     websocket: bool,
     /// `[routes.cors]`: answered by the gateway.
     cors: Option<Cors>,
+    /// `allow_if`, `deny_if`.
+    policy: Option<Policy>,
     /// The `scope` attribute of a 403 (RFC 6750 §3): what this route asks for.
     scope_hint: String,
     /// Where this route sends requests.
@@ -74,7 +77,8 @@ pub struct RouteTable<U = ()> {
     routes: Vec<Route<U>>,
     default: Route<U>,
     case_sensitive: bool,
-    /// Some route names hosts: only then is a request's host read.
+    /// Some route names hosts, or a rule reads `request.host`: only then
+    /// is a request's host read.
     by_host: bool,
     /// Every method some route names, and the common ones: what a method
     /// override could ask for that would change the route.
@@ -107,10 +111,11 @@ impl<U: Clone> RouteTable<U> {
             websocket: true,
             cors: None,
             hosts: Vec::new(),
+            allow_if: None,
+            deny_if: None,
         };
-        let mut default = Route::new(&default, upstreams, plan)?;
+        let mut default = Route::new(configs.len(), &default, upstreams, plan)?;
         default.name = "(default)".into();
-        default.index = configs.len();
         let mut probe_methods =
             vec![Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
         probe_methods.extend(Method::from_bytes(b"UNKNOWN-OVERRIDE"));
@@ -123,11 +128,13 @@ impl<U: Clone> RouteTable<U> {
             routes: configs
                 .iter()
                 .enumerate()
-                .map(|(index, config)| Ok(Route { index, ..Route::new(config, upstreams, plan)? }))
+                .map(|(index, config)| Route::new(index, config, upstreams, plan))
                 .collect::<Result<_, String>>()?,
             default,
             case_sensitive,
-            by_host: configs.iter().any(|c| !c.hosts.is_empty()),
+            by_host: configs
+                .iter()
+                .any(|c| !c.hosts.is_empty() || [&c.allow_if, &c.deny_if].into_iter().flatten().any(|rule| rule.host)),
             probe_methods,
         })
     }
@@ -147,8 +154,8 @@ impl<U> RouteTable<U> {
             .unwrap_or(&self.default)
     }
 
-    /// Whether some route names hosts: only then does a request's host
-    /// need reading (and [`find`](Self::find) ignores it otherwise).
+    /// Whether some route names hosts or has a rule that reads the host:
+    /// only then does a request's host need reading.
     pub fn by_host(&self) -> bool {
         self.by_host
     }
@@ -176,7 +183,12 @@ impl<U> RouteTable<U> {
 }
 
 impl<U: Clone> Route<U> {
-    fn new(config: &RouteConfig, upstreams: &Upstreams<U>, plan: &mut ClaimPlan) -> Result<Route<U>, String> {
+    fn new(
+        index: usize,
+        config: &RouteConfig,
+        upstreams: &Upstreams<U>,
+        plan: &mut ClaimPlan,
+    ) -> Result<Route<U>, String> {
         let upstream = match config.upstream.as_deref() {
             None => upstreams.default.clone(),
             Some(name) => match upstreams.named.iter().find(|(known, _)| known == name) {
@@ -206,9 +218,10 @@ impl<U: Clone> Route<U> {
             public_preflight: config.public_preflight,
             websocket: config.websocket,
             cors: config.cors.as_ref().map(Cors::new),
+            policy: Policy::new(&format!("routes[{index}]"), config.allow_if.as_ref(), config.deny_if.as_ref(), plan)?,
             scope_hint,
             upstream,
-            index: 0,
+            index,
         })
     }
 }
@@ -259,6 +272,9 @@ impl<U> Route<U> {
         if !self.spiffe_ids.is_empty() {
             let ids: Vec<String> = self.spiffe_ids.iter().map(SpiffePattern::to_string).collect();
             out.push_str(&format!("  spiffe_ids {}", ids.join(" ")));
+        }
+        if self.policy.is_some() {
+            out.push_str("  rules (allow_if/deny_if)");
         }
         out
     }
@@ -367,6 +383,15 @@ impl<U> Route<U> {
         Ok(())
     }
 
+    /// The route's CEL rules, when it has any: `allow_if` true and `deny_if`
+    /// false, over the request and the token (if any).
+    pub fn judge_rules(&self, facts: &Facts<'_>, trace: &mut impl Trace) -> Result<(), Refusal> {
+        let Some(policy) = &self.policy else { return Ok(()) };
+        policy
+            .judge(facts, trace)
+            .map_err(|failure| Refusal::InsufficientScope { failure, scope: self.scope_hint.clone() })
+    }
+
     /// The route's demands on a verified token: its issuer, scopes and claims.
     pub fn authorize(&self, verified: &Verified) -> Result<(), Refusal> {
         let refuse = |failure| Refusal::InsufficientScope { failure, scope: self.scope_hint.clone() };
@@ -461,6 +486,8 @@ mod tests {
             dpop: None,
             cors: None,
             hosts: Vec::new(),
+            allow_if: None,
+            deny_if: None,
         }
     }
 
@@ -544,9 +571,9 @@ mod tests {
         let mut config = route("/api", None);
         config.auth = AuthMode::Required;
         let none = Upstreams { default: (), named: Vec::new() };
-        let strict = Route::new(&config, &none, &mut ClaimPlan::default()).unwrap();
+        let strict = Route::new(0, &config, &none, &mut ClaimPlan::default()).unwrap();
         config.public_preflight = true;
-        let lenient = Route::new(&config, &none, &mut ClaimPlan::default()).unwrap();
+        let lenient = Route::new(0, &config, &none, &mut ClaimPlan::default()).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::ORIGIN, "https://app.example".parse().unwrap());
         headers.insert(header::ACCESS_CONTROL_REQUEST_METHOD, "POST".parse().unwrap());

@@ -161,6 +161,9 @@ impl From<AuthFailure> for Rejected<'_> {
 /// Told of each check a token passes, in order (see `jwtgate explain`).
 pub trait Trace {
     fn passed(&mut self, check: &'static str);
+
+    /// A line with a value (a rule's result), made only when traced.
+    fn value(&mut self, _line: &dyn Fn() -> String) {}
 }
 
 /// No tracing: what every request uses; compiles to nothing.
@@ -172,6 +175,17 @@ impl Trace for () {
 impl Trace for Vec<&'static str> {
     fn passed(&mut self, check: &'static str) {
         self.push(check);
+    }
+}
+
+/// `jwtgate explain`: every check, and every value.
+impl Trace for Vec<std::borrow::Cow<'static, str>> {
+    fn passed(&mut self, check: &'static str) {
+        self.push(std::borrow::Cow::Borrowed(check));
+    }
+
+    fn value(&mut self, line: &dyn Fn() -> String) {
+        self.push(std::borrow::Cow::Owned(line()));
     }
 }
 

@@ -4,6 +4,7 @@
 //! the typed [`Config`] ([`types`]) the rest of the gateway uses, reporting
 //! every problem at once. What a key left out means is in [`defaults`].
 
+pub mod cel;
 pub mod defaults;
 pub mod hosts;
 mod interpolate;

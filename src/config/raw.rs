@@ -167,6 +167,8 @@ pub struct RawRoute {
     pub spiffe_ids: Option<Vec<String>>,
     pub dpop: Option<String>,
     pub hosts: Option<Vec<String>>,
+    pub allow_if: Option<String>,
+    pub deny_if: Option<String>,
     pub cors: Option<RawCors>,
 }
 

@@ -9,6 +9,7 @@ use http::{HeaderName, Method, Uri};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
+use super::cel::CelRule;
 use super::hosts::HostPattern;
 use super::spiffe::SpiffePattern;
 use super::{ClaimPath, TokenLocation, defaults};
@@ -448,6 +449,10 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// Empty: any host; else the request's host must be one of these.
     pub hosts: Vec<HostPattern>,
+    /// CEL: the request passes only if this is true…
+    pub allow_if: Option<CelRule>,
+    /// …and this is not.
+    pub deny_if: Option<CelRule>,
 }
 
 /// `[routes.cors]`: which browser origins may call the route, answered by

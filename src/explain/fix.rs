@@ -150,6 +150,8 @@ pub(super) fn fix(refusal: &Refusal, config: &Config, token: &str, route: Option
                     route_key("spiffe_ids"),
                     route_key("spiffe_ids")
                 ),
+                S::Rule(_) => "the rule's value is shown above: send what it asks for, or change the rule it names"
+                    .to_string(),
             }
         }
         Refusal::KeysUnavailable => format!("the keys of issuers[{i}] did not load (see keys above): `jwtgate check --online` says why"),

@@ -104,13 +104,18 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
     if let Some(proof) = options.dpop.as_deref().and_then(|proof| HeaderValue::try_from(proof.trim()).ok()) {
         headers.insert(http::HeaderName::from_static("dpop"), proof);
     }
-    let mut passed: Vec<&'static str> = Vec::new();
+    let mut passed: Vec<std::borrow::Cow<'static, str>> = Vec::new();
     let asked = Asked { method: &options.method, host: options.host.as_deref(), path_and_query: &options.path };
     let decision = gateway.decide(asked, headers, now, client_cert.as_ref(), &mut passed).await;
 
     let _ = writeln!(out, "checks");
     for check in &passed {
-        let _ = writeln!(out, "  pass  {check}");
+        // Borrowed: a check passed; owned: a value (a rule's), shown as is.
+        match check {
+            std::borrow::Cow::Borrowed(check) => writeln!(out, "  pass  {check}"),
+            std::borrow::Cow::Owned(value) => writeln!(out, "  {value}"),
+        }
+        .ok();
     }
     let fix = decision.result.as_ref().err().and_then(|refusal| {
         let route_index = decision.route.map(Route::index).filter(|&index| index < config.routes.len());

@@ -111,6 +111,21 @@ impl Gateway {
                 Vec::new()
             }
         };
+        // The route's CEL rules, last: over the checked token (or none) and
+        // the request as the upstream will get it.
+        let facts = crate::policy::Facts {
+            method,
+            path,
+            host,
+            headers,
+            route: route.name(),
+            verified: notes.verified.as_ref(),
+        };
+        route.judge_rules(&facts, trace).inspect_err(|refusal| {
+            if let Some(reason) = refusal.auth_reason() {
+                self.metrics.auth_failure(notes.verified.as_ref().map(Verified::issuer_counters), reason);
+            }
+        })?;
         if let Presented::Certificate(certificate) = presented {
             self.identity.add_certificate(certificate, &mut identity);
         }

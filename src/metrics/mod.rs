@@ -100,6 +100,7 @@ reasons! {
     WrongLocation => "wrong_location",
     NotSpiffeId => "not_spiffe_id",
     SpiffeIdNotAllowed => "spiffe_id_not_allowed",
+    RuleDenied => "rule_denied",
     DpopProof => "invalid_dpop_proof",
     DpopReplayed => "dpop_replayed",
     DpopBinding => "dpop_binding",

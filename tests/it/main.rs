@@ -29,6 +29,7 @@ mod operations;
 mod pool;
 mod proxy;
 mod routes;
+mod rules;
 mod ship;
 mod spiffe;
 mod standards;

@@ -6,6 +6,7 @@ use http::{HeaderName, Method, Uri};
 use serde_json::Value;
 
 use super::{Problems, how_to_add};
+use crate::config::cel::CelRule;
 use crate::config::hosts::HostPattern;
 use crate::config::raw::{RawConfig, RawCors, RawRoute};
 use crate::config::spiffe::SpiffePattern;
@@ -166,7 +167,14 @@ fn route(key: &str, raw: &RawRoute, names: &Names<'_>, p: &mut Problems) -> Opti
         dpop: super::issuer::dpop_mode(&format!("{key}.dpop"), raw.dpop.as_deref(), p),
         cors: raw.cors.as_ref().map(|cors| route_cors(&format!("{key}.cors"), cors, p)),
         hosts: hosts(&format!("{key}.hosts"), raw.hosts.as_deref(), p),
+        allow_if: rule(&format!("{key}.allow_if"), raw.allow_if.as_deref(), p),
+        deny_if: rule(&format!("{key}.deny_if"), raw.deny_if.as_deref(), p),
     })
+}
+
+/// `allow_if` / `deny_if`: a CEL expression over the rule variables.
+fn rule(key: &str, raw: Option<&str>, p: &mut Problems) -> Option<CelRule> {
+    CelRule::parse(raw?).map_err(|why| p.add(key, why)).ok()
 }
 
 /// `hosts`: each a name or `*.suffix`, normalised; one that another entry

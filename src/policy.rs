@@ -1,0 +1,255 @@
+//! `routes[].allow_if` and `deny_if`: CEL rules evaluated after the token
+//! checks, over `claims`, `request` (`method`, `path`, `host`, `headers`)
+//! and `route`. Compiled once per configuration (the `cel` crate); each
+//! evaluation builds only what the rule reads (see `config::cel`): the
+//! claims it names, from what the verified token kept, and the headers it
+//! names. A rule that cannot be evaluated (a missing claim or header, a
+//! non-boolean result) refuses the request, `deny_if` included: an error
+//! is never taken as permission.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use cel::objects::{Key, Map};
+use cel::{Context, Program, Value};
+use http::{HeaderMap, HeaderName, Method};
+
+use crate::auth::{ClaimPlan, Trace, ValueSlot, Verified};
+use crate::config::ClaimPath;
+use crate::config::cel::CelRule;
+use crate::error::ScopeFailure;
+
+/// The built-in functions and macros, made once; each evaluation adds its
+/// variables in a child scope.
+static ROOT: LazyLock<Context<'static>> = LazyLock::new(Context::default);
+
+/// A route's rules.
+pub struct Policy {
+    allow_if: Option<Rule>,
+    deny_if: Option<Rule>,
+}
+
+struct Rule {
+    program: Program,
+    /// As written, for `explain`.
+    source: String,
+    /// Each claim the rule names, with where a verified token keeps it.
+    claims: Box<[(Key, ValueSlot)]>,
+    /// The headers the rule names; `None`: all of them.
+    headers: Option<Box<[(HeaderName, Key)]>>,
+    /// The refusal descriptions: the rule's value was not the one that
+    /// lets the request through, or it could not be evaluated.
+    refused: &'static str,
+    failed: &'static str,
+}
+
+/// What a rule is evaluated over.
+pub struct Facts<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub host: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The route's path as configured.
+    pub route: &'a str,
+    /// `None`: no token (an optional or public route).
+    pub verified: Option<&'a Verified>,
+}
+
+impl Policy {
+    /// The rules of the route at `key` (`routes[N]`), with the claims they
+    /// read registered in `plan`; `None` when it has none.
+    pub fn new(
+        key: &str,
+        allow_if: Option<&CelRule>,
+        deny_if: Option<&CelRule>,
+        plan: &mut ClaimPlan,
+    ) -> Result<Option<Policy>, String> {
+        if allow_if.is_none() && deny_if.is_none() {
+            return Ok(None);
+        }
+        let mut rule = |rule: Option<&CelRule>, name: &str, refused: &str| {
+            rule.map(|rule| Rule::new(&format!("{key}.{name}"), rule, refused, plan)).transpose()
+        };
+        Ok(Some(Policy {
+            allow_if: rule(allow_if, "allow_if", "is false")?,
+            deny_if: rule(deny_if, "deny_if", "is true")?,
+        }))
+    }
+
+    /// Whether the request may pass: `allow_if` true and `deny_if` false.
+    /// Each rule's value goes to `trace` (`jwtgate explain`).
+    pub fn judge(&self, facts: &Facts<'_>, trace: &mut impl Trace) -> Result<(), ScopeFailure> {
+        if let Some(rule) = &self.allow_if {
+            rule.judge(facts, true, "allow_if", trace)?;
+        }
+        if let Some(rule) = &self.deny_if {
+            rule.judge(facts, false, "deny_if", trace)?;
+        }
+        Ok(())
+    }
+}
+
+impl Rule {
+    fn new(key: &str, rule: &CelRule, refused: &str, plan: &mut ClaimPlan) -> Result<Rule, String> {
+        let program = Program::compile(&rule.source).map_err(|errors| format!("{key}: {errors}"))?;
+        let claims = rule
+            .claims
+            .iter()
+            .map(|name| (Key::from(name.clone()), plan.keep_value(&ClaimPath::nested(&[name.as_str()]))))
+            .collect();
+        let headers = rule.headers.as_ref().map(|names| {
+            names
+                .iter()
+                .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok().map(|h| (h, Key::from(name.clone()))))
+                .collect()
+        });
+        Ok(Rule {
+            program,
+            source: rule.source.clone(),
+            claims,
+            headers,
+            refused: interned(format!("the route's rule {key} {refused}")),
+            failed: interned(format!(
+                "the route's rule {key} could not be evaluated (a claim or header it reads is missing, or it is not true or false)"
+            )),
+        })
+    }
+
+    /// Passes when the rule's value is `passes`.
+    fn judge(&self, facts: &Facts<'_>, passes: bool, name: &str, trace: &mut impl Trace) -> Result<(), ScopeFailure> {
+        let value = self.evaluate(facts);
+        trace.value(&|| match &value {
+            Ok(value) => format!("rule  {name} {} = {value}", self.source),
+            Err(error) => format!("rule  {name} {} could not be evaluated: {error}", self.source),
+        });
+        match value {
+            Ok(value) if value == passes => Ok(()),
+            Ok(_) => Err(ScopeFailure::Rule(self.refused)),
+            Err(_) => Err(ScopeFailure::Rule(self.failed)),
+        }
+    }
+
+    fn evaluate(&self, facts: &Facts<'_>) -> Result<bool, String> {
+        let mut context = ROOT.new_inner_scope();
+        let claims: HashMap<Key, Value> = match facts.verified {
+            None => HashMap::new(),
+            Some(verified) => self
+                .claims
+                .iter()
+                .filter_map(|(name, slot)| verified.value(*slot).map(|value| (name.clone(), from_json(value))))
+                .collect(),
+        };
+        context.add_variable_from_value("claims", Value::Map(Map { map: Arc::new(claims) }));
+        let headers: HashMap<Key, Value> = match &self.headers {
+            Some(names) => names
+                .iter()
+                .filter_map(|(name, key)| joined(facts.headers, name).map(|value| (key.clone(), value)))
+                .collect(),
+            None => facts
+                .headers
+                .keys()
+                .filter_map(|name| {
+                    joined(facts.headers, name).map(|value| (Key::from(name.as_str().to_string()), value))
+                })
+                .collect(),
+        };
+        let mut request = HashMap::with_capacity(4);
+        request.insert(Key::from("method".to_string()), Value::from(facts.method.as_str()));
+        request.insert(Key::from("path".to_string()), Value::from(facts.path));
+        request.insert(Key::from("host".to_string()), facts.host.map_or(Value::Null, Value::from));
+        request.insert(Key::from("headers".to_string()), Value::Map(Map { map: Arc::new(headers) }));
+        context.add_variable_from_value("request", Value::Map(Map { map: Arc::new(request) }));
+        context.add_variable_from_value("route", Value::from(facts.route));
+        match self.program.execute(&context) {
+            Ok(Value::Bool(value)) => Ok(value),
+            Ok(other) => Err(format!("the value is {other:?}, not true or false")),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+/// A header's values, joined with ", " as RFC 9110 §5.3 combines them;
+/// `None` when absent or not text.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<Value> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?.to_str().ok()?;
+    let mut text = first.to_string();
+    for value in values {
+        text.push_str(", ");
+        text.push_str(value.to_str().ok()?);
+    }
+    Some(Value::from(text))
+}
+
+/// A JSON claim as a CEL value: integers as `int` (or `uint` above
+/// `i64`), other numbers as `double`.
+fn from_json(value: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    match value {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
+        Json::Object(members) => Value::Map(Map {
+            map: Arc::new(members.iter().map(|(k, v)| (Key::from(k.clone()), from_json(v))).collect()),
+        }),
+    }
+}
+
+/// Refusal descriptions are `&'static str`; a rule's are made when the
+/// configuration is loaded and kept once per distinct text, so reloads do
+/// not add up.
+fn interned(text: String) -> &'static str {
+    static SEEN: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = seen.get(text.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    seen.insert(leaked);
+    leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn rule(source: &str) -> Rule {
+        Rule::new("routes[0].allow_if", &CelRule::parse(source).unwrap(), "is false", &mut ClaimPlan::default())
+            .unwrap()
+    }
+
+    fn facts(headers: &HeaderMap) -> Facts<'_> {
+        Facts {
+            method: &Method::GET,
+            path: "/tenants/1",
+            host: Some("api.example.com"),
+            headers,
+            route: "/tenants",
+            verified: None,
+        }
+    }
+
+    #[test]
+    fn rules_see_the_request_and_route() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-tenant", HeaderValue::from_static("acme"));
+        headers.append("x-tenant", HeaderValue::from_static("globex"));
+        for source in [
+            r#"request.method in ["GET", "HEAD"]"#,
+            r#"request.headers["x-tenant"] == "acme, globex""#,
+            r#"request.path.startsWith(route) && request.host == "api.example.com""#,
+            "size(request.headers) == 1",
+        ] {
+            assert_eq!(rule(source).evaluate(&facts(&headers)), Ok(true), "{source}");
+        }
+        assert!(rule("request.headers[\"x-other\"] == \"1\"").evaluate(&facts(&headers)).is_err());
+        assert!(rule("1").evaluate(&facts(&headers)).unwrap_err().contains("not true or false"));
+    }
+}

@@ -1,0 +1,131 @@
+//! CEL rules (issue 20, part 1): `routes[].allow_if` and `deny_if` over
+//! `claims`, `request` and `route`, after the token checks; a false
+//! `allow_if` or a true `deny_if` is 403 `insufficient_scope` naming the rule.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support::*;
+use serde_json::{Value, json};
+
+struct World {
+    key: SigningKey,
+    idp: TestIdp,
+    gateway: TestGateway,
+    _upstream: TestUpstream,
+}
+
+async fn world() -> World {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = toml(&upstream.url(), &idp.issuer)
+        .issuer(
+            "[[routes]]\npath = \"/tenants\"\n\
+             allow_if = 'claims.tenant == request.headers[\"x-tenant\"] && request.method in [\"GET\", \"HEAD\"]'\n\
+             [[routes]]\npath = \"/open\"\nauth = \"optional\"\n\
+             allow_if = 'request.path.startsWith(route) && (has(claims.sub) || request.host == \"public.example\")'\n\
+             [[routes]]\npath = \"/\"\ndeny_if = '\"banned\" in claims.roles'\n",
+        )
+        .start()
+        .await;
+    World { key, idp, gateway, _upstream: upstream }
+}
+
+impl World {
+    fn token(&self, extra: Value) -> String {
+        let mut claims = claims(&self.idp.issuer, "api");
+        for (name, value) in extra.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
+        self.key.mint(&claims)
+    }
+
+    async fn send(&self, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut request = client().get(self.gateway.url(path));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
+        (status, body["error_description"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+#[tokio::test]
+async fn allow_if_and_deny_if_judge_claims_and_the_request_after_the_token() {
+    let w = world().await;
+    let acme = w.token(json!({"tenant": "acme", "roles": ["user"]}));
+    // True: passes, from the verified-token cache as well.
+    for _ in 0..2 {
+        assert_eq!(w.send("/tenants/1", Some(&acme), &[("x-tenant", "acme")]).await, (200, String::new()));
+    }
+    let metrics = w.gateway.metrics_text().await;
+    assert!(metrics.contains("jwtgate_token_cache_lookups_total{result=\"hit\"} 1"), "{metrics}");
+    assert_eq!(
+        w.send("/tenants/1", Some(&acme), &[("x-tenant", "globex")]).await,
+        (403, "the route's rule routes[0].allow_if is false".to_string())
+    );
+    // A header it reads is missing: not evaluated, so refused.
+    let (status, said) = w.send("/tenants/1", Some(&acme), &[]).await;
+    assert_eq!(status, 403);
+    assert!(said.starts_with("the route's rule routes[0].allow_if could not be evaluated"), "{said}");
+    // A claim it reads is missing: the same.
+    let none = w.token(json!({}));
+    assert_eq!(w.send("/tenants/1", Some(&none), &[("x-tenant", "acme")]).await.0, 403);
+    // A bad token is refused by the token checks first: 401, not the rule.
+    assert_eq!(w.send("/tenants/1", Some("x.y.z"), &[("x-tenant", "acme")]).await.0, 401);
+
+    // deny_if: true refuses; not evaluable (no roles) refuses too.
+    let banned = w.token(json!({"roles": ["user", "banned"]}));
+    assert_eq!(
+        w.send("/orders", Some(&banned), &[]).await,
+        (403, "the route's rule routes[2].deny_if is true".to_string())
+    );
+    assert_eq!(w.send("/orders", Some(&acme), &[]).await.0, 200);
+    let (status, said) = w.send("/orders", Some(&none), &[]).await;
+    assert!(status == 403 && said.contains("routes[2].deny_if could not be evaluated"), "{said}");
+
+    // Without a token on an optional route: claims is empty.
+    assert_eq!(w.send("/open/x", None, &[]).await.0, 403);
+    assert_eq!(w.send("/open/x", Some(&acme), &[]).await.0, 200);
+    let metrics = w.gateway.metrics_text().await;
+    assert!(metrics.contains("reason=\"rule_denied\""), "{metrics}");
+}
+
+/// `request.host` is the host as routes read it (lower case, without the
+/// port), and `request.path` the canonical path.
+#[tokio::test]
+async fn a_rule_reads_the_canonical_host_and_path() {
+    let w = world().await;
+    // The host as routes read it: lower case, without the port.
+    let response = client().get(w.gateway.url("/open/%78")).header("host", "PUBLIC.example:8080").send().await.unwrap();
+    assert_eq!(response.status(), 200, "request.host is public.example");
+    let response = client().get(w.gateway.url("/open/x")).header("host", "public.example.").send().await.unwrap();
+    assert_eq!(response.status(), 400, "a host servers read differently is refused where a rule reads it");
+}
+
+#[tokio::test]
+async fn explain_prints_each_rules_value() {
+    let w = world().await;
+    let config = jwtgate::config::Config::parse(
+        &format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\n\
+             [[routes]]\npath = \"/\"\nallow_if = 'claims.tenant == \"acme\"'\ndeny_if = '\"banned\" in claims.roles'\n",
+            w.idp.issuer
+        ),
+        "rules.toml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap();
+    let options = jwtgate::explain::Options { path: "/orders".into(), ..Default::default() };
+    let token = w.token(json!({"tenant": "acme", "roles": ["banned"]}));
+    let (report, allowed) = jwtgate::explain::explain(&config, &token, &options).await.unwrap();
+    assert!(!allowed, "{report}");
+    assert!(report.contains("  rule  allow_if claims.tenant == \"acme\" = true"), "{report}");
+    assert!(report.contains("  rule  deny_if \"banned\" in claims.roles = true"), "{report}");
+    assert!(report.contains("the route's rule routes[0].deny_if is true"), "{report}");
+}
