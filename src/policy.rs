@@ -8,7 +8,7 @@
 //! is never taken as permission.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 
 use cel::objects::{Key, Map};
 use cel::{Context, Program, Value};
@@ -37,6 +37,10 @@ struct Rule {
     claims: Box<[(Key, ValueSlot)]>,
     /// The headers the rule names; `None`: all of them.
     headers: Option<Box<[(HeaderName, Key)]>>,
+    /// The members of `request` it reads.
+    request: Box<[Member]>,
+    /// `route`: the route's path as configured.
+    route: Value,
     /// The refusal descriptions: the rule's value was not the one that
     /// lets the request through, or it could not be evaluated.
     refused: &'static str,
@@ -49,8 +53,6 @@ pub struct Facts<'a> {
     pub path: &'a str,
     pub host: Option<&'a str>,
     pub headers: &'a HeaderMap,
-    /// The route's path as configured.
-    pub route: &'a str,
     /// `None`: no token (an optional or public route).
     pub verified: Option<&'a Verified>,
 }
@@ -60,6 +62,7 @@ impl Policy {
     /// read registered in `plan`; `None` when it has none.
     pub fn new(
         key: &str,
+        route: &str,
         allow_if: Option<&CelRule>,
         deny_if: Option<&CelRule>,
         plan: &mut ClaimPlan,
@@ -68,7 +71,7 @@ impl Policy {
             return Ok(None);
         }
         let mut rule = |rule: Option<&CelRule>, name: &str, refused: &str| {
-            rule.map(|rule| Rule::new(&format!("{key}.{name}"), rule, refused, plan)).transpose()
+            rule.map(|rule| Rule::new(&format!("{key}.{name}"), route, rule, refused, plan)).transpose()
         };
         Ok(Some(Policy {
             allow_if: rule(allow_if, "allow_if", "is false")?,
@@ -90,7 +93,7 @@ impl Policy {
 }
 
 impl Rule {
-    fn new(key: &str, rule: &CelRule, refused: &str, plan: &mut ClaimPlan) -> Result<Rule, String> {
+    fn new(key: &str, route: &str, rule: &CelRule, refused: &str, plan: &mut ClaimPlan) -> Result<Rule, String> {
         let program = Program::compile(&rule.source).map_err(|errors| format!("{key}: {errors}"))?;
         let claims = rule
             .claims
@@ -103,11 +106,24 @@ impl Rule {
                 .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok().map(|h| (h, Key::from(name.clone()))))
                 .collect()
         });
+        let request = rule
+            .request
+            .iter()
+            .filter_map(|member| match member.as_str() {
+                "method" => Some(Member::Method),
+                "path" => Some(Member::Path),
+                "host" => Some(Member::Host),
+                "headers" => Some(Member::Headers),
+                _ => None,
+            })
+            .collect();
         Ok(Rule {
             program,
             source: rule.source.clone(),
             claims,
             headers,
+            request,
+            route: Value::from(route),
             refused: interned(format!("the route's rule {key} {refused}")),
             failed: interned(format!(
                 "the route's rule {key} could not be evaluated (a claim or header it reads is missing, or it is not true or false)"
@@ -130,8 +146,19 @@ impl Rule {
     }
 
     fn evaluate(&self, facts: &Facts<'_>) -> Result<bool, String> {
+        let variables = Variables { rule: self, facts, claims: OnceLock::new(), request: OnceLock::new() };
         let mut context = ROOT.new_inner_scope();
-        let claims: HashMap<Key, Value> = match facts.verified {
+        context.set_variable_resolver(&variables);
+        match self.program.execute(&context) {
+            Ok(Value::Bool(value)) => Ok(value),
+            Ok(other) => Err(format!("the value is {other:?}, not true or false")),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// `claims`: what the rule names, as the token kept it.
+    fn claims(&self, verified: Option<&Verified>) -> Value {
+        let claims: HashMap<Key, Value> = match verified {
             None => HashMap::new(),
             Some(verified) => self
                 .claims
@@ -139,31 +166,82 @@ impl Rule {
                 .filter_map(|(name, slot)| verified.value(*slot).map(|value| (name.clone(), from_json(value))))
                 .collect(),
         };
-        context.add_variable_from_value("claims", Value::Map(Map { map: Arc::new(claims) }));
-        let headers: HashMap<Key, Value> = match &self.headers {
-            Some(names) => names
-                .iter()
-                .filter_map(|(name, key)| joined(facts.headers, name).map(|value| (key.clone(), value)))
-                .collect(),
-            None => facts
-                .headers
+        Value::Map(Map { map: Arc::new(claims) })
+    }
+
+    /// `request`: the members the rule reads.
+    fn request(&self, facts: &Facts<'_>) -> Value {
+        let keys = &*REQUEST_KEYS;
+        let mut request = HashMap::with_capacity(self.request.len());
+        for member in &self.request {
+            let (key, value) = match member {
+                Member::Method => (&keys[0], method_value(facts.method)),
+                Member::Path => (&keys[1], Value::from(facts.path)),
+                Member::Host => (&keys[2], facts.host.map_or(Value::Null, Value::from)),
+                Member::Headers => (&keys[3], self.headers_value(facts.headers)),
+            };
+            request.insert(key.clone(), value);
+        }
+        Value::Map(Map { map: Arc::new(request) })
+    }
+
+    fn headers_value(&self, headers: &HeaderMap) -> Value {
+        let map: HashMap<Key, Value> = match &self.headers {
+            Some(names) => {
+                names.iter().filter_map(|(name, key)| joined(headers, name).map(|value| (key.clone(), value))).collect()
+            }
+            None => headers
                 .keys()
-                .filter_map(|name| {
-                    joined(facts.headers, name).map(|value| (Key::from(name.as_str().to_string()), value))
-                })
+                .filter_map(|name| joined(headers, name).map(|value| (Key::from(name.as_str().to_string()), value)))
                 .collect(),
         };
-        let mut request = HashMap::with_capacity(4);
-        request.insert(Key::from("method".to_string()), Value::from(facts.method.as_str()));
-        request.insert(Key::from("path".to_string()), Value::from(facts.path));
-        request.insert(Key::from("host".to_string()), facts.host.map_or(Value::Null, Value::from));
-        request.insert(Key::from("headers".to_string()), Value::Map(Map { map: Arc::new(headers) }));
-        context.add_variable_from_value("request", Value::Map(Map { map: Arc::new(request) }));
-        context.add_variable_from_value("route", Value::from(facts.route));
-        match self.program.execute(&context) {
-            Ok(Value::Bool(value)) => Ok(value),
-            Ok(other) => Err(format!("the value is {other:?}, not true or false")),
-            Err(error) => Err(error.to_string()),
+        Value::Map(Map { map: Arc::new(map) })
+    }
+}
+
+/// A member of `request`.
+#[derive(Clone, Copy)]
+enum Member {
+    Method,
+    Path,
+    Host,
+    Headers,
+}
+
+/// `request`'s keys, made once: a key is a reference count to copy.
+static REQUEST_KEYS: LazyLock<[Key; 4]> =
+    LazyLock::new(|| ["method", "path", "host", "headers"].map(|name| Key::from(name.to_string())));
+
+/// The common methods as values, made once.
+fn method_value(method: &Method) -> Value {
+    static COMMON: LazyLock<Vec<(Method, Value)>> = LazyLock::new(|| {
+        [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD, Method::OPTIONS]
+            .into_iter()
+            .map(|m| {
+                let value = Value::from(m.as_str());
+                (m, value)
+            })
+            .collect()
+    });
+    COMMON.iter().find(|(m, _)| m == method).map_or_else(|| Value::from(method.as_str()), |(_, v)| v.clone())
+}
+
+/// The variables of one evaluation, made when the expression first reads
+/// each (a rule that reads no header builds no header map).
+struct Variables<'r, 'f> {
+    rule: &'r Rule,
+    facts: &'r Facts<'f>,
+    claims: OnceLock<Value>,
+    request: OnceLock<Value>,
+}
+
+impl cel::context::VariableResolver for Variables<'_, '_> {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        match name {
+            "claims" => Some(self.claims.get_or_init(|| self.rule.claims(self.facts.verified)).clone()),
+            "request" => Some(self.request.get_or_init(|| self.rule.request(self.facts)).clone()),
+            "route" => Some(self.rule.route.clone()),
+            _ => None,
         }
     }
 }
@@ -221,19 +299,18 @@ mod tests {
     use http::HeaderValue;
 
     fn rule(source: &str) -> Rule {
-        Rule::new("routes[0].allow_if", &CelRule::parse(source).unwrap(), "is false", &mut ClaimPlan::default())
-            .unwrap()
+        Rule::new(
+            "routes[0].allow_if",
+            "/tenants",
+            &CelRule::parse(source).unwrap(),
+            "is false",
+            &mut ClaimPlan::default(),
+        )
+        .unwrap()
     }
 
     fn facts(headers: &HeaderMap) -> Facts<'_> {
-        Facts {
-            method: &Method::GET,
-            path: "/tenants/1",
-            host: Some("api.example.com"),
-            headers,
-            route: "/tenants",
-            verified: None,
-        }
+        Facts { method: &Method::GET, path: "/tenants/1", host: Some("api.example.com"), headers, verified: None }
     }
 
     #[test]

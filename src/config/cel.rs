@@ -25,6 +25,9 @@ pub struct CelRule {
     pub headers: Option<Vec<String>>,
     /// It reads `request.host`.
     pub host: bool,
+    /// The members of `request` it reads, each once (all when it reads
+    /// `request` whole).
+    pub request: Vec<String>,
 }
 
 impl CelRule {
@@ -37,8 +40,13 @@ impl CelRule {
             let first = errors.errors.first().map_or_else(|| "cannot be parsed".to_string(), |e| e.msg.clone());
             format!("not a CEL expression: {first} (in {source:?})")
         })?;
-        let mut rule =
-            CelRule { source: source.to_string(), claims: Vec::new(), headers: Some(Vec::new()), host: false };
+        let mut rule = CelRule {
+            source: source.to_string(),
+            claims: Vec::new(),
+            headers: Some(Vec::new()),
+            host: false,
+            request: Vec::new(),
+        };
         walk(&expr, &mut Vec::new(), &mut rule)?;
         Ok(rule)
     }
@@ -65,6 +73,9 @@ fn add(list: &mut Vec<String>, name: &str) {
 
 /// A member of `request` read by name.
 fn request_member(rule: &mut CelRule, member: &str) -> Result<(), String> {
+    if REQUEST_MEMBERS.contains(&member) {
+        add(&mut rule.request, member);
+    }
     match member {
         "headers" => rule.headers = None,
         "host" => rule.host = true,
@@ -82,6 +93,7 @@ fn header(rule: &mut CelRule, name: &str) -> Result<(), String> {
             name.to_ascii_lowercase()
         ));
     }
+    add(&mut rule.request, "headers");
     if let Some(headers) = &mut rule.headers {
         add(headers, name);
     }
@@ -100,6 +112,7 @@ fn walk(expr: &IdedExpr, bound: &mut Vec<String>, rule: &mut CelRule) -> Result<
         Expr::Ident(name) if name == "request" => {
             rule.headers = None;
             rule.host = true;
+            REQUEST_MEMBERS.iter().for_each(|member| add(&mut rule.request, member));
             Ok(())
         }
         Expr::Ident(name) => Err(format!("unknown variable {name:?}: rules can use {VARIABLES}")),
@@ -169,6 +182,7 @@ mod tests {
             CelRule::parse(r#"claims.tenant == request.headers["x-tenant"] && "admin" in claims["roles"]"#).unwrap();
         assert_eq!(rule.claims, ["tenant", "roles"]);
         assert_eq!(rule.headers, Some(vec!["x-tenant".to_string()]));
+        assert_eq!(rule.request, ["headers"]);
         let rule =
             CelRule::parse(r#"has(claims.org) && claims.roles.exists(r, r == route) && request.method == "GET""#)
                 .unwrap();

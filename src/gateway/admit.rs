@@ -113,14 +113,7 @@ impl Gateway {
         };
         // The route's CEL rules, last: over the checked token (or none) and
         // the request as the upstream will get it.
-        let facts = crate::policy::Facts {
-            method,
-            path,
-            host,
-            headers,
-            route: route.name(),
-            verified: notes.verified.as_ref(),
-        };
+        let facts = crate::policy::Facts { method, path, host, headers, verified: notes.verified.as_ref() };
         route.judge_rules(&facts, trace).inspect_err(|refusal| {
             if let Some(reason) = refusal.auth_reason() {
                 self.metrics.auth_failure(notes.verified.as_ref().map(Verified::issuer_counters), reason);
