@@ -235,6 +235,42 @@ async fn start_nginx(gateway: SocketAddr, app: SocketAddr) -> crate::support::Pr
     crate::support::nginx(&conf, addr).await
 }
 
+/// Issue 20, part 2: through the shipped nginx file, host routes judge the
+/// host nginx serves (`$host`: lower case, no port, no trailing dot), and a
+/// client's own `X-Original-Host` is overwritten.
+#[tokio::test]
+#[ignore = "needs nginx (Debian's package; .ci/run installs it)"]
+async fn nginx_passes_the_host_that_host_routes_judge() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = toml(&upstream.url(), &idp.issuer)
+        .issuer(
+            "[forward_auth]\npath = \"/auth\"\nedge = \"nginx\"\n\
+             [[routes]]\npath = \"/\"\nhosts = [\"admin.example.com\"]\nscopes = [\"admin\"]\n",
+        )
+        .start()
+        .await;
+    let nginx = start_nginx(gateway.addr, upstream.addr).await;
+    let mut claims = claims(&idp.issuer, "api");
+    claims["scope"] = json!("read");
+    let user = key.mint(&claims);
+    let get = |host: &str, extra: &str| {
+        let request = format!(
+            "GET /orders HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {user}\r\n{extra}Connection: close\r\n\r\n"
+        );
+        let addr = nginx.addr;
+        async move { crate::support::raw(addr, request.as_bytes()).await }
+    };
+    for host in ["admin.example.com", "ADMIN.Example.com:80", "admin.example.com."] {
+        assert!(get(host, "").await.starts_with("HTTP/1.1 403"), "{host}");
+    }
+    assert!(get("admin.example.com", "X-Original-Host: other.example\r\n").await.starts_with("HTTP/1.1 403"));
+    assert!(get("other.example", "").await.starts_with("HTTP/1.1 200"));
+    assert!(get("other.example", "X-Original-Host: admin.example.com\r\n").await.starts_with("HTTP/1.1 200"));
+    assert_eq!(upstream.count(), 2);
+}
+
 #[tokio::test]
 #[ignore = "needs nginx (Debian's package; .ci/run installs it)"]
 async fn nginx_auth_request_allows_denies_and_copies_the_identity() {
