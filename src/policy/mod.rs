@@ -14,6 +14,8 @@ use cel::objects::{Key, Map};
 use cel::{Context, Program, Value};
 use http::{HeaderMap, HeaderName, Method};
 
+mod fast;
+
 use crate::auth::{ClaimPlan, Trace, ValueSlot, Verified};
 use crate::config::ClaimPath;
 use crate::config::cel::CelRule;
@@ -41,6 +43,9 @@ struct Rule {
     request: Box<[Member]>,
     /// `route`: the route's path as configured.
     route: Value,
+    route_name: String,
+    /// The rule compiled to [`fast`], when it is plain string comparisons.
+    fast: Option<fast::Fast>,
     /// The refusal descriptions: the rule's value was not the one that
     /// lets the request through, or it could not be evaluated.
     refused: &'static str,
@@ -100,7 +105,7 @@ impl Rule {
             .iter()
             .map(|name| (Key::from(name.clone()), plan.keep_value(&ClaimPath::nested(&[name.as_str()]))))
             .collect();
-        let headers = rule.headers.as_ref().map(|names| {
+        let headers: Option<Box<[(HeaderName, Key)]>> = rule.headers.as_ref().map(|names| {
             names
                 .iter()
                 .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok().map(|h| (h, Key::from(name.clone()))))
@@ -117,7 +122,16 @@ impl Rule {
                 _ => None,
             })
             .collect();
+        // Header names that are not header names (never sent) leave the
+        // interpreter to find them missing.
+        let header_count = headers.as_deref().map(<[_]>::len);
+        let fast = (rule.headers.as_ref().map(Vec::len) == header_count)
+            .then(|| cel::parser::Parser::default().parse(&rule.source).ok())
+            .flatten()
+            .and_then(|expr| fast::compile(&expr, &rule.claims, rule.headers.as_deref()));
         Ok(Rule {
+            fast,
+            route_name: route.to_string(),
             program,
             source: rule.source.clone(),
             claims,
@@ -146,6 +160,18 @@ impl Rule {
     }
 
     fn evaluate(&self, facts: &Facts<'_>) -> Result<bool, String> {
+        match self.fast.as_ref().map(|fast| fast.evaluate(self, facts)) {
+            Some(fast::Outcome::Value(value)) => return Ok(value),
+            Some(fast::Outcome::Error) => {
+                return Err("a claim or header it reads is missing, or an operand has no such operator".into());
+            }
+            Some(fast::Outcome::Interpret) | None => {}
+        }
+        self.interpret(facts)
+    }
+
+    /// The `cel` interpreter's value.
+    fn interpret(&self, facts: &Facts<'_>) -> Result<bool, String> {
         let variables = Variables { rule: self, facts, claims: OnceLock::new(), request: OnceLock::new() };
         let mut context = ROOT.new_inner_scope();
         context.set_variable_resolver(&variables);
