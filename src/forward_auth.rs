@@ -101,6 +101,14 @@ impl ForwardAuth {
 
 /// The original request from the edge's own pair of headers: exactly one
 /// of each, both well-formed.
+/// The client's address as the edge saw it: the last `X-Forwarded-For`
+/// entry, the one the edge itself appended (any before it are the
+/// client's word). `None` without a readable one.
+pub fn client_ip(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+}
+
 fn from_headers(uri_header: &HeaderName, method_header: &HeaderName, headers: &HeaderMap) -> Result<Original, Refusal> {
     let uri = single(headers, uri_header)
         .ok_or(Refusal::InvalidRequest(

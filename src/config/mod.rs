@@ -7,6 +7,7 @@
 pub mod defaults;
 mod interpolate;
 mod introspection;
+mod rate_limit;
 mod raw;
 mod source;
 pub mod spiffe;
@@ -16,6 +17,7 @@ mod values;
 mod wording;
 
 pub use introspection::{IntrospectMode, IntrospectionAuth, IntrospectionConfig, Secret};
+pub use rate_limit::{OnStoreError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig};
 pub use source::Position;
 pub use types::{
     AuthMode, CacheConfig, ClientAuth, ClientIdentity, Config, CorsConfig, DpopMode, Edge, ForwardAuthConfig,

@@ -27,6 +27,7 @@ mod limits;
 mod operations;
 mod pool;
 mod proxy;
+mod rate_limits;
 mod routes;
 mod ship;
 mod spiffe;
