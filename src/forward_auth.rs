@@ -140,6 +140,17 @@ mod tests {
     use super::*;
     use http::{HeaderName, HeaderValue};
 
+    #[test]
+    fn client_ip_is_the_entry_the_edge_appended() {
+        let mut map = HeaderMap::new();
+        assert_eq!(client_ip(&map), None);
+        map.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 10.0.0.1"));
+        map.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
+        assert_eq!(client_ip(&map), Some([198, 51, 100, 7].into()));
+        map.insert("x-forwarded-for", HeaderValue::from_static("2001:db8::1 , not-an-ip"));
+        assert_eq!(client_ip(&map), None);
+    }
+
     fn ask(edge: Edge, method: Method, path: &str, headers: &[(&str, &str)]) -> Option<Result<Original, Refusal>> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {

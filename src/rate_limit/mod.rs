@@ -156,23 +156,24 @@ impl RateLimits {
         route: &RouteRef<'_>,
         verified: Option<&Verified>,
         ip: IpAddr,
-    ) -> Result<Option<Passed>, Refusal> {
+    ) -> Result<Option<Box<Passed>>, Refusal> {
         let Some(applies) = self.by_route.get(route.index).filter(|r| !r.limits.is_empty()) else {
             return Ok(None);
         };
         let limits = applies.limits.iter().map(|&i| &self.limits[i]);
-        let outcomes: Vec<(&Limit, Outcome)> = match &self.store {
+        // `RateLimit`: one item per limit judged, written as they are.
+        let mut state = String::with_capacity(40 * applies.limits.len());
+        let mut refused = None;
+        match &self.store {
             None => {
-                let mut outcomes = Vec::with_capacity(applies.limits.len());
                 // In turn: a limit that refuses stops the others from being asked.
                 for limit in limits {
                     let outcome = limit.local.check(self.hash(&limit.subject(route.name, verified, ip)));
-                    outcomes.push((limit, outcome));
-                    if matches!(outcome, Outcome::Limited { .. }) {
+                    refused = record(&mut state, limit, outcome);
+                    if refused.is_some() {
                         break;
                     }
                 }
-                outcomes
             }
             Some((store, on_error)) => {
                 let (limits, buckets): (Vec<&Limit>, Vec<redis::Bucket>) = limits
@@ -183,8 +184,14 @@ impl RateLimits {
                     })
                     .unzip();
                 match store.check(&buckets).await {
-                    Some(redis::Answer::Allowed(outcomes)) => limits.into_iter().zip(outcomes).collect(),
-                    Some(redis::Answer::Limited { index, wait }) => vec![(limits[index], Outcome::Limited { wait })],
+                    Some(redis::Answer::Allowed(outcomes)) => {
+                        for (limit, outcome) in limits.into_iter().zip(outcomes) {
+                            record(&mut state, limit, outcome);
+                        }
+                    }
+                    Some(redis::Answer::Limited { index, wait }) => {
+                        refused = record(&mut state, limits[index], Outcome::Limited { wait });
+                    }
                     None => {
                         for limit in &limits {
                             limit.series.store_error();
@@ -196,27 +203,13 @@ impl RateLimits {
                     }
                 }
             }
-        };
-        let mut state = String::new();
-        for (limit, outcome) in &outcomes {
-            let allowed = matches!(outcome, Outcome::Allowed { .. });
-            limit.series.decided(allowed);
-            if !state.is_empty() {
-                state.push_str(", ");
-            }
-            let (remaining, reset) = match outcome {
-                Outcome::Allowed { remaining, full_in } => (*remaining, seconds_up(*full_in)),
-                Outcome::Limited { wait } => (0, seconds_up(*wait)),
-            };
-            let _ = write!(state, "\"{}\";r={remaining};t={reset}", limit.name);
         }
         let policy = applies.policy.clone().unwrap_or(HeaderValue::from_static(""));
         let state = HeaderValue::try_from(state).unwrap_or(HeaderValue::from_static(""));
-        match outcomes.last() {
-            Some((_, Outcome::Limited { wait })) => {
-                Err(Refusal::RateLimited(Box::new(Throttled { retry_after: seconds_up(*wait), policy, state })))
-            }
-            _ => Ok(Some(Passed { policy, state })),
+        match refused {
+            Some(retry_after) => Err(Refusal::RateLimited(Box::new(Throttled { retry_after, policy, state }))),
+            // Boxed: the request's notes carry it, and stay small without limits.
+            None => Ok(Some(Box::new(Passed { policy, state }))),
         }
     }
 
@@ -301,6 +294,21 @@ fn policy<'l>(limits: impl Iterator<Item = &'l Limit>) -> Option<HeaderValue> {
     let items: Vec<String> =
         limits.map(|limit| format!("\"{}\";q={};w={}", limit.name, limit.count, limit.period.as_secs())).collect();
     if items.is_empty() { None } else { HeaderValue::try_from(items.join(", ")).ok() }
+}
+
+/// Counts `outcome` for `limit` and adds its `RateLimit` item to `state`;
+/// for a refusal, the seconds until a cell is back (`Retry-After`).
+fn record(state: &mut String, limit: &Limit, outcome: Outcome) -> Option<u64> {
+    if !state.is_empty() {
+        state.push_str(", ");
+    }
+    let (remaining, reset, refused) = match outcome {
+        Outcome::Allowed { remaining, full_in } => (remaining, seconds_up(full_in), false),
+        Outcome::Limited { wait } => (0, seconds_up(wait).max(1), true),
+    };
+    limit.series.decided(!refused);
+    let _ = write!(state, "\"{}\";r={remaining};t={reset}", limit.name);
+    refused.then_some(reset)
 }
 
 /// Whole seconds, rounded up: a client that waits this long finds a cell.

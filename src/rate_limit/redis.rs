@@ -39,7 +39,7 @@ end
 local out = {1}
 for i = 1, #KEYS do
   local ttl = tats[i] - now
-  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.ceil(ttl / 1000))
+  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.max(1, math.ceil(ttl / 1000)))
   out[i + 1] = ttl
 end
 return out
@@ -93,7 +93,10 @@ impl Store {
     pub(super) async fn check(&self, buckets: &[Bucket]) -> Option<Answer> {
         let mut invocation = self.script.prepare_invoke();
         for bucket in buckets {
-            invocation.key(&bucket.key).arg(bucket.interval.as_micros() as u64).arg(bucket.burst);
+            // Whole microseconds (the script's unit, exact in a Lua double): a
+            // rate over 1,000,000/s per key is counted as 1,000,000/s.
+            let interval = bucket.interval.as_micros().max(1);
+            invocation.key(&bucket.key).arg(u64::try_from(interval).unwrap_or(u64::MAX)).arg(bucket.burst);
         }
         let mut connection = self.connection.clone();
         let reply = tokio::time::timeout(STORE_TIMEOUT, invocation.invoke_async::<Vec<i64>>(&mut connection)).await;
@@ -135,8 +138,8 @@ fn parse(reply: &[i64], buckets: &[Bucket]) -> Option<Answer> {
                 .zip(buckets)
                 .map(|(ttl, bucket)| {
                     let full_in = micros(*ttl);
-                    let interval = bucket.interval.max(Duration::from_micros(1));
-                    let used = full_in.as_micros().div_ceil(interval.as_micros());
+                    let interval = bucket.interval.as_micros().max(1);
+                    let used = full_in.as_micros().div_ceil(interval);
                     let remaining = u128::from(bucket.burst).saturating_sub(used);
                     Outcome::Allowed { remaining: u32::try_from(remaining).unwrap_or(0), full_in }
                 })
