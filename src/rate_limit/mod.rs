@@ -93,8 +93,8 @@ impl RateLimits {
     /// The limits of `configs` over the routes of `routes` (every route, in
     /// index order); `None` when there are none, so that the request path
     /// without limits does nothing more than test an `Option`. Claims are
-    /// registered in `plan`. Must be called inside a Tokio runtime when
-    /// there is a store; a sweeper task runs when there is a runtime.
+    /// registered in `plan`. Local limits are swept by a task when there
+    /// is a Tokio runtime.
     pub fn new<'r>(
         configs: &[RateLimitConfig],
         store: Option<&RateLimitStoreConfig>,

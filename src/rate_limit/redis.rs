@@ -53,7 +53,11 @@ pub(super) struct Bucket {
 }
 
 pub(super) struct Store {
-    connection: ConnectionManager,
+    client: redis::Client,
+    /// Made by the first request that finds it missing (a failed attempt
+    /// leaves it missing for the next); from then on the manager remakes
+    /// the connection itself whenever it breaks.
+    connection: tokio::sync::OnceCell<ConnectionManager>,
     script: redis::Script,
     /// Seconds since the epoch of the last warning.
     last_warning: AtomicU64,
@@ -68,24 +72,30 @@ pub(super) enum Answer {
 }
 
 impl Store {
-    /// A connection made on first use and remade whenever it breaks; must
-    /// be called inside a Tokio runtime.
+    /// The store at `url`; nothing is connected until the first request
+    /// (so `explain` and `check` never connect).
     pub(super) fn new(url: &str) -> Result<Store, String> {
         let client = redis::Client::open(url).map_err(|e| format!("rate_limit_store.redis_url: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(STORE_TIMEOUT))
-            .set_response_timeout(Some(STORE_TIMEOUT))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1))
-            .set_number_of_retries(3);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("rate_limit_store.redis_url: {e}"))?;
         Ok(Store {
-            connection,
+            client,
+            connection: tokio::sync::OnceCell::new(),
             script: redis::Script::new(GCRA),
             last_warning: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
         })
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        let connect = || {
+            // Reconnection attempts 1 s apart at most, so a Redis that is back is used within a second or so.
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(STORE_TIMEOUT)
+                .set_response_timeout(STORE_TIMEOUT)
+                .set_max_delay(1000)
+                .set_number_of_retries(3);
+            ConnectionManager::new_with_config(self.client.clone(), config)
+        };
+        self.connection.get_or_try_init(connect).await.cloned()
     }
 
     /// One round trip, bounded by [`STORE_TIMEOUT`]; `None` when the store
@@ -98,8 +108,11 @@ impl Store {
             let interval = bucket.interval.as_micros().max(1);
             invocation.key(&bucket.key).arg(u64::try_from(interval).unwrap_or(u64::MAX)).arg(bucket.burst);
         }
-        let mut connection = self.connection.clone();
-        let reply = tokio::time::timeout(STORE_TIMEOUT, invocation.invoke_async::<Vec<i64>>(&mut connection)).await;
+        let call = async {
+            let mut connection = self.connection().await?;
+            invocation.invoke_async::<Vec<i64>>(&mut connection).await
+        };
+        let reply = tokio::time::timeout(STORE_TIMEOUT, call).await;
         let error = match reply {
             Ok(Ok(reply)) => match parse(&reply, buckets) {
                 Some(answer) => return Some(answer),
