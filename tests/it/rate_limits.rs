@@ -147,6 +147,44 @@ routes = ["/open"]
     assert!(!report.contains("rate_limits[1]"), "{report}");
 }
 
+#[tokio::test]
+async fn forward_auth_checks_count_the_client_the_edge_saw() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let extra = r#"
+[forward_auth]
+path = "/auth"
+edge = "traefik"
+[[routes]]
+path = "/public"
+auth = "public"
+[[rate_limits]]
+key = "ip"
+rate = "1/h"
+burst = 2
+"#;
+    let gateway = toml(&upstream.url(), &idp.issuer).issuer(extra).start().await;
+    let check = |client_ip: &'static str| {
+        crate::support::client()
+            .get(gateway.url("/auth"))
+            .header("x-forwarded-uri", "/public/status")
+            .header("x-forwarded-method", "GET")
+            // What the client claimed, then what Traefik appended.
+            .header("x-forwarded-for", format!("203.0.113.99, {client_ip}"))
+            .send()
+    };
+    let status = |ip| async move { check(ip).await.unwrap().status().as_u16() };
+    assert_eq!(status("198.51.100.1").await, 200);
+    assert_eq!(status("198.51.100.1").await, 200);
+    let refused = check("198.51.100.1").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Another client of the edge, with the same forged first entry: its own bucket.
+    assert_eq!(status("198.51.100.2").await, 200);
+    assert_eq!(upstream.count(), 0);
+}
+
 #[test]
 fn check_reports_each_bad_key() {
     let text = r#"
