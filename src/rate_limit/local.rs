@@ -3,6 +3,7 @@
 //! a sweep; past [`MAX_KEYS`] the store starts over, so that a client
 //! spraying subjects or addresses cannot grow memory without bound.
 
+use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,40 @@ use governor::{Quota, RateLimiter};
 /// each: tens of MB at most). Checked by the sweep, not per request.
 pub(super) const MAX_KEYS: usize = 1_000_000;
 
-type Keyed = RateLimiter<u64, DashMapStateStore<u64>, DefaultClock, StateInformationMiddleware>;
+type Keyed = RateLimiter<u64, DashMapStateStore<u64, Prehashed>, DefaultClock, StateInformationMiddleware>;
+
+/// The keys are already seeded hashes ([`super::RateLimits`]): the map
+/// takes them as they are instead of hashing them again.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Prehashed;
+
+#[derive(Debug, Default)]
+pub(super) struct PrehashedHasher(u64);
+
+impl BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+
+    /// Not reached for `u64` keys; folds bytes in all the same.
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+}
 
 /// What a limit decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +78,7 @@ impl Local {
     }
 
     fn fresh(quota: Quota) -> Keyed {
-        RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>()
+        RateLimiter::dashmap_with_hasher(quota, Prehashed).with_middleware::<StateInformationMiddleware>()
     }
 
     /// Takes one cell of `key`'s bucket, if there is one.
