@@ -69,10 +69,12 @@ fn redis(c: &mut Criterion) {
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())
         .spawn();
-    let Ok(mut server) = server else {
+    let Ok(server) = server else {
         eprintln!("rate_limit/redis: skipped, no redis-server (apt-get install redis-server)");
         return;
     };
+    // Killed however the benchmark ends, a failed assertion included.
+    let _server = Killed(server);
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -95,8 +97,15 @@ fn redis(c: &mut Criterion) {
         })
     });
     group.finish();
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 criterion_group!(benches, local, redis);
