@@ -81,6 +81,10 @@ pub enum Refusal {
     IntrospectionUnavailable,
     /// The upstream is at `max_connections` and none came free in time.
     UpstreamBusy,
+    /// A `[[rate_limits]]` bucket of this request is empty (429).
+    RateLimited(Box<Throttled>),
+    /// `[rate_limit_store]` did not answer in time and `on_store_error = "deny"`.
+    RateLimitStoreUnavailable,
     BadGateway(&'static str),
     GatewayTimeout(&'static str),
 }
@@ -111,9 +115,11 @@ impl Refusal {
             Self::InsufficientScope { .. } | Self::CorsNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::InvalidRequest(_) | Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::KeysUnavailable | Self::IntrospectionUnavailable | Self::UpstreamBusy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::KeysUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::UpstreamBusy
+            | Self::RateLimitStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -128,7 +134,11 @@ impl Refusal {
             Self::Dpop { failure, .. } => failure.error(),
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::CorsNotAllowed(_) => "cors_not_allowed",
-            Self::KeysUnavailable | Self::IntrospectionUnavailable | Self::UpstreamBusy => "temporarily_unavailable",
+            Self::KeysUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::UpstreamBusy
+            | Self::RateLimitStoreUnavailable => "temporarily_unavailable",
+            Self::RateLimited(_) => "rate_limited",
             Self::BadGateway(_) => "bad_gateway",
             Self::GatewayTimeout(_) => "gateway_timeout",
         }
@@ -144,6 +154,12 @@ impl Refusal {
             Self::KeysUnavailable => AuthFailure::KeysUnavailable.description(),
             Self::IntrospectionUnavailable => AuthFailure::IntrospectionUnavailable.description(),
             Self::UpstreamBusy => "the upstream is at its connection limit (max_connections); retry shortly",
+            Self::RateLimited(_) => {
+                "too many requests: a rate limit of this route is spent; retry after Retry-After seconds"
+            }
+            Self::RateLimitStoreUnavailable => {
+                "the rate limit store (Redis) does not answer and on_store_error is deny; retry shortly"
+            }
             Self::BadGateway(why) | Self::GatewayTimeout(why) => why,
         }
     }
@@ -168,6 +184,7 @@ impl Refusal {
         match self {
             Self::BadPath(_) => "bad_path",
             Self::UpstreamBusy => "upstream_busy",
+            Self::RateLimitStoreUnavailable => "rate_limit_store_unavailable",
             other => other.auth_reason().map_or_else(|| other.code(), Reason::label),
         }
     }
@@ -229,8 +246,13 @@ impl Refusal {
             Self::IntrospectionUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(INTROSPECTION_RETRY_AFTER));
             }
-            Self::UpstreamBusy => {
+            Self::UpstreamBusy | Self::RateLimitStoreUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RateLimited(throttled) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(throttled.retry_after));
+                headers.insert(RATELIMIT_POLICY.clone(), throttled.policy.clone());
+                headers.insert(RATELIMIT.clone(), throttled.state.clone());
             }
             Self::Dpop { nonce: Some(nonce), .. } => {
                 headers.insert(DPOP_NONCE.clone(), nonce.clone());
@@ -249,7 +271,8 @@ impl Refusal {
             Self::KeysUnavailable | Self::IntrospectionUnavailable => 14,  // UNAVAILABLE
             Self::UpstreamBusy | Self::BadGateway(_) => 14,                // UNAVAILABLE
             Self::GatewayTimeout(_) => 4,                                  // DEADLINE_EXCEEDED
-            Self::TooLarge(_) => 8,                                        // RESOURCE_EXHAUSTED
+            Self::TooLarge(_) | Self::RateLimited(_) => 8,                 // RESOURCE_EXHAUSTED
+            Self::RateLimitStoreUnavailable => 14,                         // UNAVAILABLE
         }
     }
 
@@ -270,6 +293,19 @@ impl Refusal {
         response
     }
 }
+
+/// What a 429 says besides its body: when to come back, and the
+/// `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttled {
+    /// Whole seconds, rounded up.
+    pub retry_after: u64,
+    pub policy: HeaderValue,
+    pub state: HeaderValue,
+}
+
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// What every `WWW-Authenticate` names: the realm, and (RFC 9728) where
 /// the resource's metadata is. Checked at load to fit in a quoted-string.

@@ -121,6 +121,14 @@ impl ForwardAuth {
 
 /// The original request from the edge's own pair of headers: exactly one
 /// of each, both well-formed.
+/// The client's address as the edge saw it: the last `X-Forwarded-For`
+/// entry, the one the edge itself appended (any before it are the
+/// client's word). `None` without a readable one.
+pub fn client_ip(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+}
+
 fn from_headers(uri_header: &HeaderName, method_header: &HeaderName, headers: &HeaderMap) -> Result<Original, Refusal> {
     let uri = single(headers, uri_header)
         .ok_or(Refusal::InvalidRequest(
@@ -151,6 +159,17 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a http::Hea
 mod tests {
     use super::*;
     use http::{HeaderName, HeaderValue};
+
+    #[test]
+    fn client_ip_is_the_entry_the_edge_appended() {
+        let mut map = HeaderMap::new();
+        assert_eq!(client_ip(&map), None);
+        map.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 10.0.0.1"));
+        map.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
+        assert_eq!(client_ip(&map), Some([198, 51, 100, 7].into()));
+        map.insert("x-forwarded-for", HeaderValue::from_static("2001:db8::1 , not-an-ip"));
+        assert_eq!(client_ip(&map), None);
+    }
 
     fn ask(edge: Edge, method: Method, path: &str, headers: &[(&str, &str)]) -> Option<Result<Original, Refusal>> {
         let mut map = HeaderMap::new();

@@ -71,6 +71,7 @@ pub mod policy;
 pub mod pool;
 pub mod probe;
 pub mod proxy;
+pub mod rate_limit;
 pub mod reload;
 pub(crate) mod request_id;
 pub(crate) mod resource_metadata;

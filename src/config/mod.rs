@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod hosts;
 mod interpolate;
 mod introspection;
+mod rate_limit;
 mod raw;
 mod source;
 pub mod spiffe;
@@ -18,6 +19,7 @@ mod values;
 mod wording;
 
 pub use introspection::{IntrospectMode, IntrospectionAuth, IntrospectionConfig, Secret};
+pub use rate_limit::{OnStoreError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig};
 pub use source::Position;
 pub use types::{
     AuthMode, CacheConfig, ClientAuth, ClientIdentity, Config, CorsConfig, DpopMode, Edge, ForwardAuthConfig,

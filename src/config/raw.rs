@@ -24,6 +24,25 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub resource_metadata: Option<RawResourceMetadata>,
     pub tracing: Option<RawTracing>,
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+    pub rate_limit_store: Option<RawRateLimitStore>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub key: Option<String>,
+    pub rate: Option<String>,
+    pub burst: Option<i64>,
+    pub routes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimitStore {
+    pub redis_url: Option<String>,
+    pub on_store_error: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

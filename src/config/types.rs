@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::cel::CelRule;
 use super::hosts::HostPattern;
+use super::rate_limit::{RateLimitConfig, RateLimitStoreConfig};
 use super::spiffe::SpiffePattern;
 use super::{ClaimPath, TokenLocation, defaults};
 
@@ -32,6 +33,10 @@ pub struct Config {
     pub resource_metadata: Option<ResourceMetadataConfig>,
     /// `[tracing]` with an `otlp_endpoint`; `None`: no spans are made.
     pub tracing: Option<TracingConfig>,
+    /// `[[rate_limits]]`, in file order.
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// `[rate_limit_store]`: the limits kept in Redis; `None`: in this process.
+    pub rate_limit_store: Option<RateLimitStoreConfig>,
 }
 
 /// `[tracing]`: OpenTelemetry spans exported over OTLP.

@@ -151,6 +151,13 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
         }
     }
 
+    if !decision.rate_limits.is_empty() {
+        let _ = writeln!(out, "limits");
+        for limit in &decision.rate_limits {
+            let _ = writeln!(out, "  {limit}");
+        }
+    }
+
     let _ = writeln!(out, "answer");
     let allowed = match decision.result {
         Ok(identity) => {

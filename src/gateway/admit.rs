@@ -20,7 +20,7 @@ impl Gateway {
         notes: &mut Notes<'a>,
         trace: &mut impl Trace,
     ) -> Result<(&'a GatewayRoute, Admitted<'r>), Refusal> {
-        let Ask { method, host, path, query, deadline, at, sent_method, origin, presented } = ask;
+        let Ask { method, host, path, query, deadline, at, sent_method, origin, presented, client_ip } = ask;
         // 2. Match a route.
         let route = self.routes.find(host, method, path);
         notes.route = Some(route);
@@ -122,6 +122,14 @@ impl Gateway {
         if let Presented::Certificate(certificate) = presented {
             self.identity.add_certificate(certificate, &mut identity);
         }
+        // 5. Rate limits, once the caller is known; explain (`at`) spends none.
+        if let Some(limits) = &self.rate_limits
+            && at.is_none()
+        {
+            let route_ref = RouteRef { index: route.index(), name: route.name() };
+            let ip = client_ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            notes.rate_limit = limits.check(&route_ref, notes.verified.as_ref(), ip).await?;
+        }
         Ok((route, Admitted::judged(path, identity, location)))
     }
 }
@@ -148,6 +156,9 @@ pub(super) struct Ask<'r> {
     /// The client certificate of the request's connection, for tokens
     /// bound to one and the certificate identity headers.
     pub(super) presented: Presented<'r>,
+    /// The client's address, for `ip` rate limits (and claim limits
+    /// without their claim); `None` in explain.
+    pub(super) client_ip: Option<std::net::IpAddr>,
 }
 
 /// The scheme and authority a request came with.

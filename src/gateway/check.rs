@@ -12,6 +12,7 @@ impl Gateway {
         original: Original,
         mut headers: HeaderMap,
         deadline: tokio::time::Instant,
+        peer_ip: std::net::IpAddr,
         notes: &mut Notes<'a>,
     ) -> Result<Response<Answered>, Refusal> {
         // The edge forwards the path as the client wrote it: approved only
@@ -47,6 +48,8 @@ impl Gateway {
             sent_method: &original.method,
             origin: None,
             presented: Presented::Unseen,
+            // The edge appends the address it saw to X-Forwarded-For; without one, the edge's own.
+            client_ip: Some(crate::forward_auth::client_ip(&headers).unwrap_or(peer_ip)),
         };
         let (route, admitted) = self.admit(ask, &mut headers, notes, &mut ()).await?;
         route.refuse_unjudged(&method, &headers, preflight_body, upgrade)?;

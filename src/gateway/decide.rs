@@ -30,12 +30,12 @@ impl Gateway {
         let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
         let path = match path::normalize(path) {
             Ok(path) => path,
-            Err(why) => return Decision { route: None, result: Err(Refusal::BadPath(why)) },
+            Err(why) => return Decision { route: None, result: Err(Refusal::BadPath(why)), rate_limits: Vec::new() },
         };
         let method = canonical_method(method);
         let host = match self.route_host(host, None) {
             Ok(host) => host,
-            Err(refusal) => return Decision { route: None, result: Err(refusal) },
+            Err(refusal) => return Decision { route: None, result: Err(refusal), rate_limits: Vec::new() },
         };
         let host = host.as_deref();
         let route = self.routes.find(host, &method, &path);
@@ -53,10 +53,14 @@ impl Gateway {
             sent_method: &method,
             origin,
             presented,
+            client_ip: None,
         };
         let result =
             self.admit(ask, &mut headers, &mut notes, trace).await.map(|(_, admitted)| admitted.into_identity());
-        Decision { route: Some(route), result }
+        let rate_limits = self.rate_limits.as_ref().map_or_else(Vec::new, |limits| {
+            limits.describe(&RouteRef { index: route.index(), name: route.name() }, notes.verified.as_ref())
+        });
+        Decision { route: Some(route), result, rate_limits }
     }
 
     /// The configured issuer a token's `iss` selects (and its tenant).

@@ -38,6 +38,7 @@ use crate::method_override::Judge;
 use crate::metrics::{MethodLabel, Metrics, Outcome, Reason, RouteSeries};
 use crate::otel::{Decided, Otel, ServerSpan};
 use crate::proxy::{Admitted, REQUEST_TIMED_OUT, ResponseBody, Upstream, UpstreamBody};
+use crate::rate_limit::{RateLimits, RouteRef};
 use crate::request_id::RequestIds;
 use crate::resource_metadata::ResourceMetadata;
 use crate::routes::{Route, RouteTable, Upstreams};
@@ -71,6 +72,9 @@ pub enum GatewayError {
     /// refuses this first; the table never guesses).
     #[error("{0}")]
     Routes(String),
+    /// `[rate_limit_store]` cannot be used (its URL, as the client reads it).
+    #[error("{0}")]
+    RateLimits(String),
 }
 
 /// A `ca_file` problem names its key; the others say what failed.
@@ -110,6 +114,8 @@ pub struct Gateway {
     websocket_idle_timeout: Duration,
     /// `[tracing]`: kept across reloads (a change needs a restart).
     otel: Otel,
+    /// `[[rate_limits]]`; `None` when there are none (nothing to check).
+    rate_limits: Option<Arc<RateLimits>>,
 }
 
 /// [`Gateway::decide`]'s answer: the route matched (none for a refused
@@ -117,6 +123,8 @@ pub struct Gateway {
 pub struct Decision<'a> {
     pub route: Option<&'a GatewayRoute>,
     pub result: Result<Vec<(HeaderName, HeaderValue)>, Refusal>,
+    /// The `[[rate_limits]]` that apply, one line each (none consumed).
+    pub rate_limits: Vec<String>,
 }
 
 impl Gateway {
@@ -174,6 +182,14 @@ impl Gateway {
         let identity = IdentityHeaders::new(&config.headers, &mut plan);
         let dpop = Dpop::new(config.server.public_url.clone(), config.server.dpop_nonce, &mut plan);
         let binding = CertBinding::new(&config.issuers, &mut plan);
+        let rate_limits = RateLimits::new(
+            &config.rate_limits,
+            config.rate_limit_store.as_ref(),
+            routes.all().map(|route| RouteRef { index: route.index(), name: route.name() }),
+            &mut plan,
+            &metrics,
+        )
+        .map_err(GatewayError::RateLimits)?;
         let route_series = routes.all().map(|route| metrics.route_series(route.name())).collect();
         Ok(Gateway {
             challenge: Challenge {
@@ -204,6 +220,7 @@ impl Gateway {
             method_override: config.server.method_override,
             websocket_idle_timeout: config.server.websocket_idle_timeout,
             otel: otel.clone(),
+            rate_limits,
         })
     }
 
@@ -252,7 +269,12 @@ impl Gateway {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let result = self.try_handle(request, peer, deadline, &mut notes).await;
         let (record, mut response) = match result {
-            Ok(response) => {
+            Ok(mut response) => {
+                if let Some(passed) = notes.rate_limit.take() {
+                    let headers = response.headers_mut();
+                    headers.append(&crate::error::RATELIMIT_POLICY, passed.policy);
+                    headers.append(&crate::error::RATELIMIT, passed.state);
+                }
                 let outcome = if notes.anonymous { Outcome::Public } else { Outcome::Allowed };
                 (notes.answered(outcome, response.status().as_u16(), None), response)
             }
@@ -302,7 +324,7 @@ impl Gateway {
             && let Some(original) = check.original(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers)
         {
             notes.check = true;
-            return self.answer_check(check, original?, parts.headers, deadline, notes).await;
+            return self.answer_check(check, original?, parts.headers, deadline, peer.addr.ip(), notes).await;
         }
         // 1. Read the request as the upstream will: one spelling of the
         //    method, one authority, and none of the headers that would
@@ -360,6 +382,7 @@ impl Gateway {
             sent_method: &sent,
             origin,
             presented,
+            client_ip: Some(peer.addr.ip()),
         };
         let (route, admitted) = self.admit(ask, &mut parts.headers, notes, &mut ()).await?;
         // 7. Prepare the upstream request and stream it through.

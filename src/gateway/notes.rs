@@ -26,6 +26,8 @@ pub(super) struct Notes<'a> {
     /// The method the request is judged and served as (canonical,
     /// overrides applied), once a route judged it.
     pub(super) served_as: Option<MethodLabel>,
+    /// The `RateLimit` fields an admitted request's answer carries.
+    pub(super) rate_limit: Option<Box<crate::rate_limit::Passed>>,
     /// Until the answer is decided: what its record needs besides these notes.
     pub(super) unanswered: Option<Unanswered<'a>>,
 }

@@ -17,8 +17,10 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 mod process;
+mod rate_limit;
 mod series;
 
+pub use rate_limit::RateLimitSeries;
 pub use series::{MethodLabel, RouteSeries};
 
 /// `jwtgate_build_info` labels: what `--version` says.
@@ -178,6 +180,8 @@ pub struct Metrics {
     /// Upgraded (WebSocket) sessions open now; each also keeps its
     /// connection's place under `server.max_connections`.
     websocket_sessions: Arc<AtomicU64>,
+    /// Every `[[rate_limits]]` a configuration has had, by name (as `routes`).
+    rate_limits: Mutex<Vec<Arc<RateLimitSeries>>>,
 }
 
 impl Default for Metrics {
@@ -191,6 +195,7 @@ impl Default for Metrics {
             cache_misses: AtomicU64::new(0),
             cache_evictions: AtomicU64::new(0),
             websocket_sessions: Arc::default(),
+            rate_limits: Mutex::default(),
         }
     }
 }
@@ -205,6 +210,17 @@ impl Metrics {
         }
         let series = Arc::new(RouteSeries::new(label));
         routes.push(Arc::clone(&series));
+        series
+    }
+
+    /// The series of the rate limit named `name`: the one it had before, else a new one.
+    pub fn rate_limit_series(&self, name: &str) -> Arc<RateLimitSeries> {
+        let mut limits = self.rate_limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(series) = limits.iter().find(|s| s.label() == name) {
+            return Arc::clone(series);
+        }
+        let series = Arc::new(RateLimitSeries::new(name));
+        limits.push(Arc::clone(&series));
         series
     }
 
@@ -421,6 +437,8 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         family.encode_gauge(&(m.websocket_sessions.load(Ordering::Relaxed) as i64))?;
+        let limits = m.rate_limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        rate_limit::encode(&limits, &mut encoder)?;
 
         let mut family = encoder.encode_descriptor(
             "jwtgate_build_info",

@@ -28,6 +28,7 @@ mod limits;
 mod operations;
 mod pool;
 mod proxy;
+mod rate_limits;
 mod routes;
 mod rules;
 mod ship;

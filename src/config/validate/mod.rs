@@ -7,6 +7,7 @@ mod headers;
 mod introspection;
 mod issuer;
 mod limits;
+mod rate_limit;
 mod resource_metadata;
 mod route;
 mod server;
@@ -96,6 +97,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let cache = cache::cache(raw.cache.as_ref(), &mut p);
     let forward_auth = raw.forward_auth.as_ref().and_then(|f| forward_auth::forward_auth(f, &mut p));
     let tracing = raw.tracing.as_ref().and_then(|t| tracing::tracing(t, &mut p));
+    let rate_limits = rate_limit::rate_limits(&raw.rate_limits, &routes, &mut p);
+    let rate_limit_store =
+        raw.rate_limit_store.as_ref().and_then(|s| rate_limit::store(s, raw.rate_limits.len(), &mut p));
     match (default_upstream, p.0.is_empty()) {
         (Some(upstream), true) => Ok(Config {
             server,
@@ -109,6 +113,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
             limits,
             resource_metadata,
             tracing,
+            rate_limits,
+            rate_limit_store,
         }),
         _ => Err(p.0),
     }
