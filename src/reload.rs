@@ -59,7 +59,8 @@ impl Reloader {
         }
         let current = self.shared.load_full();
         match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys(), current.otel()) {
-            Ok(gateway) => {
+            Ok(mut gateway) => {
+                gateway.inherit_assertion_keys(&current, crate::auth::dpop::unix_now());
                 self.shared.store(Arc::new(gateway));
                 info!(file = %self.path.display(), "configuration reloaded");
                 true

@@ -4,6 +4,7 @@
 //! the typed [`Config`] ([`types`]) the rest of the gateway uses, reporting
 //! every problem at once. What a key left out means is in [`defaults`].
 
+mod assertion;
 pub mod defaults;
 mod interpolate;
 mod introspection;
@@ -15,6 +16,7 @@ mod validate;
 mod values;
 mod wording;
 
+pub use assertion::{AssertionAlg, AssertionConfig};
 pub use introspection::{IntrospectMode, IntrospectionAuth, IntrospectionConfig, Secret};
 pub use source::Position;
 pub use types::{

@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use super::spiffe::SpiffePattern;
-use super::{ClaimPath, TokenLocation, defaults};
+use super::{AssertionConfig, ClaimPath, TokenLocation, defaults};
 
 /// The validated configuration of one gateway.
 #[derive(Debug, Clone)]
@@ -471,6 +471,8 @@ pub struct HeadersConfig {
     pub client_cert_subject: Option<HeaderName>,
     /// Its SPIFFE ID (the one `spiffe://` URI SAN).
     pub client_spiffe_id: Option<HeaderName>,
+    /// A JWT signed by jwtgate for each request admitted with a token.
+    pub assertion: Option<AssertionConfig>,
 }
 
 /// Where an issuer's keys come from.

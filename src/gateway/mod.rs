@@ -18,6 +18,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::access::{Answer, BytesIn, Line, Record, Recorded};
+use crate::assertion::{Assertion, Published};
 use crate::auth::binding::{CertBinding, Presented};
 use crate::auth::cache::TokenCache;
 use crate::auth::dpop::Dpop;
@@ -64,6 +65,9 @@ pub enum GatewayError {
     /// A TLS file of the upstream, named by its configuration key.
     #[error("{}: {}", .0.key, .0.message)]
     Upstream(Problem),
+    /// `[headers] assertion`: its key file, named by its configuration key.
+    #[error("{}: {}", .0.key, .0.message)]
+    Assertion(Problem),
     /// A route names an upstream that is not configured (validation
     /// refuses this first; the table never guesses).
     #[error("{0}")]
@@ -90,6 +94,10 @@ pub struct Gateway {
     /// Each route holds its upstream (own pool and timeouts).
     routes: RouteTable<Arc<Upstream>>,
     identity: IdentityHeaders,
+    /// `[headers] assertion`: a JWT for the backend, signed per token and upstream.
+    assertion: Option<Assertion>,
+    /// Its public keys, and those of earlier configurations still needed.
+    published: Published,
     /// RFC 9449 proofs for DPoP-bound tokens.
     dpop: Dpop,
     /// RFC 8705 certificate-bound tokens, checked after every verification.
@@ -169,6 +177,16 @@ impl Gateway {
         let routes = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes, &mut plan)
             .map_err(GatewayError::Routes)?;
         let identity = IdentityHeaders::new(&config.headers, &mut plan);
+        let every_upstream = std::iter::once(&*upstreams.default).chain(upstreams.named.iter().map(|(_, u)| &**u));
+        let assertion = match &config.headers.assertion {
+            Some(assertion) => Some(
+                Assertion::new(assertion, config.server.public_url.as_ref(), every_upstream, &mut plan)
+                    .map_err(GatewayError::Assertion)?,
+            ),
+            None => None,
+        };
+        let lifetime = assertion.as_ref().map_or(0, |a| a.ttl() + config.server.request_timeout.as_secs() + 1);
+        let published = Published::new(assertion.as_ref().map(|a| &**a.signer()), lifetime);
         let dpop = Dpop::new(config.server.public_url.clone(), config.server.dpop_nonce, &mut plan);
         let binding = CertBinding::new(&config.issuers, &mut plan);
         let route_series = routes.all().map(|route| metrics.route_series(route.name())).collect();
@@ -191,6 +209,8 @@ impl Gateway {
             .with_introspection(Introspector::for_issuers(&config.issuers, config.limits.max_json_depth)?),
             routes,
             identity,
+            assertion,
+            published,
             dpop,
             binding,
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
@@ -207,6 +227,23 @@ impl Gateway {
     /// The key stores, one per configured issuer, in configuration order.
     pub fn issuer_keys(&self) -> &[IssuerStore] {
         &self.keys
+    }
+
+    /// The JWKS of the assertion keys as of `now` (seconds since the
+    /// epoch); `None` when no assertion is or was recently configured.
+    pub fn assertion_jwks(&self, now: u64) -> Option<String> {
+        self.published.jwks(now)
+    }
+
+    /// The header the signed assertion travels in, when configured.
+    pub fn assertion_header(&self) -> Option<&HeaderName> {
+        self.assertion.as_ref().map(Assertion::header)
+    }
+
+    /// After a reload at `now`: keys `previous` published stay published
+    /// until the assertions they signed have expired.
+    pub fn inherit_assertion_keys(&mut self, previous: &Gateway, now: u64) {
+        self.published.inherit(&previous.published, now);
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

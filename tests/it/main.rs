@@ -7,6 +7,7 @@ mod support;
 
 mod accounting;
 mod architecture;
+mod assertion;
 mod attacks;
 mod auth;
 mod bypasses;
