@@ -10,6 +10,7 @@ mod architecture;
 mod assertion;
 mod attacks;
 mod auth;
+mod browser;
 mod bypasses;
 mod cache;
 mod cert_binding;
