@@ -289,3 +289,63 @@ fn check_reports_assertion_problems_and_explain_shows_the_assertion() {
     );
     assert!(out.contains(&expected), "capped at the token's exp: {out}");
 }
+
+/// Forward-auth: the check's answer carries the assertion for the edge to
+/// copy (for `aud`, the route's upstream), verifiable with the published
+/// key; a public route's answer overwrites any client's with an empty one.
+/// Verified here with aws-lc-rs directly, so this runs without Python.
+#[tokio::test]
+async fn a_forward_auth_answer_carries_a_verifiable_assertion() {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).unwrap();
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("assertion-key.pem");
+    std::fs::write(&key_file, key_pem("ES256")).unwrap();
+    let gateway = toml("http://127.0.0.1:9", &idp.issuer)
+        .issuer(&format!(
+            "[forward_auth]\npath = \"/auth\"\n[headers]\nassertion = {{ key_file = {:?}, claims = [\"sub\"] }}\n\
+             [[routes]]\npath = \"/public\"\nauth = \"public\"\n",
+            key_file.display().to_string()
+        ))
+        .start()
+        .await;
+    let mut token_claims = claims(&idp.issuer, "api");
+    token_claims["sub"] = json!("alice");
+    let token = key.mint(&token_claims);
+    let check = |uri: &'static str, token: Option<&str>| {
+        let mut request = client()
+            .get(gateway.url("/auth"))
+            .header("x-original-uri", uri)
+            .header("x-original-method", "GET")
+            .header("x-jwtgate-assertion", "forged.by.client");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let answer = check("/orders", Some(&token)).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let jws = answer.headers()["x-jwtgate-assertion"].to_str().unwrap().to_string();
+    let (input, signature) = jws.rsplit_once('.').unwrap();
+    let (header, payload) = input.split_once('.').unwrap();
+    let header: Value = serde_json::from_slice(&b64(header)).unwrap();
+    let payload: Value = serde_json::from_slice(&b64(payload)).unwrap();
+    assert_eq!(payload["sub"], "alice");
+    assert_eq!(payload["aud"], "http://127.0.0.1:9");
+    assert_eq!(payload["iss"], "jwtgate");
+
+    let answer = client().get(gateway.admin_url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!(answer.headers()["content-type"], "application/jwk-set+json");
+    let jwks: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("kid published");
+    let point = [vec![4u8], b64(jwk["x"].as_str().unwrap()), b64(jwk["y"].as_str().unwrap())].concat();
+    let verified = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).verify(input.as_bytes(), &b64(signature));
+    assert!(verified.is_ok(), "the published key verifies the assertion");
+
+    let answer = check("/public", None).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["x-jwtgate-assertion"], "", "the client's own is overwritten");
+    gateway.stop().await;
+}
