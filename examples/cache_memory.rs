@@ -2,7 +2,8 @@
 //! global allocator: COUNT distinct RS256 tokens built like `benches/load.sh`'s
 //! (see `bench_token.rs`), each judged once by a gateway with load.sh's
 //! configuration (then with one that also has route rules and identity
-//! headers), so each ends up cached; the heap that stays live, divided by COUNT.
+//! headers, and one with a signed assertion), so each ends up cached; the
+//! heap that stays live, divided by COUNT.
 //!
 //!     cargo run --release --example cache_memory [COUNT]
 
@@ -49,6 +50,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!(
                 "{issuer}[[routes]]\npath = \"/\"\nscopes = [\"read\"]\nclaims = {{ aud = \"bench\" }}\n\
                  [headers]\nclaims = {{ sub = \"X-User\", scope = \"X-Scopes\" }}\npayload = \"X-Jwt-Payload\"\n{cache}"
+            ),
+        ),
+    ];
+    // [headers] assertion: each token's first request signs its assertion, kept in the entry.
+    let p256 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &SystemRandom::new(),
+    )
+    .map_err(|_| "key generation failed")?;
+    let pem = base64::engine::general_purpose::STANDARD.encode(p256.as_ref());
+    std::fs::write(
+        dir.path().join("assertion-key.pem"),
+        format!("-----BEGIN PRIVATE KEY-----\n{pem}\n-----END PRIVATE KEY-----\n"),
+    )?;
+    let variants = [
+        variants[0].clone(),
+        variants[1].clone(),
+        (
+            "with an ES256 assertion of sub and scope, signed and kept",
+            format!(
+                "{issuer}[headers]\nassertion = {{ key_file = \"assertion-key.pem\", claims = [\"sub\", \"scope\"] }}\n{cache}"
             ),
         ),
     ];

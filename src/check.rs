@@ -257,6 +257,9 @@ pub fn files(config: &Config) -> Vec<Problem> {
     for upstream in std::iter::once(&config.upstream).chain(config.upstreams.iter().map(|(_, upstream)| upstream)) {
         problems.extend(tls::upstream_client_config(upstream).err());
     }
+    if let Some(assertion) = &config.headers.assertion {
+        problems.extend(crate::assertion::Signer::load(&assertion.key_file, assertion.alg).err());
+    }
     problems
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
@@ -23,6 +23,10 @@ pub struct Cors {
     allow_methods: HeaderValue,
     allow_headers: HeaderValue,
     expose_headers: Option<HeaderValue>,
+    /// `expose_headers` with `www-authenticate` added where it lacks it:
+    /// for answers with a challenge, so a browser client can always read
+    /// the 401's challenge and the RFC 9728 metadata URL in it.
+    expose_challenge: HeaderValue,
     max_age: Option<HeaderValue>,
 }
 
@@ -48,6 +52,13 @@ impl Cors {
             allow_headers: join(config.allow_headers.iter().map(String::as_str).collect()),
             expose_headers: (!config.expose_headers.is_empty())
                 .then(|| join(config.expose_headers.iter().map(String::as_str).collect())),
+            expose_challenge: {
+                let mut names: Vec<&str> = config.expose_headers.iter().map(String::as_str).collect();
+                if !names.iter().any(|name| name.eq_ignore_ascii_case("www-authenticate") || *name == "*") {
+                    names.push("www-authenticate");
+                }
+                join(names)
+            },
             max_age: config.max_age.map(|age| HeaderValue::from(age.as_secs())),
             config: config.clone(),
         }
@@ -119,7 +130,12 @@ impl Cors {
         }
         let Some(origin) = origin.filter(|origin| self.allows_origin(origin)) else { return };
         self.allow(origin, headers);
-        if let Some(expose) = &self.expose_headers {
+        let expose = if headers.contains_key(WWW_AUTHENTICATE) {
+            Some(&self.expose_challenge)
+        } else {
+            self.expose_headers.as_ref()
+        };
+        if let Some(expose) = expose {
             headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
         }
     }
@@ -187,6 +203,40 @@ mod tests {
         let any = cors_any();
         let answer = any.preflight(&preflight("https://x.example", "GET", "")).unwrap();
         assert_eq!(answer.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    }
+
+    /// A challenge is readable by an allowed origin whatever expose_headers
+    /// lists; other answers expose only what it lists.
+    #[test]
+    fn a_challenge_is_always_exposed_to_an_allowed_origin() {
+        let origin = HeaderValue::from_static("https://app.example");
+        for (listed, challenged, plain) in [
+            (vec![], Some("www-authenticate"), None),
+            (vec!["x-total"], Some("x-total, www-authenticate"), Some("x-total")),
+            (vec!["WWW-Authenticate"], Some("WWW-Authenticate"), Some("WWW-Authenticate")),
+        ] {
+            let cors = Cors::new(&CorsConfig {
+                allow_origins: Some(vec!["https://app.example".into()]),
+                allow_methods: vec![Method::GET],
+                allow_headers: vec![],
+                expose_headers: listed.iter().map(|s| s.to_string()).collect(),
+                max_age: None,
+                allow_credentials: false,
+            });
+            let mut refusal = HeaderMap::new();
+            refusal.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"api\""));
+            cors.decorate(Some(&origin), &mut refusal);
+            let exposed = |h: &HeaderMap| h.get(ACCESS_CONTROL_EXPOSE_HEADERS).map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(exposed(&refusal).as_deref(), challenged, "{listed:?}");
+            let mut ok = HeaderMap::new();
+            cors.decorate(Some(&origin), &mut ok);
+            assert_eq!(exposed(&ok).as_deref(), plain, "{listed:?}");
+            let mut elsewhere = refusal.clone();
+            elsewhere.remove(ACCESS_CONTROL_EXPOSE_HEADERS);
+            elsewhere.remove(ACCESS_CONTROL_ALLOW_ORIGIN);
+            cors.decorate(Some(&HeaderValue::from_static("https://evil.example")), &mut elsewhere);
+            assert_eq!(exposed(&elsewhere), None);
+        }
     }
 
     fn cors_any() -> Cors {

@@ -14,6 +14,7 @@
 //!          ├─ auth::Authenticator      iss → issuer → keys::Snapshot → signature → exp/nbf/aud
 //!          │                           (not a JWT: auth::introspect asks the issuer's RFC 7662 endpoint)
 //!          ├─ routes::Route::authorize issuers, scopes, claims (403)
+//!          ├─ assertion::Assertion     the signed identity for the backend, reused while fresh
 //!          ├─ proxy::Upstream::prepare hop-by-hop, Authorization, Host, X-Forwarded-*, identity headers
 //!          └─ proxy::Upstream::send    a pooled connection under max_connections (503), streamed bodies, 502 / 504
 //! error    any refusal → status, WWW-Authenticate, JSON body
@@ -34,6 +35,7 @@
 //! access        each answer's access-log line and route metrics, written when its body ends
 //! proxy         Upstream::prepare accepts only an Admitted, which only Gateway::admit makes
 //! pool          upstream connections: reuse, max_connections, idle and stalled ones closed
+//! assertion   [headers] assertion: a JWT signed for the backend per token and upstream; its JWKS
 //! routes, policy (CEL rules), auth, keys, error, metrics, headers, form, resource_metadata
 //! otel          [tracing]: server, upstream-call and key-fetch spans over OTLP; off is a None
 //! server        transport only: accept, serve any handler, drain in phases; idle (buffers let go)
@@ -45,6 +47,7 @@
 pub(crate) mod access;
 pub(crate) mod admin;
 pub mod app;
+pub mod assertion;
 pub mod auth;
 pub mod check;
 pub mod cli;

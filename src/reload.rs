@@ -61,6 +61,7 @@ impl Reloader {
         match Gateway::build(&config, Arc::clone(current.metrics()), current.issuer_keys(), current.otel()) {
             Ok(mut gateway) => {
                 gateway.carry_over(&current);
+                gateway.inherit_assertion_keys(&current, crate::auth::dpop::unix_now());
                 self.shared.store(Arc::new(gateway));
                 info!(file = %self.path.display(), "configuration reloaded");
                 true

@@ -43,8 +43,13 @@ impl ResourceMetadata {
         (method == Method::GET || method == Method::HEAD) && self.paths.iter().any(|p| p == path)
     }
 
+    /// The document, readable from any origin: it is public, sent without
+    /// credentials, and a browser client on another origin must read it to
+    /// find where to get a token (the 401's `resource_metadata` points here).
     pub fn response(&self) -> Response<Full<Bytes>> {
-        json_bytes_response(http::StatusCode::OK, self.body.clone())
+        let mut response = json_bytes_response(http::StatusCode::OK, self.body.clone());
+        response.headers_mut().insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, http::HeaderValue::from_static("*"));
+        response
     }
 }
 

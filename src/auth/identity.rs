@@ -21,6 +21,8 @@ pub struct IdentityHeaders {
     /// `client_cert_subject`, `client_spiffe_id`.
     cert_subject: Option<HeaderName>,
     spiffe_id: Option<HeaderName>,
+    /// `[headers] assertion`'s header: signed elsewhere, stripped here.
+    assertion: Option<HeaderName>,
 }
 
 impl IdentityHeaders {
@@ -36,6 +38,7 @@ impl IdentityHeaders {
             payload: config.payload.clone(),
             cert_subject: config.client_cert_subject.clone(),
             spiffe_id: config.client_spiffe_id.clone(),
+            assertion: config.assertion.as_ref().map(|a| a.header.clone()),
         }
     }
 
@@ -54,6 +57,7 @@ impl IdentityHeaders {
             .chain(&self.payload)
             .chain(&self.cert_subject)
             .chain(&self.spiffe_id)
+            .chain(&self.assertion)
     }
 
     /// Adds to `out` the headers for the client certificate `certificate`,

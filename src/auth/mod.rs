@@ -24,7 +24,7 @@ pub use strict_json::DEFAULT_MAX_DEPTH as DEFAULT_MAX_JSON_DEPTH;
 pub mod token;
 mod verify;
 
-pub use projection::{ClaimPlan, HeaderClaim, HeaderSlot, ScopeSlot, ValueSlot};
+pub use projection::{ClaimPlan, HeaderClaim, HeaderSlot, ScopeSlot, StampSlot, Stamped, ValueSlot};
 pub use verify::{Authenticator, Rejected, Trace, Verified};
 
 use crate::metrics::Reason;

@@ -10,6 +10,7 @@
 //! when it registered, so no reader can ask a token for a claim the plan did
 //! not keep.
 
+use arc_swap::ArcSwapOption;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
@@ -36,6 +37,9 @@ pub struct ClaimPlan {
     headers: Vec<ClaimPath>,
     /// `[headers] payload` is sent.
     payload: bool,
+    /// Slots for values derived from a token and reused while fresh (the
+    /// signed assertion, one per audience); 0 unless configured.
+    stamps: usize,
 }
 
 /// A claim whose value a token keeps; only [`ClaimPlan::keep_value`] makes one.
@@ -50,6 +54,20 @@ pub struct ScopeSlot(usize);
 /// [`ClaimPlan::keep_header`] makes one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderSlot(usize);
+
+/// A slot where a token keeps a [`Stamped`] value; only
+/// [`ClaimPlan::keep_stamp`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StampSlot(usize);
+
+/// A header value derived from a verified token (a signed assertion),
+/// reused by every request with that token until `renew_at`.
+#[derive(Debug)]
+pub struct Stamped {
+    pub value: HeaderValue,
+    /// Seconds since the epoch: from then on it is made again.
+    pub renew_at: u64,
+}
 
 /// A claim as an identity header, rendered once at verification.
 #[derive(Debug)]
@@ -84,6 +102,14 @@ impl ClaimPlan {
         HeaderSlot(index_of(&mut self.headers, path))
     }
 
+    /// Keeps a slot for a [`Stamped`] value: each verified (and cached)
+    /// token holds one, empty until its first request fills it. Swapped
+    /// atomically, so requests with the same token share it without a lock.
+    pub fn keep_stamp(&mut self) -> StampSlot {
+        self.stamps += 1;
+        StampSlot(self.stamps - 1)
+    }
+
     /// Keeps the payload header's value where the gateway rewrote the claims.
     pub fn keep_payload(&mut self) {
         self.payload = true;
@@ -111,14 +137,18 @@ impl ClaimPlan {
             let encoded = serde_json::to_vec(claims)
                 .ok()
                 .and_then(|json| HeaderValue::try_from(URL_SAFE_NO_PAD.encode(json)).ok());
-            Box::new(encoded.map_or(HeaderClaim::Absent, HeaderClaim::Ready))
+            encoded.map_or(HeaderClaim::Absent, HeaderClaim::Ready)
+        });
+        // Allocated only when there is something rare to keep.
+        let rare = (rewritten_payload.is_some() || self.stamps > 0).then(|| {
+            Box::new(Rare { rewritten_payload, stamps: (0..self.stamps).map(|_| ArcSwapOption::empty()).collect() })
         });
         Kept {
             subject: claims.get("sub").and_then(Value::as_str).map(Box::from),
             values: self.values.iter().map(|path| path.lookup(claims).cloned()).collect(),
             scopes: scopes.into_boxed_slice(),
             headers: self.headers.iter().map(|path| header(path.lookup(claims))).collect(),
-            rewritten_payload,
+            rare,
         }
     }
 }
@@ -145,9 +175,18 @@ pub(super) struct Kept {
     scopes: Box<[u64]>,
     /// By [`HeaderSlot`].
     headers: Box<[HeaderClaim]>,
+    /// What few configurations keep, behind one pointer (8 bytes, `None`
+    /// in most entries), so that a cache entry is no larger for them.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Debug)]
+struct Rare {
     /// The payload header's value when the claims were rewritten; `None`:
     /// the token's own payload segment is the value.
-    rewritten_payload: Option<Box<HeaderClaim>>,
+    rewritten_payload: Option<HeaderClaim>,
+    /// By [`StampSlot`].
+    stamps: Box<[ArcSwapOption<Stamped>]>,
 }
 
 // A slot is only ever used with the tokens its own plan projected (one
@@ -174,7 +213,12 @@ impl Kept {
     }
 
     pub(super) fn rewritten_payload(&self) -> Option<&HeaderClaim> {
-        self.rewritten_payload.as_deref()
+        self.rare.as_ref().and_then(|rare| rare.rewritten_payload.as_ref())
+    }
+
+    pub(super) fn stamp(&self, slot: StampSlot) -> Option<&ArcSwapOption<Stamped>> {
+        debug_assert!(self.rare.as_ref().is_some_and(|r| slot.0 < r.stamps.len()), "a stamp slot of another plan");
+        self.rare.as_ref().and_then(|rare| rare.stamps.get(slot.0))
     }
 }
 
@@ -219,6 +263,25 @@ mod tests {
         assert!(matches!(kept.header(none), Some(HeaderClaim::Absent)));
         assert_eq!(kept.subject(), Some("u1"));
         assert!(kept.rewritten_payload().is_none(), "no payload header configured");
+    }
+
+    /// Stamp slots start empty and hold what is stored; a plan without
+    /// them, or without a rewritten payload, allocates nothing for either.
+    #[test]
+    fn stamps_are_kept_per_slot() {
+        let claims = json!({"sub": "u1"});
+        let claims = claims.as_object().unwrap();
+        let plan = ClaimPlan::default();
+        assert!(plan.project(claims, &[], false).rare.is_none());
+        let mut plan = ClaimPlan::default();
+        let (first, second) = (plan.keep_stamp(), plan.keep_stamp());
+        let kept = plan.project(claims, &[], false);
+        assert!(kept.stamp(first).unwrap().load().is_none());
+        let value = HeaderValue::from_static("signed");
+        kept.stamp(second).unwrap().store(Some(std::sync::Arc::new(Stamped { value, renew_at: 9 })));
+        assert!(kept.stamp(first).unwrap().load().is_none());
+        assert_eq!(kept.stamp(second).unwrap().load().as_ref().map(|s| s.renew_at), Some(9));
+        assert!(kept.rewritten_payload().is_none());
     }
 
     /// The payload is kept only when the header is configured and the claims differ from the token's.

@@ -12,7 +12,7 @@ use super::AuthFailure;
 use super::cache::TokenCache;
 use super::claims::{self, ClaimPath};
 use super::locations::TokenLocation;
-use super::projection::{ClaimPlan, HeaderClaim, HeaderSlot, Kept, ScopeSlot, ValueSlot};
+use super::projection::{ClaimPlan, HeaderClaim, HeaderSlot, Kept, ScopeSlot, StampSlot, Stamped, ValueSlot};
 use super::token::{self, Unverified};
 use crate::config::{DpopMode, IssuerConfig, TENANT, Tenants};
 use crate::keys::{IssuerKeys, IssuerStore, KeyBinding, TenantRefusal, VerifyingKey};
@@ -116,6 +116,12 @@ impl Verified {
     /// segment is the value.
     pub fn rewritten_payload(&self) -> Option<&HeaderClaim> {
         self.0.kept.rewritten_payload()
+    }
+
+    /// The slot `slot` names, where requests with this token share a
+    /// value derived from it (a signed assertion) while it is fresh.
+    pub fn stamp(&self, slot: StampSlot) -> Option<&arc_swap::ArcSwapOption<Stamped>> {
+        self.0.kept.stamp(slot)
     }
 
     /// Whether a cached verification still holds: unexpired, and the very

@@ -4,6 +4,7 @@
 //! the typed [`Config`] ([`types`]) the rest of the gateway uses, reporting
 //! every problem at once. What a key left out means is in [`defaults`].
 
+mod assertion;
 pub mod cel;
 pub mod defaults;
 pub mod hosts;
@@ -18,6 +19,7 @@ mod validate;
 mod values;
 mod wording;
 
+pub use assertion::{AssertionAlg, AssertionConfig};
 pub use introspection::{IntrospectMode, IntrospectionAuth, IntrospectionConfig, Secret};
 pub use rate_limit::{OnStoreError, RateLimitConfig, RateLimitKey, RateLimitStoreConfig};
 pub use source::Position;

@@ -209,6 +209,18 @@ pub struct RawHeaders {
     pub payload: Option<String>,
     pub client_cert_subject: Option<String>,
     pub client_spiffe_id: Option<String>,
+    pub assertion: Option<RawAssertion>,
+}
+
+/// `assertion = { … }` under `[headers]`: a JWT jwtgate signs for the backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssertion {
+    pub header: Option<String>,
+    pub key_file: Option<String>,
+    pub alg: Option<String>,
+    pub ttl: Option<String>,
+    pub claims: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

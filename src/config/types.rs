@@ -13,7 +13,7 @@ use super::cel::CelRule;
 use super::hosts::HostPattern;
 use super::rate_limit::{RateLimitConfig, RateLimitStoreConfig};
 use super::spiffe::SpiffePattern;
-use super::{ClaimPath, TokenLocation, defaults};
+use super::{AssertionConfig, ClaimPath, TokenLocation, defaults};
 
 /// The validated configuration of one gateway.
 #[derive(Debug, Clone)]
@@ -484,6 +484,8 @@ pub struct HeadersConfig {
     pub client_cert_subject: Option<HeaderName>,
     /// Its SPIFFE ID (the one `spiffe://` URI SAN).
     pub client_spiffe_id: Option<HeaderName>,
+    /// A JWT signed by jwtgate for each request admitted with a token.
+    pub assertion: Option<AssertionConfig>,
 }
 
 /// Where an issuer's keys come from.

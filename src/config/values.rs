@@ -78,6 +78,12 @@ impl ClaimPath {
         &self.name
     }
 
+    /// The last member named: the claim's own name (`roles` for
+    /// `/realm_access/roles`), as a signed assertion carries it.
+    pub fn leaf(&self) -> &str {
+        self.tokens.last().map_or(self.name.as_str(), String::as_str)
+    }
+
     pub fn lookup<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
         let (first, rest) = self.tokens.split_first()?;
         let mut value = claims.get(first)?;

@@ -164,6 +164,9 @@ pub async fn explain(config: &Config, token: &str, options: &Options) -> Result<
             let _ = writeln!(out, "  forwarded to the upstream");
             for (name, value) in identity {
                 let _ = writeln!(out, "  {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+                if gateway.assertion_header() == Some(&name) {
+                    describe_assertion(&mut out, value.to_str().unwrap_or_default());
+                }
             }
             true
         }
@@ -319,6 +322,20 @@ fn describe_issuer_and_key(out: &mut String, gateway: &Gateway, token: &str) {
         (_, None) => "the issuer's keys are not loaded".to_string(),
     };
     let _ = writeln!(out, "key       {key}");
+}
+
+/// The signed assertion's header and claims, as the backend will read them.
+fn describe_assertion(out: &mut String, jws: &str) {
+    let decode = |segment: Option<&str>| {
+        let bytes = URL_SAFE_NO_PAD.decode(segment?).ok()?;
+        serde_json::from_slice::<Value>(&bytes).ok()
+    };
+    let mut segments = jws.split('.');
+    let (header, claims) = (decode(segments.next()), decode(segments.next()));
+    if let (Some(header), Some(claims)) = (header, claims) {
+        let _ = writeln!(out, "    the signed assertion for the backend (docs/assertion.md): {header}");
+        let _ = writeln!(out, "    claims {claims}");
+    }
 }
 
 /// The token's header and claims as sent, with its times in UTC and

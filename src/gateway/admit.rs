@@ -100,7 +100,11 @@ impl Gateway {
                         self.metrics.auth_failure(Some(verified.issuer_counters()), reason);
                     }
                 })?;
-                self.identity.values(verified, token)
+                let mut identity = self.identity.values(verified, token);
+                if let Some(assertion) = &self.assertion {
+                    identity.extend(assertion.attach(verified, route.upstream(), now()));
+                }
+                identity
             }
             (None, AuthMode::Required) => {
                 self.metrics.auth_failure(None, Reason::MissingToken);

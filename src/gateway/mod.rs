@@ -6,6 +6,7 @@ mod admit;
 mod check;
 mod decide;
 mod notes;
+mod request;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -19,6 +20,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::access::{Answer, BytesIn, Line, Record, Recorded};
+use crate::assertion::{Assertion, Published};
 use crate::auth::binding::{CertBinding, Presented};
 use crate::auth::cache::TokenCache;
 use crate::auth::dpop::Dpop;
@@ -49,6 +51,7 @@ use crate::upgrade;
 use crate::{headers, path};
 use admit::{Ask, Origin};
 use notes::{Notes, Unanswered, bytes_in};
+use request::{canonical_method, check_authority, has_body, token_locations};
 
 /// An answer's body: the upstream's, or the gateway's own.
 pub type Answered = Either<ResponseBody, Full<Bytes>>;
@@ -68,6 +71,9 @@ pub enum GatewayError {
     /// A TLS file of the upstream, named by its configuration key.
     #[error("{}: {}", .0.key, .0.message)]
     Upstream(Problem),
+    /// `[headers] assertion`: its key file, named by its configuration key.
+    #[error("{}: {}", .0.key, .0.message)]
+    Assertion(Problem),
     /// A route names an upstream that is not configured (validation
     /// refuses this first; the table never guesses).
     #[error("{0}")]
@@ -97,6 +103,10 @@ pub struct Gateway {
     /// Each route holds its upstream (own pool and timeouts).
     routes: RouteTable<Arc<Upstream>>,
     identity: IdentityHeaders,
+    /// `[headers] assertion`: a JWT for the backend, signed per token and upstream.
+    assertion: Option<Assertion>,
+    /// Its public keys, and those of earlier configurations still needed.
+    published: Published,
     /// RFC 9449 proofs for DPoP-bound tokens.
     dpop: Dpop,
     /// RFC 8705 certificate-bound tokens, checked after every verification.
@@ -180,6 +190,16 @@ impl Gateway {
         let routes = RouteTable::new(&config.routes, &upstreams, config.server.case_sensitive_routes, &mut plan)
             .map_err(GatewayError::Routes)?;
         let identity = IdentityHeaders::new(&config.headers, &mut plan);
+        let every_upstream = std::iter::once(&*upstreams.default).chain(upstreams.named.iter().map(|(_, u)| &**u));
+        let assertion = match &config.headers.assertion {
+            Some(assertion) => Some(
+                Assertion::new(assertion, config.server.public_url.as_ref(), every_upstream, &mut plan)
+                    .map_err(GatewayError::Assertion)?,
+            ),
+            None => None,
+        };
+        let lifetime = assertion.as_ref().map_or(0, |a| a.ttl() + config.server.request_timeout.as_secs() + 1);
+        let published = Published::new(assertion.as_ref().map(|a| &**a.signer()), lifetime);
         let dpop = Dpop::new(config.server.public_url.clone(), config.server.dpop_nonce, &mut plan);
         let binding = CertBinding::new(&config.issuers, &mut plan);
         let rate_limits = RateLimits::new(
@@ -210,6 +230,8 @@ impl Gateway {
             .with_introspection(Introspector::for_issuers(&config.issuers, config.limits.max_json_depth)?),
             routes,
             identity,
+            assertion,
+            published,
             dpop,
             binding,
             forward_auth: config.forward_auth.as_ref().map(|f| ForwardAuth::new(&f.path, f.edge)),
@@ -234,6 +256,23 @@ impl Gateway {
     /// The key stores, one per configured issuer, in configuration order.
     pub fn issuer_keys(&self) -> &[IssuerStore] {
         &self.keys
+    }
+
+    /// The JWKS of the assertion keys as of `now` (seconds since the
+    /// epoch); `None` when no assertion is or was recently configured.
+    pub fn assertion_jwks(&self, now: u64) -> Option<String> {
+        self.published.jwks(now)
+    }
+
+    /// The header the signed assertion travels in, when configured.
+    pub fn assertion_header(&self) -> Option<&HeaderName> {
+        self.assertion.as_ref().map(Assertion::header)
+    }
+
+    /// After a reload at `now`: keys `previous` published stay published
+    /// until the assertions they signed have expired.
+    pub fn inherit_assertion_keys(&mut self, previous: &Gateway, now: u64) {
+        self.published.inherit(&previous.published, now);
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -412,110 +451,4 @@ impl Gateway {
         }
         Ok(response.map(Either::Left))
     }
-
-    /// The request's host as routes match it ([`hosts::request_host`]),
-    /// read only when some route names hosts; a request without one, or
-    /// with one servers could read differently, is then refused.
-    /// `authority`: the request target's; `header`: its `Host`.
-    fn route_host<'h>(
-        &self,
-        authority: Option<&'h str>,
-        header: Option<&'h HeaderValue>,
-    ) -> Result<Option<Cow<'h, str>>, Refusal> {
-        if !self.routes.by_host() {
-            return Ok(None);
-        }
-        let raw = match (authority, header) {
-            (Some(authority), _) => authority,
-            (None, Some(header)) => header.to_str().map_err(|_| Refusal::InvalidRequest(NOT_A_HOST))?,
-            (None, None) => {
-                return Err(Refusal::InvalidRequest("the request names no host (Host), and routes here match on it"));
-            }
-        };
-        hosts::request_host(raw).map(Some).map_err(Refusal::InvalidRequest)
-    }
-
-    /// Removes every place a credential could be, that the gateway reads,
-    /// except where the upstream asked for credentials: a forged cookie or
-    /// query token must not travel beside the verified one. A token taken
-    /// from the query never goes further in any case.
-    fn strip_credentials(
-        &self,
-        parts: &mut http::request::Parts,
-        used: Option<&TokenLocation>,
-        forwards_credentials: bool,
-    ) -> Result<(), Refusal> {
-        for location in &self.token_locations {
-            match location {
-                TokenLocation::Header => {}
-                TokenLocation::Cookie(name) if !forwards_credentials => {
-                    locations::remove_cookie(&mut parts.headers, name)
-                }
-                TokenLocation::Query(name) if !forwards_credentials || used == Some(location) => {
-                    parts.uri = uri_without_param(&parts.uri, name)?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Methods are matched without regard to case and forwarded upper-case,
-/// since Flask, Django and others upper-case them before dispatching:
-/// `get` is served as `GET`, so it is judged and forwarded as `GET`.
-fn canonical_method(method: &Method) -> Method {
-    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
-        Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes()).unwrap_or_else(|_| method.clone())
-    } else {
-        method.clone()
-    }
-}
-
-/// RFC 9112 §3.2.2 and RFC 9113 §8.3.1: a request target's authority and
-/// its `Host` name the same host, or the request is refused (a backend
-/// might follow either). Only one `Host` is accepted.
-fn check_authority(parts: &http::request::Parts) -> Result<(), Refusal> {
-    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(Refusal::InvalidRequest("more than one Host header"));
-    }
-    match (parts.uri.authority(), host) {
-        (Some(authority), Some(host)) if !authority.as_str().as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
-            Err(Refusal::InvalidRequest("the Host header and the request's authority name different hosts"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// A `Host` that is not even text.
-const NOT_A_HOST: &str = "the request's host is not a host name";
-
-/// Whether a request carries a body, by its framing or its stream.
-fn has_body(headers: &HeaderMap, body: &UpstreamBody) -> bool {
-    use hyper::body::Body as _;
-    headers::declares_body(headers) || !body.is_end_stream()
-}
-
-/// The union of the issuers' `token_from`, the header first.
-fn token_locations(config: &Config) -> Vec<TokenLocation> {
-    let mut all = vec![TokenLocation::Header];
-    for location in config.issuers.iter().flat_map(|issuer| &issuer.token_from) {
-        if !all.contains(location) {
-            all.push(location.clone());
-        }
-    }
-    all
-}
-
-/// `uri` without query parameter `name`.
-fn uri_without_param(uri: &http::Uri, name: &str) -> Result<http::Uri, Refusal> {
-    let Some(query) = uri.query() else { return Ok(uri.clone()) };
-    let kept = locations::query_without(query, name);
-    let path_and_query = if kept.is_empty() { uri.path().to_string() } else { format!("{}?{kept}", uri.path()) };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query =
-        Some(path_and_query.parse().map_err(|_| Refusal::BadPath("request path cannot be forwarded"))?);
-    http::Uri::from_parts(parts).map_err(|_| Refusal::BadPath("request path cannot be forwarded"))
 }

@@ -7,8 +7,10 @@ mod support;
 
 mod accounting;
 mod architecture;
+mod assertion;
 mod attacks;
 mod auth;
+mod browser;
 mod bypasses;
 mod cache;
 mod cert_binding;

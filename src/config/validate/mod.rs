@@ -93,7 +93,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     introspection::one_endpoint(&issuers, &mut p);
     server::cert_binding(&server, &issuers, &mut p);
     let routes = route::routes(&raw, &mut p);
-    let headers = raw.headers.as_ref().map(|h| headers::headers(h, &mut p)).unwrap_or_default();
+    let headers = raw.headers.as_ref().map(|h| headers::headers(h, base_dir, &mut p)).unwrap_or_default();
     let cache = cache::cache(raw.cache.as_ref(), &mut p);
     let forward_auth = raw.forward_auth.as_ref().and_then(|f| forward_auth::forward_auth(f, &mut p));
     let tracing = raw.tracing.as_ref().and_then(|t| tracing::tracing(t, &mut p));
