@@ -1,6 +1,6 @@
 //! `[[rate_limits]]` and `[rate_limit_store]`: local GCRA per subject, IP
 //! or route; 429 with `Retry-After` and the `RateLimit-Policy`/`RateLimit`
-//! fields; two gateways sharing one budget through a real Redis; and what
+//! fields; two jwtgate processes sharing one budget through a real Redis; and what
 //! a Redis outage does under `on_store_error`, and that the limit returns
 //! with Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::keys::{SigningKey, claims};
-use crate::support::{Process, TestGateway, TestIdp, TestUpstream, assert_refused, free_port, get, toml};
+use crate::support::{Process, TestGateway, TestIdp, TestUpstream, assert_refused, client, free_port, get, toml};
 use serde_json::json;
 
 const RATE_LIMITED: &str = "too many requests: a rate limit of this route is spent; retry after Retry-After seconds";
@@ -217,6 +217,53 @@ on_store_error = "open"
     }
 }
 
+/// A `jwtgate run` process with its own listeners, ready (keys loaded).
+struct Replica {
+    _child: tokio::process::Child,
+    port: u16,
+    admin_port: u16,
+}
+
+impl Replica {
+    async fn start(text: &str, dir: &Path, name: &str) -> Replica {
+        let (port, admin_port) = (free_port().port(), free_port().port());
+        let path = dir.join(format!("{name}.toml"));
+        let text = text.replacen(
+            "[server]\n",
+            &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n"),
+            1,
+        );
+        std::fs::write(&path, text).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jwtgate"))
+            .args(["run", "-c", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let replica = Replica { _child: child, port, admin_port };
+        for _ in 0..500 {
+            if client().get(replica.admin_url("/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+                return replica;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("jwtgate {name} did not become ready");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    async fn metrics_text(&self) -> String {
+        client().get(self.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+}
+
 /// A throwaway redis-server on `addr`: no persistence, killed on drop.
 async fn redis(addr: SocketAddr) -> Process {
     let mut command = std::process::Command::new("redis-server");
@@ -235,16 +282,16 @@ fn shared_config(upstream: &str, issuer: &str, redis: SocketAddr, on_store_error
 
 #[tokio::test]
 #[ignore = "needs redis-server (.ci/run installs it)"]
-async fn two_gateways_share_one_budget_through_redis() {
+async fn two_jwtgate_processes_share_one_budget_through_redis() {
     let redis_addr = free_port();
     let _redis = redis(redis_addr).await;
     let key = SigningKey::rsa("k");
     let idp = TestIdp::start(&[&key]).await;
     let upstream = TestUpstream::start().await;
     let text = shared_config(&upstream.url(), &idp.issuer, redis_addr, "deny");
-    let (a, b) = (TestGateway::start(&text).await, TestGateway::start(&text).await);
-    a.wait_for_keys().await;
-    b.wait_for_keys().await;
+    // Two `jwtgate run` processes, as two replicas are: nothing shared but Redis.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Replica::start(&text, dir.path(), "a").await, Replica::start(&text, dir.path(), "b").await);
     let alice = token_for(&key, &idp.issuer, "alice");
 
     // explain, with the store configured, spends nothing of the budget.
