@@ -132,7 +132,9 @@ impl Gateway {
         {
             let route_ref = RouteRef { index: route.index(), name: route.name() };
             let ip = client_ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-            notes.rate_limit = limits.check(&route_ref, notes.verified.as_ref(), ip).await?;
+            // Boxed: the check's state (a Redis call) would otherwise make
+            // every request's future larger, limits or not.
+            notes.rate_limit = Box::pin(limits.check(&route_ref, notes.verified.as_ref(), ip)).await?;
         }
         Ok((route, Admitted::judged(path, identity, location)))
     }
