@@ -76,6 +76,11 @@ routes = ["/api"]
     }
     assert_eq!(get(&gateway.url("/api/items"), Some(&bob)).await.0, 429);
     assert_eq!(get(&gateway.url("/api/items"), None).await.0, 429);
+    // A token without the claim is counted by its IP too: the anonymous
+    // client's bucket, spent already.
+    let mut no_sub = claims(&idp.issuer, "api");
+    no_sub.as_object_mut().unwrap().remove("sub");
+    assert_eq!(get(&gateway.url("/api/items"), Some(&key.mint(&no_sub))).await.0, 429);
 
     // The limit names its routes: /other is not limited, and says nothing of limits.
     for _ in 0..10 {
@@ -85,9 +90,9 @@ routes = ["/api"]
     }
     let text = gateway.metrics_text().await;
     assert_eq!(metric(&text, "jwtgate_rate_limit_decisions_total{limit=\"rate_limits[0]\",decision=\"allowed\"}"), 9);
-    assert_eq!(metric(&text, "jwtgate_rate_limit_decisions_total{limit=\"rate_limits[0]\",decision=\"limited\"}"), 3);
+    assert_eq!(metric(&text, "jwtgate_rate_limit_decisions_total{limit=\"rate_limits[0]\",decision=\"limited\"}"), 4);
     assert!(
-        text.contains("jwtgate_requests_total{route=\"/api\",method=\"GET\",outcome=\"refused\",status=\"429\"} 3")
+        text.contains("jwtgate_requests_total{route=\"/api\",method=\"GET\",outcome=\"refused\",status=\"429\"} 4")
     );
 }
 
