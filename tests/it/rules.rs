@@ -129,3 +129,40 @@ async fn explain_prints_each_rules_value() {
     assert!(report.contains("  rule  deny_if \"banned\" in claims.roles = true"), "{report}");
     assert!(report.contains("the route's rule routes[0].deny_if is true"), "{report}");
 }
+
+/// A header whose value is not text (obs-text bytes) still reaches the
+/// upstream, so a rule must not read it as absent: `"x-debug" in
+/// request.headers` and `has(request.headers.debug)` in a `deny_if` were
+/// false for `X-Debug: \xff`, and the request went through with it.
+#[tokio::test]
+async fn a_header_that_is_not_text_is_not_absent_to_a_rule() {
+    let key = SigningKey::rsa("k");
+    let idp = TestIdp::start(&[&key]).await;
+    let upstream = TestUpstream::start().await;
+    let gateway = toml(&upstream.url(), &idp.issuer)
+        .issuer(
+            "[[routes]]\npath = \"/whole\"\ndeny_if = '\"x-debug\" in request.headers'\n\
+             [[routes]]\npath = \"/named\"\ndeny_if = 'has(request.headers.debug)'\n",
+        )
+        .start()
+        .await;
+    let token = key.mint(&claims(&idp.issuer, "api"));
+    for (path, name) in [("/whole", "x-debug"), ("/named", "debug")] {
+        let send = |value: reqwest::header::HeaderValue| {
+            client()
+                .get(gateway.url(path))
+                .header("authorization", format!("Bearer {token}"))
+                .header(name, value)
+                .send()
+        };
+        let text = send(reqwest::header::HeaderValue::from_static("1")).await.unwrap();
+        assert_eq!(text.status().as_u16(), 403, "{path}: a text value is seen");
+        let before = upstream.count();
+        let bytes = send(reqwest::header::HeaderValue::from_bytes(b"\xff").unwrap()).await.unwrap();
+        assert_eq!(
+            (bytes.status().as_u16(), upstream.count()),
+            (403, before),
+            "{path}: a value that is not text is not absent (the upstream gets it)"
+        );
+    }
+}
