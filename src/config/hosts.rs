@@ -143,6 +143,10 @@ fn is_canonical_address(host: &str) -> bool {
         let inner = inner.strip_suffix(']').unwrap_or(inner);
         return inner.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.to_string() == inner);
     }
+    // Brackets and colons belong to an IPv6 literal only (`a:b:80`, `::1`, `a]`).
+    if host.bytes().any(|b| matches!(b, b'[' | b']' | b':')) {
+        return false;
+    }
     // Only a name whose last label is a number can be an IPv4 address.
     let last = host.rsplit('.').next().unwrap_or(host);
     let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
@@ -244,5 +248,9 @@ mod red_team {
         }
         // Not an address at all, between brackets.
         assert!(request_host("[api.example.com]").is_err());
+        // Brackets or colons outside one, or a bare IPv6 address.
+        for bad in ["a:b:80", "::1", "2001:db8::1", "api.example.com]", "a[b"] {
+            assert!(request_host(bad).is_err(), "{bad}");
+        }
     }
 }
