@@ -122,11 +122,35 @@ pub fn request_host(raw: &str) -> Result<Cow<'_, str>, &'static str> {
             "the request's host has characters other than letters, digits, '-', '.' and '_' (send IDNA names as xn--…)",
         );
     }
-    Ok(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
-    })
+    };
+    if !is_canonical_address(&host) {
+        return Err("the request's host is an IP address not written in its one usual form (as 127.0.0.1 or [::1])");
+    }
+    Ok(host)
+}
+
+/// Whether `host` (lower case), when it is an IP address as a URL parser
+/// reads one, is written as configured patterns are: `[::1]`, not
+/// `[0:0::1]`; `127.0.0.1`, not `127.1` or `0x7f.0.0.1` (which WHATWG
+/// URL parsers read as 127.0.0.1, and nginx's `server_name` does not).
+/// A route for the address must not be passed over for another spelling.
+fn is_canonical_address(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        return inner.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.to_string() == inner);
+    }
+    // Brackets and colons belong to an IPv6 literal only (`a:b:80`, `::1`, `a]`).
+    if host.bytes().any(|b| matches!(b, b'[' | b']' | b':')) {
+        return false;
+    }
+    // Only a name whose last label is a number can be an IPv4 address.
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
+    !numeric || !matches!(url::Host::parse(host), Ok(url::Host::Ipv4(ip)) if ip.to_string() != host)
 }
 
 #[cfg(test)]
@@ -195,6 +219,38 @@ mod tests {
             "a b",
         ] {
             assert!(request_host(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod red_team {
+    use super::*;
+
+    /// An IP literal has many spellings that every server reads as the same
+    /// address; a route for `[::1]` or `127.0.0.1` must not be skipped (and
+    /// an any-host route chosen instead) because the request spelled it
+    /// another way.
+    #[test]
+    fn ip_literal_spellings_are_one_host_or_refused() {
+        for (configured, sent) in [
+            ("[::1]", "[0:0:0:0:0:0:0:1]"),
+            ("[::1]", "[::0001]:443"),
+            ("[2001:db8::1]", "[2001:DB8:0::1]"),
+            ("127.0.0.1", "127.1"),
+            ("127.0.0.1", "127.000.000.001"),
+            ("127.0.0.1", "0x7f.0.0.1"),
+        ] {
+            let pattern = HostPattern::parse(configured).unwrap();
+            if let Ok(host) = request_host(sent) {
+                assert!(pattern.matches(&host), "{sent} is {configured} but is read as {host}");
+            }
+        }
+        // Not an address at all, between brackets.
+        assert!(request_host("[api.example.com]").is_err());
+        // Brackets or colons outside one, or a bare IPv6 address.
+        for bad in ["a:b:80", "::1", "2001:db8::1", "api.example.com]", "a[b"] {
+            assert!(request_host(bad).is_err(), "{bad}");
         }
     }
 }

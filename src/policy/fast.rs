@@ -298,3 +298,133 @@ mod tests {
         assert!(compiled > 300 && answered > 200, "compiled {compiled}, answered {answered}");
     }
 }
+
+#[cfg(test)]
+mod red_team {
+    use super::*;
+    use crate::auth::{Authenticator, ClaimPlan};
+    use crate::config::Config;
+    use crate::config::cel::CelRule;
+    use crate::keys::{Fetcher, IssuerKeys, IssuerStore};
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use http::{HeaderMap, HeaderValue, Method};
+    use std::sync::Arc;
+
+    /// The fast path against the interpreter over a verified token whose
+    /// claims are of every JSON type, and headers that are repeated, empty
+    /// or not text.
+    #[tokio::test]
+    async fn fast_path_agrees_with_the_interpreter_on_claims_of_every_type() {
+        let operands = [
+            r#""admin""#,
+            r#""1""#,
+            r#"["admin", "1"]"#,
+            "claims.sub",
+            "claims.n",
+            "claims.b",
+            "claims.nul",
+            "claims.roles",
+            "claims.mixed",
+            "claims.empty",
+            "claims.obj",
+            "claims.absent",
+            r#"request.headers["x-bad"]"#,
+            r#"request.headers["x-empty"]"#,
+            r#"request.headers["x-many"]"#,
+            r#"request.headers["x-a"]"#,
+        ];
+        let mut atoms = Vec::new();
+        for a in operands {
+            for b in operands {
+                for op in ["==", "!=", "in"] {
+                    atoms.push(format!("{a} {op} {b}"));
+                }
+            }
+        }
+        for c in ["sub", "n", "b", "nul", "roles", "absent", "obj"] {
+            atoms.push(format!("has(claims.{c})"));
+        }
+        let mut sources = atoms.clone();
+        for (i, a) in atoms.iter().enumerate() {
+            let b = &atoms[(i * 31 + 7) % atoms.len()];
+            sources.push(format!("{a} && {b}"));
+            sources.push(format!("{a} || {b}"));
+            sources.push(format!("!({a}) && !({b})"));
+        }
+        let mut plan = ClaimPlan::default();
+        let rules: Vec<(String, Rule)> = sources
+            .iter()
+            .map(|s| {
+                let parsed = CelRule::parse(s).unwrap();
+                (s.clone(), Rule::new("routes[0].allow_if", "/orders", &parsed, "is false", &mut plan).unwrap())
+            })
+            .collect();
+
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"k","x":"{x}"}}]}}"#)).unwrap();
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n\
+             algorithms = [\"EdDSA\"]\njwks_file = {:?}\n",
+            file.display().to_string()
+        );
+        let config = Config::parse(&text, "test.toml", std::path::Path::new("/"), &|_| None).unwrap();
+        let keys = Arc::new(IssuerKeys::new(&config.issuers[0], Fetcher::new().unwrap()));
+        keys.fetch().await.unwrap();
+        let auth = Authenticator::new(&config.issuers, &[IssuerStore::Shared(keys)], None, plan, 32);
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","kid":"k"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(
+            r#"{"iss":"https://i/","aud":"a","iat":900,"exp":2000,"sub":"admin","n":1,"b":true,"nul":null,
+                "roles":["admin","1"],"mixed":["admin",1],"empty":[],"obj":{"admin":"1"}}"#,
+        );
+        let input = format!("{header}.{claims}");
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes())));
+        let verified = auth.verify_traced(&token, 1000, &mut ()).await.unwrap();
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("admin"));
+        headers.insert("x-empty", HeaderValue::from_static(""));
+        headers.insert("x-bad", HeaderValue::from_bytes(b"adm\xffin").unwrap());
+        headers.append("x-many", HeaderValue::from_static("admin"));
+        headers.append("x-many", HeaderValue::from_static("1"));
+        let mut disagreements = Vec::new();
+        let mut answered = 0;
+        for verified in [Some(&verified), None] {
+            let facts = Facts { method: &Method::GET, path: "/orders/1", host: None, headers: &headers, verified };
+            for (source, rule) in &rules {
+                let Some(fast) = &rule.fast else { continue };
+                let interpreted = rule.interpret(&facts);
+                // A header the rule reads that is not text: neither answers.
+                if rule.reads_unreadable_header(facts.headers) {
+                    assert!(interpreted.is_err() && rule.evaluate(&facts).is_err(), "{source}");
+                    continue;
+                }
+                let agrees = match fast.evaluate(rule, &facts) {
+                    Outcome::Value(value) => {
+                        answered += 1;
+                        interpreted == Ok(value)
+                    }
+                    Outcome::Error => {
+                        answered += 1;
+                        interpreted.is_err()
+                    }
+                    Outcome::Interpret => true,
+                };
+                if !agrees {
+                    disagreements.push(format!(
+                        "{source} (token: {}): fast {:?}, interpreter {interpreted:?}",
+                        verified.is_some(),
+                        fast.evaluate(rule, &facts)
+                    ));
+                }
+            }
+        }
+        assert!(answered > 500, "answered {answered}");
+        assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
+    }
+}

@@ -160,6 +160,9 @@ impl Rule {
     }
 
     fn evaluate(&self, facts: &Facts<'_>) -> Result<bool, String> {
+        if self.reads_unreadable_header(facts.headers) {
+            return Err(UNREADABLE_HEADER.into());
+        }
         match self.fast.as_ref().map(|fast| fast.evaluate(self, facts)) {
             Some(fast::Outcome::Value(value)) => return Ok(value),
             Some(fast::Outcome::Error) => {
@@ -172,6 +175,9 @@ impl Rule {
 
     /// The `cel` interpreter's value.
     fn interpret(&self, facts: &Facts<'_>) -> Result<bool, String> {
+        if self.reads_unreadable_header(facts.headers) {
+            return Err(UNREADABLE_HEADER.into());
+        }
         let variables = Variables { rule: self, facts, claims: OnceLock::new(), request: OnceLock::new() };
         let mut context = ROOT.new_inner_scope();
         context.set_variable_resolver(&variables);
@@ -179,6 +185,20 @@ impl Rule {
             Ok(Value::Bool(value)) => Ok(value),
             Ok(other) => Err(format!("the value is {other:?}, not true or false")),
             Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Whether a header the rule reads is present with a value that is not
+    /// text. The upstream gets such a header, so the rule must not read it
+    /// as absent (`"x-debug" in request.headers` false): it is not evaluated.
+    fn reads_unreadable_header(&self, headers: &HeaderMap) -> bool {
+        if !self.request.iter().any(|member| matches!(member, Member::Headers)) {
+            return false;
+        }
+        let unreadable = |value: &http::HeaderValue| value.to_str().is_err();
+        match &self.headers {
+            Some(names) => names.iter().any(|(name, _)| headers.get_all(name).iter().any(unreadable)),
+            None => headers.values().any(unreadable),
         }
     }
 
@@ -224,6 +244,9 @@ impl Rule {
         Value::Map(Map { map: Arc::new(map) })
     }
 }
+
+/// Why a rule that reads a header sent with a value that is not text is not evaluated.
+const UNREADABLE_HEADER: &str = "a header it reads has a value that is not text";
 
 /// A member of `request`.
 #[derive(Clone, Copy)]
