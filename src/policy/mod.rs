@@ -160,8 +160,8 @@ impl Rule {
     }
 
     fn evaluate(&self, facts: &Facts<'_>) -> Result<bool, String> {
-        if self.reads_unreadable_header(facts.headers) {
-            return Err(UNREADABLE_HEADER.into());
+        if let Some(why) = self.reads_ambiguous_header(facts.headers) {
+            return Err(why.into());
         }
         match self.fast.as_ref().map(|fast| fast.evaluate(self, facts)) {
             Some(fast::Outcome::Value(value)) => return Ok(value),
@@ -175,9 +175,6 @@ impl Rule {
 
     /// The `cel` interpreter's value.
     fn interpret(&self, facts: &Facts<'_>) -> Result<bool, String> {
-        if self.reads_unreadable_header(facts.headers) {
-            return Err(UNREADABLE_HEADER.into());
-        }
         let variables = Variables { rule: self, facts, claims: OnceLock::new(), request: OnceLock::new() };
         let mut context = ROOT.new_inner_scope();
         context.set_variable_resolver(&variables);
@@ -188,17 +185,36 @@ impl Rule {
         }
     }
 
-    /// Whether a header the rule reads is present with a value that is not
-    /// text. The upstream gets such a header, so the rule must not read it
-    /// as absent (`"x-debug" in request.headers` false): it is not evaluated.
-    fn reads_unreadable_header(&self, headers: &HeaderMap) -> bool {
+    /// Why a header the rule reads cannot be read as the upstream will:
+    /// - a value that is not text: the upstream gets the header, so the rule
+    ///   must not read it as absent (`"x-debug" in request.headers` false);
+    /// - sent more than once: backends differ on which value counts (Go's
+    ///   `Header.Get` takes the first, others the last or all joined), so a
+    ///   rule comparing one value could judge another than the backend reads.
+    ///   `Cookie` is the exception: HTTP/2 splits it into several fields,
+    ///   which are one value joined by "; " (RFC 9113 §8.2.3).
+    ///
+    /// Either way the rule is not evaluated, and the request refused.
+    fn reads_ambiguous_header(&self, headers: &HeaderMap) -> Option<&'static str> {
         if !self.request.iter().any(|member| matches!(member, Member::Headers)) {
-            return false;
+            return None;
         }
         let unreadable = |value: &http::HeaderValue| value.to_str().is_err();
-        match &self.headers {
-            Some(names) => names.iter().any(|(name, _)| headers.get_all(name).iter().any(unreadable)),
-            None => headers.values().any(unreadable),
+        let repeated =
+            |name: &HeaderName| name != http::header::COOKIE && headers.get_all(name).iter().nth(1).is_some();
+        let (unreadable, repeated) = match &self.headers {
+            Some(names) => (
+                names.iter().any(|(name, _)| headers.get_all(name).iter().any(unreadable)),
+                names.iter().any(|(name, _)| repeated(name)),
+            ),
+            None => (headers.values().any(unreadable), headers.keys().any(repeated)),
+        };
+        if unreadable {
+            Some(UNREADABLE_HEADER)
+        } else if repeated {
+            Some(REPEATED_HEADER)
+        } else {
+            None
         }
     }
 
@@ -247,6 +263,8 @@ impl Rule {
 
 /// Why a rule that reads a header sent with a value that is not text is not evaluated.
 const UNREADABLE_HEADER: &str = "a header it reads has a value that is not text";
+/// Why a rule that reads a header sent more than once is not evaluated.
+const REPEATED_HEADER: &str = "a header it reads is sent more than once, and backends differ on which value counts";
 
 /// A member of `request`.
 #[derive(Clone, Copy)]
@@ -295,14 +313,15 @@ impl cel::context::VariableResolver for Variables<'_, '_> {
     }
 }
 
-/// A header's values, joined with ", " as RFC 9110 §5.3 combines them;
-/// `None` when absent or not text.
+/// A header's value; `None` when absent or not text. Only `Cookie` can be
+/// here more than once (a rule reading any other repeated header is not
+/// evaluated): its fields are joined by "; " as RFC 9113 §8.2.3 says.
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<Value> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?.to_str().ok()?;
     let mut text = first.to_string();
     for value in values {
-        text.push_str(", ");
+        text.push_str("; ");
         text.push_str(value.to_str().ok()?);
     }
     Some(Value::from(text))
@@ -366,16 +385,28 @@ mod tests {
     fn rules_see_the_request_and_route() {
         let mut headers = HeaderMap::new();
         headers.insert("x-tenant", HeaderValue::from_static("acme"));
-        headers.append("x-tenant", HeaderValue::from_static("globex"));
+        headers.append("cookie", HeaderValue::from_static("a=1"));
+        headers.append("cookie", HeaderValue::from_static("b=2"));
         for source in [
             r#"request.method in ["GET", "HEAD"]"#,
-            r#"request.headers["x-tenant"] == "acme, globex""#,
+            r#"request.headers["x-tenant"] == "acme""#,
+            r#"request.headers["cookie"] == "a=1; b=2""#,
             r#"request.path.startsWith(route) && request.host == "api.example.com""#,
-            "size(request.headers) == 1",
+            "size(request.headers) == 2",
         ] {
             assert_eq!(rule(source).evaluate(&facts(&headers)), Ok(true), "{source}");
         }
         assert!(rule("request.headers[\"x-other\"] == \"1\"").evaluate(&facts(&headers)).is_err());
         assert!(rule("1").evaluate(&facts(&headers)).unwrap_err().contains("not true or false"));
+        // Sent twice: backends differ on which value counts, so no rule reads it.
+        headers.append("x-tenant", HeaderValue::from_static("globex"));
+        for source in [r#"request.headers["x-tenant"] == "acme""#, r#""x-tenant" in request.headers"#] {
+            assert_eq!(rule(source).evaluate(&facts(&headers)), Err(REPEATED_HEADER.to_string()), "{source}");
+        }
+        assert_eq!(
+            rule("request.method == \"GET\"").evaluate(&facts(&headers)),
+            Ok(true),
+            "a rule that reads no header"
+        );
     }
 }
