@@ -2,9 +2,7 @@
 //! and the rule across issuers: an opaque token names no issuer, so at most
 //! one issuer may introspect.
 
-use reqwest::Url;
-
-use super::{Problems, is_loopback};
+use super::Problems;
 use crate::config::raw::RawIssuer;
 use crate::config::{IntrospectMode, IntrospectionAuth, IntrospectionConfig, IssuerConfig, Secret, TENANT, defaults};
 
@@ -72,27 +70,14 @@ pub(super) fn introspection(key: &str, raw: &RawIssuer, p: &mut Problems) -> Opt
     })
 }
 
-/// The client secret and every token travel to the endpoint: https only,
-/// or http to a loopback host (a local identity provider).
+/// The client secret and every token travel to the endpoint.
 fn endpoint(key: &str, url: &str, p: &mut Problems) -> bool {
-    match Url::parse(url) {
-        Ok(parsed) if parsed.scheme() == "https" => true,
-        Ok(parsed) if parsed.scheme() == "http" && is_loopback(&parsed) => true,
-        Ok(parsed) if parsed.scheme() == "http" => {
-            p.add(
-                key,
-                format!(
-                    "must be https (got {url}) — tokens and the client secret travel there; http:// is allowed only \
-                     for loopback hosts"
-                ),
-            );
-            false
-        }
-        _ => {
-            p.add(key, format!("not an https URL (got {url:?})"));
-            false
-        }
-    }
+    super::https_or_loopback(
+        key,
+        url,
+        "tokens and the client secret travel there; http:// is allowed only for loopback hosts",
+        p,
+    )
 }
 
 /// At most one issuer introspects: an opaque token names no issuer, so

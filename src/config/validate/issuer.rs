@@ -7,7 +7,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
 
-use super::{Problems, introspection, is_loopback};
+use super::{Problems, introspection};
 use crate::config::raw::RawIssuer;
 use crate::config::{
     ClaimPath, DpopMode, IssuerConfig, JwksLimits, JwksSource, SUPPORTED_ALGORITHMS, TENANT, Tenants, TokenLocation,
@@ -346,25 +346,12 @@ fn jwks_source(
     }
 }
 
-/// Keys fetched over plain HTTP could be swapped by anyone on the path, so
-/// only loopback may use it (local development issuers).
+/// Keys fetched over plain HTTP could be swapped by anyone on the path.
 fn check_fetch_url(key: &str, url: &str, p: &mut Problems) -> bool {
-    match Url::parse(url) {
-        Ok(parsed) if parsed.scheme() == "https" => true,
-        Ok(parsed) if parsed.scheme() == "http" && is_loopback(&parsed) => true,
-        Ok(parsed) if parsed.scheme() == "http" => {
-            p.add(
-                key,
-                format!(
-                    "must be https (got {url}) — http:// is allowed only for loopback hosts, since anyone on the path \
-                     could swap the keys"
-                ),
-            );
-            false
-        }
-        _ => {
-            p.add(key, format!("not an https URL (got {url:?})"));
-            false
-        }
-    }
+    super::https_or_loopback(
+        key,
+        url,
+        "http:// is allowed only for loopback hosts, since anyone on the path could swap the keys",
+        p,
+    )
 }

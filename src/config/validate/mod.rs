@@ -120,6 +120,24 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>>
     }
 }
 
+/// Whether `url` is https, or plain http to a loopback host (a local
+/// identity provider); else a problem under `key`, `why` saying why http
+/// is not enough there.
+fn https_or_loopback(key: &str, url: &str, why: &str, p: &mut Problems) -> bool {
+    match Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "https" => true,
+        Ok(parsed) if parsed.scheme() == "http" && is_loopback(&parsed) => true,
+        Ok(parsed) if parsed.scheme() == "http" => {
+            p.add(key, format!("must be https (got {url}) — {why}"));
+            false
+        }
+        _ => {
+            p.add(key, format!("not an https URL (got {url:?})"));
+            false
+        }
+    }
+}
+
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
