@@ -10,6 +10,27 @@ use cel::common::value::CelVal as Val;
 
 /// The variables a rule may use.
 pub const VARIABLES: &str = "claims, request (method, path, host, headers) and route";
+/// Bounds on a rule's text and on how deeply it nests brackets.
+const MAX_SOURCE_BYTES: usize = 4096;
+const MAX_NESTING: usize = 32;
+
+/// The deepest nesting of `(`, `[` and `{` (string contents counted too,
+/// which only errs on the safe side).
+fn nesting(source: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for byte in source.bytes() {
+        match byte {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// The members of `request`.
 const REQUEST_MEMBERS: [&str; 4] = ["method", "path", "host", "headers"];
 
@@ -35,6 +56,14 @@ impl CelRule {
     pub fn parse(source: &str) -> Result<CelRule, String> {
         if source.trim().is_empty() {
             return Err("the expression is empty: write a CEL expression, or leave the key out".into());
+        }
+        // The parser, this walk and the evaluation all recurse per level:
+        // a bound keeps a hostile file from overflowing the stack.
+        if source.len() > MAX_SOURCE_BYTES || nesting(source) > MAX_NESTING {
+            return Err(format!(
+                "the expression is longer than {MAX_SOURCE_BYTES} bytes or nests deeper than {MAX_NESTING} levels: \
+                 split it between allow_if and deny_if, or simplify it"
+            ));
         }
         let expr = cel::parser::Parser::default().parse(source).map_err(|errors| {
             let first = errors.errors.first().map_or_else(|| "cannot be parsed".to_string(), |e| e.msg.clone());
@@ -208,6 +237,12 @@ mod tests {
             assert!(error.contains(said), "{source}: {error}");
         }
         assert!(CelRule::parse("[1, 2].all(x, x > 0)").is_ok(), "a comprehension's own variable");
+        let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+        assert!(CelRule::parse(&deep).unwrap_err().contains("nests deeper than 32"));
+        assert!(CelRule::parse(&"!".repeat(5000)).unwrap_err().contains("longer than 4096 bytes"));
+        // Unary operators nest without brackets: within the byte bound, no overflow.
+        let unary = format!("{}true", "!".repeat(4000));
+        let _ = CelRule::parse(&unary);
         // Each of these panicked cel-interpreter 0.10's parser.
         for source in ["1 +", "((", "\"x", "!", "claims.a ==", "a ? b", "claims[", "a.b.", "}{", "1 in", "[1,"] {
             assert!(CelRule::parse(source).unwrap_err().contains("not a CEL expression"), "{source}");
